@@ -1,0 +1,128 @@
+"""The exception hierarchy of tokenstore-sql.
+
+Every message is composed here from facts that are safe to show (namespace, resource
+server, revision, dialect, field name). No token value, bound parameter or database
+error text ever goes into a message.
+"""
+
+from __future__ import annotations
+
+
+class TokenStoreError(Exception):
+    """Base class of every error raised by tokenstore-sql."""
+
+
+class InvalidTokenDataError(TokenStoreError, ValueError):
+    """Token data given to a storage cannot be stored as it is; nothing was stored."""
+
+
+class UnreadableTokenDataError(TokenStoreError):
+    """A stored row cannot be turned back into token data (for example, it was hand-edited).
+
+    :ivar namespace: the namespace of the row
+    :ivar resource_server: the resource server of the row
+    :ivar problem: what is wrong with it, naming a field and never its value
+    """
+
+    def __init__(self, namespace: str, resource_server: str, problem: str) -> None:
+        self.namespace = namespace
+        self.resource_server = resource_server
+        self.problem = problem
+        super().__init__(
+            f"stored token data for namespace {namespace!r}, resource server "
+            f"{resource_server!r} cannot be read: {problem}"
+        )
+
+
+class UnsupportedDatabaseError(TokenStoreError):
+    """The database is not one that tokenstore-sql supports."""
+
+    def __init__(self, dialect: str) -> None:
+        self.dialect = dialect
+        super().__init__(
+            f"tokenstore-sql does not support the {dialect!r} database; "
+            "use SQLite, PostgreSQL or MySQL/MariaDB"
+        )
+
+
+class SchemaError(TokenStoreError):
+    """The database schema is missing, foreign, or at a revision this package cannot use."""
+
+
+class SchemaOutOfDateError(SchemaError):
+    """The database schema is at an older revision than this package needs.
+
+    :ivar current: the database's revision (None where the database is empty)
+    :ivar head: the revision this package needs
+    """
+
+    def __init__(self, current: str | None, head: str) -> None:
+        self.current = current
+        self.head = head
+        found = "has no tokenstore-sql schema" if current is None else f"is at revision {current}"
+        super().__init__(
+            f"the database {found}, but this version of tokenstore-sql needs revision {head}; "
+            "back up the database, then run `tokenstore-sql upgrade`"
+        )
+
+
+class SchemaTooNewError(SchemaError):
+    """The database schema is at a revision this package does not know (a newer release).
+
+    :ivar current: the database's revision
+    :ivar head: the newest revision this package knows
+    """
+
+    def __init__(self, current: str, head: str) -> None:
+        self.current = current
+        self.head = head
+        super().__init__(
+            f"the database is at revision {current}, which this version of tokenstore-sql "
+            f"does not know (its newest is {head}); upgrade the tokenstore-sql package"
+        )
+
+
+class SchemaNotManagedError(SchemaError):
+    """Token tables exist but carry no tokenstore-sql version record."""
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+        super().__init__(
+            f"the table {table!r} exists but the database has no tokenstore-sql version "
+            "record, so its schema is not managed by tokenstore-sql; refusing to guess"
+        )
+
+
+class StorageUnavailableError(TokenStoreError):
+    """The database could not be reached or kept failing after the bounded retries.
+
+    :ivar operation: what the storage was doing
+    :ivar database: where, as ``dialect://host/name`` without credentials
+    :ivar code: the driver's error code or SQLSTATE, where known
+    """
+
+    def __init__(self, operation: str, database: str, code: str | None = None) -> None:
+        self.operation = operation
+        self.database = database
+        self.code = code
+        detail = f" (code {code})" if code else ""
+        super().__init__(f"could not {operation} on {database}{detail}")
+
+
+class DatabaseOperationError(TokenStoreError):
+    """The database refused an operation for a reason that retrying will not fix.
+
+    The driver's text is left out on purpose (it can quote row values); ``code`` keeps
+    the SQLSTATE or driver error number for diagnosis.
+
+    :ivar operation: what the storage was doing
+    :ivar database: where, as ``dialect://host/name`` without credentials
+    :ivar code: the driver's error code or SQLSTATE, where known
+    """
+
+    def __init__(self, operation: str, database: str, code: str | None = None) -> None:
+        self.operation = operation
+        self.database = database
+        self.code = code
+        detail = f" (code {code})" if code else ""
+        super().__init__(f"the database refused to {operation} on {database}{detail}")
