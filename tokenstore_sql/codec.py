@@ -1,0 +1,214 @@
+"""Token data to row values and back, with the input checks that run before any SQL.
+
+Checks here make bad input fail with a message that names the field and never its
+value, so that no database constraint error (which may print whole rows) is ever the
+user's message.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ._sdk import TokenStorageData
+from .columns import KEY_LENGTH
+from .errors import InvalidTokenDataError, UnreadableTokenDataError
+
+SHORT_TEXT_LENGTH = 255
+_BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
+
+# Row columns that carry token data, in TokenStorageData's own order.
+DATA_COLUMNS = (
+    "resource_server",
+    "identity_id",
+    "scope",
+    "access_token",
+    "refresh_token",
+    "expires_at_seconds",
+    "token_type",
+    "extra",
+)
+
+
+class _Invalid(InvalidTokenDataError, TypeError):
+    """Raised for a value of the wrong type: both a ``TypeError`` and a ``ValueError``."""
+
+
+def check_key(what: str, value: object) -> str:
+    """Check a namespace or resource server: a string of at most 255 storable characters.
+
+    :param what: the name to use in the message, such as ``"namespace"``
+    :raises InvalidTokenDataError: where the value is not a usable key
+    """
+    if not isinstance(value, str):
+        raise _Invalid(f"{what} must be a str, not {type(value).__name__}")
+    _check_text(what, value)
+    if len(value) > KEY_LENGTH:
+        raise InvalidTokenDataError(
+            f"{what} is {len(value)} characters long; at most {KEY_LENGTH} are supported"
+        )
+    return value
+
+
+def rows_for_storage(namespace: str, token_data_by_resource_server: object) -> list[dict[str, Any]]:
+    """Check a ``store_token_data_by_resource_server`` argument and build its rows.
+
+    Rows come back sorted by resource server, so that concurrent writers of the same
+    keys take row locks in one order.
+
+    :raises InvalidTokenDataError: (also a ``TypeError``/``ValueError``) naming the first
+        problem; nothing may be stored then
+    """
+    if not isinstance(token_data_by_resource_server, Mapping):
+        raise _Invalid(
+            "token data must be a mapping of resource server to TokenStorageData, not "
+            f"{type(token_data_by_resource_server).__name__}"
+        )
+    rows = [_row_for(namespace, key, data) for key, data in token_data_by_resource_server.items()]
+    rows.sort(key=lambda row: row["resource_server"])
+    return rows
+
+
+def _row_for(namespace: str, key: object, data: object) -> dict[str, Any]:
+    resource_server = check_key("resource server", key)
+    where = f"resource server {resource_server!r}"
+    if not isinstance(data, TokenStorageData):
+        kind = type(data).__name__
+        raise _Invalid(f"token data for {where} must be TokenStorageData, not {kind}")
+    if data.resource_server != resource_server:
+        raise InvalidTokenDataError(
+            f"token data stored under {where} names another resource server "
+            f"({data.resource_server!r}); the mapping key and resource_server must agree"
+        )
+    return {
+        "namespace": namespace,
+        "resource_server": resource_server,
+        "identity_id": _optional_short_text(where, "identity_id", data.identity_id),
+        "scope": _text(where, "scope", data.scope),
+        "access_token": _text(where, "access_token", data.access_token),
+        "refresh_token": _optional_text(where, "refresh_token", data.refresh_token),
+        "expires_at_seconds": _bigint(where, "expires_at_seconds", data.expires_at_seconds),
+        "token_type": _optional_short_text(where, "token_type", data.token_type),
+        "extra": _json_object(where, data.extra),
+    }
+
+
+def _check_text(what: str, value: str) -> None:
+    if "\x00" in value:
+        raise InvalidTokenDataError(f"{what} contains a NUL character, which cannot be stored")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidTokenDataError(
+            f"{what} is not valid Unicode text (it holds a lone surrogate)"
+        ) from None
+
+
+def _text(where: str, field: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise _Invalid(f"{field} of {where} must be a str, not {type(value).__name__}")
+    _check_text(f"{field} of {where}", value)
+    return value
+
+
+def _optional_text(where: str, field: str, value: object) -> str | None:
+    return None if value is None else _text(where, field, value)
+
+
+def _optional_short_text(where: str, field: str, value: object) -> str | None:
+    text = _optional_text(where, field, value)
+    if text is not None and len(text) > SHORT_TEXT_LENGTH:
+        raise InvalidTokenDataError(
+            f"{field} of {where} is {len(text)} characters long; "
+            f"at most {SHORT_TEXT_LENGTH} are supported"
+        )
+    return text
+
+
+def _bigint(where: str, field: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _Invalid(f"{field} of {where} must be an int, not {type(value).__name__}")
+    if not _BIGINT_MIN <= value <= _BIGINT_MAX:
+        raise InvalidTokenDataError(f"{field} of {where} is out of the 64-bit integer range")
+    return value
+
+
+def _json_object(where: str, extra: object) -> dict[str, Any]:
+    if not isinstance(extra, dict):
+        raise _Invalid(f"extra of {where} must be a dict, not {type(extra).__name__}")
+    problem = "extra of {where} must be plain JSON data (dict with str keys, list, str, int, "
+    problem += "float, bool, None) so that it reads back as it was stored"
+    try:
+        round_tripped = json.loads(json.dumps(extra, allow_nan=False))
+    except (TypeError, ValueError):
+        raise InvalidTokenDataError(problem.format(where=where)) from None
+    if round_tripped != extra or not _json_types_kept(extra):
+        raise InvalidTokenDataError(problem.format(where=where))
+    _check_json_strings(where, extra)
+    return extra
+
+
+def _json_types_kept(value: object) -> bool:
+    """Tell whether JSON keeps every container type (tuples compare unequal to lists anyway)."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _json_types_kept(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_json_types_kept(v) for v in value)
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def _check_json_strings(where: str, value: object) -> None:
+    strings: Sequence[object]
+    if isinstance(value, dict):
+        strings = [*value.keys(), *value.values()]
+    elif isinstance(value, list):
+        strings = value
+    else:
+        strings = [value]
+    for item in strings:
+        if isinstance(item, str):
+            _check_text(f"extra of {where}", item)
+        elif isinstance(item, (dict, list)):
+            _check_json_strings(where, item)
+
+
+def token_data_from_row(namespace: str, row: Mapping[Any, Any]) -> TokenStorageData:
+    """Build token data from a row's values, refusing a row that was stored wrongly.
+
+    :raises UnreadableTokenDataError: naming the namespace, resource server and field
+    """
+    resource_server = row["resource_server"]
+    problem = _row_problem(row)
+    if problem is not None:
+        raise UnreadableTokenDataError(namespace, resource_server, problem)
+    return TokenStorageData(
+        resource_server=resource_server,
+        identity_id=row["identity_id"],
+        scope=row["scope"],
+        access_token=row["access_token"],
+        refresh_token=row["refresh_token"],
+        expires_at_seconds=row["expires_at_seconds"],
+        token_type=row["token_type"],
+        extra=row["extra"],
+    )
+
+
+_ROW_TYPES: dict[str, tuple[type, ...]] = {
+    "identity_id": (str, type(None)),
+    "scope": (str,),
+    "access_token": (str,),
+    "refresh_token": (str, type(None)),
+    "expires_at_seconds": (int,),
+    "token_type": (str, type(None)),
+    "extra": (dict,),
+}
+
+
+def _row_problem(row: Mapping[Any, Any]) -> str | None:
+    for field, types in _ROW_TYPES.items():
+        value = row[field]
+        if isinstance(value, bool) or not isinstance(value, types):
+            kind = "missing" if value is None else f"a {type(value).__name__}"
+            return f"{field} is {kind}"
+    return None
