@@ -1,0 +1,84 @@
+"""The one Alembic environment for every entry point.
+
+- tokenstore-sql itself (storage bootstrap, the CLI) passes an open connection in
+  ``config.attributes["connection"]`` and owns its transaction and locking.
+- ``alembic upgrade head`` from a checkout takes the URL from ``-x url=...``, else
+  ``TOKENSTORE_SQL_URL``, else ``sqlalchemy.url`` in alembic.ini.
+
+Either way the version table is tokenstore-sql's own, so an application's Alembic
+history in the same database is never touched.
+"""
+
+from __future__ import annotations
+
+import os
+from logging.config import fileConfig
+
+from alembic import context
+from sqlalchemy import Connection
+
+from tokenstore_sql.engines import create_engine
+from tokenstore_sql.models import VERSION_TABLE, metadata
+
+config = context.config
+
+
+def _configure(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        version_table=VERSION_TABLE,
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+
+
+def _url() -> str:
+    url = (
+        context.get_x_argument(as_dictionary=True).get("url")
+        or os.environ.get("TOKENSTORE_SQL_URL")
+        or config.get_main_option("sqlalchemy.url")
+    )
+    if not url:
+        raise SystemExit("no database URL: pass -x url=..., or set TOKENSTORE_SQL_URL")
+    return url
+
+
+def run_offline() -> None:
+    """Write the migration SQL for the URL's dialect instead of running it."""
+    context.configure(
+        url=_url(),
+        target_metadata=metadata,
+        version_table=VERSION_TABLE,
+        literal_binds=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_online() -> None:
+    """Run the migrations on the caller's connection, or on one opened here."""
+    shared = config.attributes.get("connection")
+    if shared is not None:
+        _configure(shared)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    engine = create_engine(_url())
+    try:
+        with engine.connect() as connection:
+            _configure(connection)
+            with context.begin_transaction():
+                context.run_migrations()
+    finally:
+        engine.dispose()
+
+
+# Only the alembic command line configures logging; a library must not reset its host's.
+if config.config_file_name is not None and "connection" not in config.attributes:
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
+
+if context.is_offline_mode():
+    run_offline()
+else:
+    run_online()

@@ -1,0 +1,206 @@
+"""Everything that talks to Alembic: where the migrations are, and the schema checks.
+
+A storage checks its engine's schema once per engine (remembered for the process), so
+that per-user storages over one shared engine cost no I/O to construct. An empty
+database is brought to head by the real migrations under a database-level lock, so that
+many processes starting at once create the schema exactly once:
+
+- PostgreSQL: a transaction-scoped advisory lock, the DDL in the same transaction;
+- MySQL/MariaDB: a ``GET_LOCK`` named lock held by the migrating connection;
+- SQLite: the write lock of a ``BEGIN IMMEDIATE`` transaction.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass
+from functools import cache
+from importlib.resources import files
+from pathlib import Path
+from typing import Final
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, inspect, text
+
+from .columns import is_mysql_family
+from .engines import WRITE_TRANSACTION_OPTION
+from .errors import SchemaError, SchemaNotManagedError, SchemaOutOfDateError, SchemaTooNewError
+from .models import TOKENS_TABLE, VERSION_TABLE
+from .statements import check_dialect
+
+# Any fixed 64-bit number works; this one is the first 8 bytes of sha256("tokenstore_sql").
+POSTGRESQL_LOCK_KEY: Final = 0x1C6F2E5B9A3D4E71
+MYSQL_LOCK_NAME: Final = "tokenstore_sql_schema"
+MYSQL_LOCK_TIMEOUT_SECONDS: Final = 120
+
+_checked_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+_checked_lock = threading.Lock()
+
+
+def migrations_dir() -> Path:
+    """Find the migrations: inside the installed package, else beside it in a checkout."""
+    packaged = files("tokenstore_sql") / "migrations"
+    if packaged.is_dir():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parent.parent / "migrations"
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """Build the Alembic configuration in code, optionally bound to a connection."""
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+@cache
+def _script() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def head_revision() -> str:
+    """Return the newest revision this package knows.
+
+    :raises SchemaError: if the migrations have more than one head (a packaging bug)
+    """
+    heads = _script().get_heads()
+    if len(heads) != 1:
+        raise SchemaError(f"the packaged migrations have {len(heads)} heads; expected one")
+    return heads[0]
+
+
+def known_revisions() -> frozenset[str]:
+    """Return every revision id in the packaged migrations."""
+    return frozenset(rev.revision for rev in _script().walk_revisions())
+
+
+def current_revision(connection: Connection) -> str | None:
+    """Read the database's revision from tokenstore-sql's version table (None: no schema)."""
+    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+    heads = context.get_current_heads()
+    if len(heads) > 1:
+        raise SchemaError(f"the database records {len(heads)} revisions; expected one")
+    return heads[0] if heads else None
+
+
+@dataclass(frozen=True)
+class SchemaStatus:
+    """Where a database's schema stands against this package."""
+
+    current: str | None
+    head: str
+
+    @property
+    def at_head(self) -> bool:
+        """Tell whether the database is at the revision this package needs."""
+        return self.current == self.head
+
+
+def status(connection: Connection) -> SchemaStatus:
+    """Compare the database's revision with this package's head."""
+    return SchemaStatus(current_revision(connection), head_revision())
+
+
+def ensure_schema(engine: Engine, *, create: bool = True, upgrade: bool = False) -> None:
+    """Make sure the engine's database is at head, once per engine per process.
+
+    :param create: create the schema when the database has none
+    :param upgrade: also upgrade a schema at an older revision
+    :raises SchemaOutOfDateError: the schema is older (or absent) and may not be changed
+    :raises SchemaTooNewError: the database is at a revision this package does not know
+    :raises SchemaNotManagedError: token tables exist without a version record
+    """
+    with _checked_lock:
+        if engine in _checked_engines:
+            return
+    check_dialect(engine.dialect)
+    with engine.connect() as connection:
+        found = status(connection)
+    if not found.at_head:
+        _raise_unless_changeable(found, connection_has_tokens=None, create=create, upgrade=upgrade)
+        migrate(engine, "head", create=create, upgrade=upgrade)
+    with _checked_lock:
+        _checked_engines.add(engine)
+
+
+def migrate(
+    engine: Engine, target: str = "head", *, create: bool = True, upgrade: bool = True
+) -> None:
+    """Upgrade the engine's database to ``target`` under the schema lock.
+
+    The revision is read again once the lock is held, so that of several processes
+    racing here exactly one runs the migrations.
+    """
+    check_dialect(engine.dialect)
+    with engine.connect() as connection:
+        connection = connection.execution_options(**{WRITE_TRANSACTION_OPTION: True})
+        try:
+            with connection.begin():
+                _take_schema_lock(connection)
+                found = status(connection)
+                if target == "head" and found.at_head:
+                    return
+                has_tokens = found.current is None and inspect(connection).has_table(TOKENS_TABLE)
+                _raise_unless_changeable(
+                    found, connection_has_tokens=has_tokens, create=create, upgrade=upgrade
+                )
+                command.upgrade(alembic_config(connection), target)
+        finally:
+            _release_schema_lock(connection)
+
+
+def downgrade(engine: Engine, target: str) -> None:
+    """Downgrade the engine's database to ``target`` (a revision, ``-1`` or ``base``)."""
+    check_dialect(engine.dialect)
+    with engine.connect() as connection:
+        connection = connection.execution_options(**{WRITE_TRANSACTION_OPTION: True})
+        try:
+            with connection.begin():
+                _take_schema_lock(connection)
+                command.downgrade(alembic_config(connection), target)
+        finally:
+            _release_schema_lock(connection)
+    with _checked_lock:
+        _checked_engines.discard(engine)
+
+
+def _raise_unless_changeable(
+    found: SchemaStatus, *, connection_has_tokens: bool | None, create: bool, upgrade: bool
+) -> None:
+    if found.current is None:
+        if connection_has_tokens:
+            raise SchemaNotManagedError(TOKENS_TABLE)
+        if not create:
+            raise SchemaOutOfDateError(None, found.head)
+    elif found.current not in known_revisions():
+        raise SchemaTooNewError(found.current, found.head)
+    elif not upgrade and not found.at_head:
+        raise SchemaOutOfDateError(found.current, found.head)
+
+
+def _take_schema_lock(connection: Connection) -> None:
+    dialect = connection.dialect
+    if dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": POSTGRESQL_LOCK_KEY})
+    elif is_mysql_family(dialect):
+        got = connection.execute(
+            text("SELECT GET_LOCK(:name, :timeout)"),
+            {"name": MYSQL_LOCK_NAME, "timeout": MYSQL_LOCK_TIMEOUT_SECONDS},
+        ).scalar()
+        if got != 1:
+            raise SchemaError(
+                f"timed out after {MYSQL_LOCK_TIMEOUT_SECONDS} s waiting for another process "
+                "to finish creating or upgrading the schema"
+            )
+    # SQLite: the BEGIN IMMEDIATE of the write transaction is the lock.
+
+
+def _release_schema_lock(connection: Connection) -> None:
+    if is_mysql_family(connection.dialect) and not connection.closed:
+        connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": MYSQL_LOCK_NAME})
+        connection.rollback()
