@@ -1,0 +1,43 @@
+"""tokenstore-sql: a globus-sdk ``TokenStorage`` on SQLite, PostgreSQL and MySQL."""
+
+from __future__ import annotations
+
+from .engines import create_engine
+from .errors import (
+    DatabaseOperationError,
+    InvalidTokenDataError,
+    SchemaError,
+    SchemaNotManagedError,
+    SchemaOutOfDateError,
+    SchemaTooNewError,
+    StorageUnavailableError,
+    TokenStoreError,
+    UnreadableTokenDataError,
+    UnsupportedDatabaseError,
+)
+from .models import TOKENS_TABLE, VERSION_TABLE, TokenRow, metadata
+from .retries import RetryPolicy
+from .storage import SQLAlchemyTokenStorage
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "TOKENS_TABLE",
+    "VERSION_TABLE",
+    "DatabaseOperationError",
+    "InvalidTokenDataError",
+    "RetryPolicy",
+    "SQLAlchemyTokenStorage",
+    "SchemaError",
+    "SchemaNotManagedError",
+    "SchemaOutOfDateError",
+    "SchemaTooNewError",
+    "StorageUnavailableError",
+    "TokenRow",
+    "TokenStoreError",
+    "UnreadableTokenDataError",
+    "UnsupportedDatabaseError",
+    "__version__",
+    "create_engine",
+    "metadata",
+]

@@ -1,0 +1,126 @@
+"""Engines that tokenstore-sql creates, and the safe way to name a database in messages.
+
+Every engine made here hides bound parameters from SQLAlchemy's errors and logs
+(``hide_parameters=True``), so a token cannot leak through a statement echo or a
+driver error. Network databases get ``pool_pre_ping``: a connection that the server
+dropped while idle in the pool (restart, idle timeout, killed session) is noticed at
+checkout and replaced, instead of failing the caller's first statement.
+
+SQLite files are set up for several processes writing at once, without trading
+durability for speed:
+
+- ``journal_mode=WAL``: readers never block the writer and the writer never blocks
+  readers; the mode is stored in the file, so every process agrees.
+- ``synchronous=FULL``: every commit is synced to disk before it returns.
+- ``busy_timeout``: a writer waits for the lock (30 s by default) instead of failing
+  with "database is locked" at once.
+- Write transactions start with ``BEGIN IMMEDIATE``: the write lock is taken up front,
+  while the busy timeout applies, rather than on upgrade from a read lock, where SQLite
+  reports a conflict without waiting. This needs the driver's own transaction handling
+  switched off, which is done per connection.
+- A database file that does not exist yet is created readable by its owner only, as
+  globus-sdk's own file storages are.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Final
+
+import sqlalchemy
+from sqlalchemy import URL, Engine, event, make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.pool import ConnectionPoolEntry
+
+# Execution option that asks for a write transaction (BEGIN IMMEDIATE on our SQLite engines).
+WRITE_TRANSACTION_OPTION: Final = "tokenstore_sql_write"
+SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
+# MySQL closes connections idle for longer than wait_timeout (8 hours by default).
+MYSQL_POOL_RECYCLE_SECONDS: Final = 3600
+
+
+def create_engine(url: str | URL, **options: Any) -> Engine:
+    """Create an engine with tokenstore-sql's defaults; keyword options override them.
+
+    Share one such engine between many storages (one per user namespace) in a web
+    backend. ``sqlite_busy_timeout_ms`` sets how long a SQLite writer waits for the lock.
+
+    :param url: a SQLAlchemy database URL
+    :param options: passed to :func:`sqlalchemy.create_engine`
+    """
+    url = make_url(url)
+    busy_timeout_ms = int(options.pop("sqlite_busy_timeout_ms", SQLITE_BUSY_TIMEOUT_MS))
+    defaults: dict[str, Any] = {"hide_parameters": True}
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        _create_private_sqlite_file(url)
+    else:
+        defaults["pool_pre_ping"] = True
+    if backend in ("mysql", "mariadb"):
+        defaults["pool_recycle"] = MYSQL_POOL_RECYCLE_SECONDS
+        if "charset" not in url.query:
+            # utf8mb4 carries all of Unicode; MySQL's older "utf8" stops at three bytes.
+            url = url.update_query_dict({"charset": "utf8mb4"})
+    engine = sqlalchemy.create_engine(url, **{**defaults, **options})
+    if backend == "sqlite":
+        _configure_sqlite(engine, busy_timeout_ms)
+    return engine
+
+
+def sqlite_file_path(url: URL) -> Path | None:
+    """Return the file behind a SQLite URL, or None for an in-memory database."""
+    database = url.database
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    if database.startswith("file:") or url.query.get("mode") == "memory":
+        return None
+    return Path(database)
+
+
+def _create_private_sqlite_file(url: URL) -> None:
+    path = sqlite_file_path(url)
+    if path is None or path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:  # another process made it first
+        return
+    os.close(fd)
+
+
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+    in_memory = sqlite_file_path(engine.url) is None
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry) -> None:
+        # Off with pysqlite's implicit BEGIN; the "begin" hook below issues our own.
+        dbapi_connection.isolation_level = None  # sqlite3's switch for driver-level BEGINs
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_ms:d}")
+        if not in_memory:
+            cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = FULL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: sqlalchemy.Connection) -> None:
+        write = connection.get_execution_options().get(WRITE_TRANSACTION_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def describe_database(url: URL) -> str:
+    """Name a database for messages: backend, host and database name, never credentials."""
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        path = sqlite_file_path(url)
+        return f"sqlite:{path}" if path is not None else "sqlite::memory:"
+    host = url.host or "localhost"
+    port = f":{url.port}" if url.port else ""
+    return f"{backend}://{host}{port}/{url.database or ''}"
+
+
+def masked_url(url: URL) -> str:
+    """Render a URL with its password replaced by ``***``."""
+    return url.render_as_string(hide_password=True)

@@ -1,0 +1,185 @@
+"""``SQLAlchemyTokenStorage``: globus-sdk's ``TokenStorage`` on a SQL database.
+
+Each public call is one transaction on a connection taken from the engine's pool for
+that call alone, so one storage (or one engine shared by many storages) is safe to use
+from many threads. Writes are single atomic upserts; several resource servers are
+stored all or nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+from sqlalchemy import URL, Connection, Engine, make_url
+
+from ._sdk import TokenStorage, TokenStorageData
+from .codec import check_key, rows_for_storage, token_data_from_row
+from .columns import utc_now
+from .engines import WRITE_TRANSACTION_OPTION, create_engine, masked_url
+from .retries import RetryPolicy
+from .schema import ensure_schema
+from .statements import (
+    check_dialect,
+    delete_one,
+    select_namespace,
+    select_namespaces,
+    select_one,
+    upsert,
+)
+
+DEFAULT_NAMESPACE = "DEFAULT"
+T = TypeVar("T")
+
+
+class SQLAlchemyTokenStorage(TokenStorage):
+    """A token storage that keeps token data in a SQLite, PostgreSQL or MySQL database.
+
+    See globus-sdk's ``TokenStorage`` for the common interface.
+
+    :param url_or_engine: a database URL (``str`` or ``sqlalchemy.URL``), or an existing
+        ``Engine``. A storage built from a URL creates its engine and disposes of it on
+        :meth:`close`; one built from an engine leaves that engine to its owner.
+    :param namespace: the partition of token data this storage reads and writes
+    :param create_schema: create the schema when the database has none (default True)
+    :param upgrade_schema: also upgrade a schema at an older revision (default False:
+        raise :class:`~tokenstore_sql.SchemaOutOfDateError` instead)
+    :param engine_options: keyword arguments for :func:`tokenstore_sql.create_engine`,
+        used only when a URL is given
+    :param retry: how transient database failures are retried
+    :raises SchemaOutOfDateError: the database needs ``tokenstore-sql upgrade`` first
+    :raises UnsupportedDatabaseError: the database is not SQLite, PostgreSQL or MySQL
+    """
+
+    def __init__(
+        self,
+        url_or_engine: str | URL | Engine,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        create_schema: bool = True,
+        upgrade_schema: bool = False,
+        engine_options: Mapping[str, Any] | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        check_key("namespace", namespace)
+        if isinstance(url_or_engine, Engine):
+            engine, self.owns_engine = url_or_engine, False
+        else:
+            engine = create_engine(make_url(url_or_engine), **dict(engine_options or {}))
+            self.owns_engine = True
+        self.engine = engine
+        self.retry = retry or RetryPolicy()
+        self._closed = False
+        try:
+            check_dialect(engine.dialect)
+            ensure_schema(engine, create=create_schema, upgrade=upgrade_schema)
+        except BaseException:
+            self.close()
+            raise
+        super().__init__(namespace=namespace)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(dialect={self.engine.dialect.name!r}, "
+            f"namespace={self.namespace!r}, url={masked_url(self.engine.url)!r})"
+        )
+
+    def __enter__(self) -> SQLAlchemyTokenStorage:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the storage: dispose of its engine if it created it. Safe to repeat."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.owns_engine:
+            self.engine.dispose()
+
+    def store_token_data_by_resource_server(
+        self, token_data_by_resource_server: Mapping[str, TokenStorageData]
+    ) -> None:
+        """Store token data for one or more resource servers, all or nothing.
+
+        Existing data for a resource server is replaced.
+
+        :param token_data_by_resource_server: mapping of resource server to token data
+        :raises InvalidTokenDataError: (a ``TypeError`` and ``ValueError``) on bad input,
+            before anything is written
+        """
+        rows = rows_for_storage(self.namespace, token_data_by_resource_server)
+        if not rows:
+            return
+        now = utc_now()
+        for row in rows:
+            row["created_at"] = row["updated_at"] = now
+        statement = upsert(self.engine.dialect)
+
+        def write(connection: Connection) -> None:
+            connection.execute(statement, rows)
+
+        self._in_transaction("store token data", write, writes=True)
+
+    def get_token_data_by_resource_server(self) -> dict[str, TokenStorageData]:
+        """Retrieve all token data stored in this namespace, by resource server.
+
+        :raises UnreadableTokenDataError: a stored row cannot be read back
+        """
+        statement = select_namespace(self.namespace)
+        rows = self._in_transaction(
+            "read token data", lambda c: c.execute(statement).mappings().all()
+        )
+        return {row["resource_server"]: token_data_from_row(self.namespace, row) for row in rows}
+
+    def get_token_data(self, resource_server: str) -> TokenStorageData | None:
+        """Retrieve token data for one resource server in this namespace (None if absent).
+
+        :raises UnreadableTokenDataError: the stored row cannot be read back
+        """
+        check_key("resource server", resource_server)
+        statement = select_one(self.namespace, resource_server)
+        row = self._in_transaction(
+            "read token data", lambda c: c.execute(statement).mappings().first()
+        )
+        return None if row is None else token_data_from_row(self.namespace, row)
+
+    def remove_token_data(self, resource_server: str) -> bool:
+        """Remove token data for one resource server in this namespace.
+
+        :returns: True if token data was deleted, False if there was none
+        """
+        check_key("resource server", resource_server)
+        statement = delete_one(self.namespace, resource_server)
+        deleted: int = self._in_transaction(
+            "remove token data", lambda c: c.execute(statement).rowcount, writes=True
+        )
+        return deleted > 0
+
+    def iter_namespaces(self) -> Iterator[str]:
+        """Iterate over every namespace that holds token data in this database, in order."""
+        statement = select_namespaces()
+        names = self._in_transaction("list namespaces", lambda c: c.execute(statement).all())
+        return (row[0] for row in names)
+
+    def _in_transaction(
+        self, operation: str, work: Callable[[Connection], T], *, writes: bool = False
+    ) -> T:
+        """Run ``work(connection)`` in one transaction, retried as the policy allows."""
+        engine = self.engine
+
+        def attempt() -> T:
+            with engine.connect() as connection:
+                if writes:
+                    connection = connection.execution_options(**{WRITE_TRANSACTION_OPTION: True})
+                with connection.begin():
+                    return work(connection)
+
+        return self.retry.run(operation, engine, attempt)
