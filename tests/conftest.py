@@ -1,0 +1,112 @@
+"""Database selection, scratch databases and shared fixtures for the whole suite.
+
+Every backend test runs on SQLite (a fresh file per test), PostgreSQL and MySQL (a
+scratch database per run, shared by the run's tests, which use unique namespaces).
+Narrow a local run with marks: ``pytest -m "not mysql"``.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import URL, Engine, make_url, text
+
+from tokenstore_sql import SQLAlchemyTokenStorage, create_engine
+
+from .databases import SERVER_BACKENDS, Servers, scratch_database
+
+BACKENDS = [
+    pytest.param(name, marks=getattr(pytest.mark, name)) for name in ("sqlite", *SERVER_BACKENDS)
+]
+SERVER_PARAMS = BACKENDS[1:]
+
+
+@pytest.fixture(scope="session")
+def servers() -> Iterator[Servers]:
+    """The run's servers; scratch databases are dropped when the run ends."""
+    made = Servers(os.environ)
+    yield made
+    made.close()
+
+
+def _reachable_admin_url(servers: Servers, backend: str) -> str:
+    choice = servers.choice(backend)
+    if choice.source is None:
+        if choice.must_fail:
+            pytest.fail(f"CI expects every database: {choice.reason}", pytrace=False)
+        pytest.skip(choice.reason)
+    url = servers.admin_url(backend)
+    probe = create_engine(url, pool_pre_ping=False)
+    try:
+        with probe.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as exc:
+        shown = make_url(url).render_as_string(hide_password=True)
+        pytest.fail(f"{backend} server {shown} cannot be reached ({type(exc).__name__})")
+    finally:
+        probe.dispose()
+    return url
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each backend in turn: sqlite, postgresql, mysql."""
+    return str(request.param)
+
+
+@pytest.fixture
+def server_url(backend: str, servers: Servers) -> str:
+    """The admin URL of the server under test (not for SQLite)."""
+    assert backend != "sqlite"
+    return _reachable_admin_url(servers, backend)
+
+
+@pytest.fixture
+def database_url(backend: str, servers: Servers, tmp_path: Path) -> URL:
+    """Room for this test: a new SQLite file, or the run's scratch database on a server."""
+    if backend == "sqlite":
+        return make_url(f"sqlite:///{tmp_path / 'tokens.db'}")
+    _reachable_admin_url(servers, backend)
+    return servers.scratch_url(backend)
+
+
+@pytest.fixture
+def empty_database_url(backend: str, servers: Servers, tmp_path: Path) -> Iterator[URL]:
+    """A database of this test's own, empty, dropped afterwards."""
+    if backend == "sqlite":
+        yield make_url(f"sqlite:///{tmp_path / 'empty.db'}")
+        return
+    with scratch_database(_reachable_admin_url(servers, backend)) as url:
+        yield url
+
+
+def assert_nothing_checked_out(engine: Engine) -> None:
+    """Fail when a connection was not returned to the pool."""
+    checked_out = getattr(engine.pool, "checkedout", lambda: 0)()
+    assert checked_out == 0, f"{checked_out} connection(s) left checked out"
+
+
+@pytest.fixture
+def engine(database_url: URL) -> Iterator[Engine]:
+    """An engine with tokenstore-sql's defaults; the test must return every connection."""
+    made = create_engine(database_url)
+    yield made
+    assert_nothing_checked_out(made)
+    made.dispose()
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A namespace no other test uses."""
+    return f"ns-{uuid.uuid4()}"
+
+
+@pytest.fixture
+def storage(engine: Engine, namespace: str) -> Iterator[SQLAlchemyTokenStorage]:
+    """Our storage on the backend under test, in a namespace of its own."""
+    with SQLAlchemyTokenStorage(engine, namespace=namespace) as made:
+        yield made
