@@ -1,5 +1,8 @@
-"""Every TokenStorage behaviour, run on our storage over each backend and, as the
-reference for what the interface means, on globus-sdk's own storages."""
+"""Every TokenStorage behaviour, on our storage and on globus-sdk's own.
+
+globus-sdk's storages are the reference for what the interface means: each
+expectation here holds for them too.
+"""
 
 from __future__ import annotations
 

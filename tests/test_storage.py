@@ -1,0 +1,252 @@
+"""Engine ownership, close, repr, construction cost, transactions and threads."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, event, make_url, text, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from tokenstore_sql import (
+    DatabaseOperationError,
+    SQLAlchemyTokenStorage,
+    StorageUnavailableError,
+    TokenRow,
+    UnreadableTokenDataError,
+    create_engine,
+)
+from tokenstore_sql._sdk import TokenStorage
+from tokenstore_sql.retries import RetryPolicy
+
+from .sdk import make_token_data
+
+
+@contextmanager
+def counted_statements(engine: Engine) -> Iterator[list[str]]:
+    """Collect every SQL statement the engine sends while the block runs."""
+    seen: list[str] = []
+
+    def record(*args: Any) -> None:
+        seen.append(args[2])
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def test_is_a_globus_sdk_token_storage(storage: SQLAlchemyTokenStorage) -> None:
+    assert isinstance(storage, TokenStorage)
+
+
+def test_storage_from_a_url_owns_and_disposes_its_engine(database_url: Any) -> None:
+    storage = SQLAlchemyTokenStorage(database_url, namespace="owner")
+    disposed: list[bool] = []
+    event.listen(storage.engine.pool, "close", lambda *a: disposed.append(True))
+    storage.get_token_data_by_resource_server()
+
+    storage.close()
+    storage.close()  # a second close is harmless
+
+    assert storage.owns_engine is True
+    assert disposed, "closing the storage did not close its pooled connection"
+
+
+def test_storage_from_an_engine_leaves_the_engine_alone(engine: Engine) -> None:
+    with SQLAlchemyTokenStorage(engine, namespace="borrower") as storage:
+        storage.get_token_data_by_resource_server()
+    assert storage.owns_engine is False
+    # the caller's engine still works and still has its pooled connection
+    assert engine.pool.checkedin() >= 1  # type: ignore[attr-defined]
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT 1")).scalar() == 1
+
+
+def test_repr_names_dialect_and_namespace_and_hides_the_password() -> None:
+    url = make_url("postgresql+psycopg://app:hunter2@db.example.org:5432/tokens")
+    storage = object.__new__(SQLAlchemyTokenStorage)
+    storage.engine = create_engine(url)
+    storage.namespace = "user-1"
+
+    shown = repr(storage)
+
+    assert "postgresql" in shown
+    assert "'user-1'" in shown
+    assert "db.example.org" in shown
+    assert "hunter2" not in shown
+
+
+def test_repr_and_str_of_a_storage_never_show_tokens(storage: SQLAlchemyTokenStorage) -> None:
+    storage.store_token_data_by_resource_server({"rs": make_token_data("rs")})
+    assert "SECRET" not in repr(storage)
+    assert "SECRET" not in str(storage)
+
+
+def test_constructing_more_storages_on_a_checked_engine_sends_no_sql(engine: Engine) -> None:
+    SQLAlchemyTokenStorage(engine, namespace="first")
+    with counted_statements(engine) as statements:
+        for i in range(50):
+            SQLAlchemyTokenStorage(engine, namespace=f"user-{i}")
+    assert statements == []
+
+
+def test_each_call_sends_one_statement(storage: SQLAlchemyTokenStorage) -> None:
+    data = {rs: make_token_data(rs) for rs in ("a", "b", "c")}
+    with counted_statements(storage.engine) as statements:
+        storage.store_token_data_by_resource_server(data)
+        storage.get_token_data("a")
+        storage.get_token_data_by_resource_server()
+        storage.remove_token_data("a")
+    # SQLite engines also send their own BEGIN / BEGIN IMMEDIATE
+    work = [s for s in statements if not s.startswith("BEGIN")]
+    assert len(work) == 4
+    assert all("tokenstore_sql_tokens" in s for s in work)
+
+
+def test_a_failed_commit_stores_none_of_several_resource_servers(
+    storage: SQLAlchemyTokenStorage,
+) -> None:
+    def fail(connection: Any) -> None:
+        raise RuntimeError("commit refused")
+
+    event.listen(storage.engine, "commit", fail)
+    try:
+        with pytest.raises(RuntimeError):
+            storage.store_token_data_by_resource_server(
+                {rs: make_token_data(rs) for rs in ("a", "b", "c")}
+            )
+    finally:
+        event.remove(storage.engine, "commit", fail)
+    assert storage.get_token_data_by_resource_server() == {}
+
+
+def test_store_updates_timestamps_but_keeps_created_at(
+    storage: SQLAlchemyTokenStorage, engine: Engine
+) -> None:
+    storage.store_token_data_by_resource_server({"rs": make_token_data("rs")})
+    storage.store_token_data_by_resource_server({"rs": make_token_data("rs", access_token="2")})
+    with engine.connect() as connection:
+        created, updated = connection.execute(
+            TokenRow.__table__.select()
+            .with_only_columns(TokenRow.created_at, TokenRow.updated_at)
+            .where(TokenRow.namespace == storage.namespace)
+        ).one()
+    assert created.tzinfo is not None
+    assert updated > created
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "problem"),
+    [
+        ("extra", [1, 2], "extra is a list"),
+        ("extra", "just text", "extra is a str"),
+        ("identity_id", None, None),
+    ],
+)
+def test_a_hand_edited_row_raises_naming_namespace_and_resource_server(
+    storage: SQLAlchemyTokenStorage, engine: Engine, column: str, value: Any, problem: str | None
+) -> None:
+    storage.store_token_data_by_resource_server({"rs": make_token_data("rs")})
+    with engine.begin() as connection:
+        connection.execute(
+            update(TokenRow).where(TokenRow.namespace == storage.namespace).values({column: value})
+        )
+    if problem is None:  # a nullable column: the row is still readable
+        assert storage.get_token_data("rs") is not None
+        return
+
+    with pytest.raises(UnreadableTokenDataError) as caught:
+        storage.get_token_data("rs")
+
+    message = str(caught.value)
+    assert storage.namespace in message
+    assert "'rs'" in message
+    assert problem in message
+    assert "SECRET" not in message
+    with pytest.raises(UnreadableTokenDataError):
+        storage.get_token_data_by_resource_server()
+
+
+def test_threads_sharing_one_storage_all_succeed(storage: SQLAlchemyTokenStorage) -> None:
+    errors: list[BaseException] = []
+    written: set[str] = set()
+    lock = threading.Lock()
+
+    def work(worker: int) -> None:
+        try:
+            for i in range(15):
+                token = f"w{worker}-{i}"
+                storage.store_token_data_by_resource_server(
+                    {"shared": make_token_data("shared", access_token=token)}
+                )
+                with lock:
+                    written.add(token)
+                storage.store_token_data_by_resource_server(
+                    {f"own-{worker}": make_token_data(f"own-{worker}")}
+                )
+                storage.get_token_data_by_resource_server()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert errors == []
+    stored = storage.get_token_data_by_resource_server()
+    assert sorted(stored) == sorted(["shared", *(f"own-{n}" for n in range(8))])
+    assert stored["shared"].access_token in written
+
+
+def test_an_unsupported_database_is_refused_at_construction() -> None:
+    from tokenstore_sql import UnsupportedDatabaseError
+
+    fake = create_engine("sqlite://")
+    fake.dialect.name = "oracle"
+    with pytest.raises(UnsupportedDatabaseError, match="oracle"):
+        SQLAlchemyTokenStorage(fake)
+
+
+def test_transient_failures_are_retried_then_reported(tmp_path: Path) -> None:
+    storage = SQLAlchemyTokenStorage(f"sqlite:///{tmp_path / 'r.db'}")
+    storage.retry = RetryPolicy(attempts=3, first_delay=0.001)
+    calls: list[int] = []
+
+    def busy(*args: Any) -> None:
+        calls.append(1)
+        error = OperationalError("SELECT", {}, Exception("database is locked"))
+        error.orig.sqlite_errorcode = 5  # type: ignore[union-attr]
+        raise error
+
+    event.listen(storage.engine, "before_cursor_execute", busy)
+    with pytest.raises(StorageUnavailableError) as caught:
+        storage.get_token_data("rs")
+    assert len(calls) == 3
+    assert "sqlite:" in str(caught.value)
+    assert caught.value.code == "5"
+    assert caught.value.__cause__ is None
+    assert caught.value.__suppress_context__
+
+
+def test_lasting_failures_are_not_retried_and_hide_the_driver_text(tmp_path: Path) -> None:
+    storage = SQLAlchemyTokenStorage(f"sqlite:///{tmp_path / 'r.db'}")
+    calls: list[int] = []
+
+    def refuse(*args: Any) -> None:
+        calls.append(1)
+        raise IntegrityError("SELECT", {}, Exception("Failing row contains SECRET"))
+
+    event.listen(storage.engine, "before_cursor_execute", refuse)
+    with pytest.raises(DatabaseOperationError) as caught:
+        storage.get_token_data("rs")
+    assert len(calls) == 1
+    assert "SECRET" not in str(caught.value)
+    assert caught.value.__cause__ is None
