@@ -149,10 +149,10 @@ def test_a_new_sqlite_file_is_readable_by_its_owner_only(tmp_path: object) -> No
 
 @pytest.mark.sqlite
 def test_sqlite_databases_use_wal_and_full_sync(tmp_path: object) -> None:
-    with SQLAlchemyTokenStorage(f"sqlite:///{tmp_path}/t.db") as storage:
-        with storage.engine.connect() as connection:
-            journal = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
-            synchronous = connection.exec_driver_sql("PRAGMA synchronous").scalar()
-            busy = connection.exec_driver_sql("PRAGMA busy_timeout").scalar()
+    storage = SQLAlchemyTokenStorage(f"sqlite:///{tmp_path}/t.db")
+    with storage, storage.engine.connect() as connection:
+        journal = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
+        synchronous = connection.exec_driver_sql("PRAGMA synchronous").scalar()
+        busy = connection.exec_driver_sql("PRAGMA busy_timeout").scalar()
     assert (journal, synchronous) == ("wal", 2)
     assert busy == 30_000
