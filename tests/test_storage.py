@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -250,3 +251,47 @@ def test_lasting_failures_are_not_retried_and_hide_the_driver_text(tmp_path: Pat
     assert len(calls) == 1
     assert "SECRET" not in str(caught.value)
     assert caught.value.__cause__ is None
+
+
+def test_a_pickled_storage_works_with_an_engine_of_its_own(
+    database_url: Any, namespace: str
+) -> None:
+    import pickle
+
+    original = SQLAlchemyTokenStorage(database_url, namespace=namespace)
+    original.store_token_data_by_resource_server({"rs": make_token_data("rs")})
+
+    copy = pickle.loads(pickle.dumps(original))
+
+    assert copy.engine is not original.engine
+    assert copy.owns_engine is True
+    assert copy.namespace == namespace
+    assert copy.get_token_data("rs") is not None
+    copy.close()
+    original.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_gets_connections_of_its_own(storage: SQLAlchemyTokenStorage) -> None:
+    storage.store_token_data_by_resource_server({"rs": make_token_data("rs")})
+    with storage.engine.connect() as connection:  # the parent now has a pooled connection
+        parent_connection = connection.connection.dbapi_connection
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: report whether it reuses the parent's connection, then exit
+        try:
+            with storage.engine.connect() as connection:
+                reused = connection.connection.dbapi_connection is parent_connection
+            found = storage.get_token_data("rs") is not None
+            storage.store_token_data_by_resource_server({"child": make_token_data("child")})
+            os.write(write, f"{int(reused)}{int(found)}".encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    answer = os.read(read, 2).decode()
+    os.waitpid(pid, 0)
+    os.close(read)
+
+    assert answer == "01", "the child reused the parent's connection or could not read"
+    assert storage.get_token_data("child") is not None
+    assert storage.get_token_data("rs") is not None

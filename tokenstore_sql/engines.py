@@ -20,11 +20,18 @@ durability for speed:
   switched off, which is done per connection.
 - A database file that does not exist yet is created readable by its owner only, as
   globus-sdk's own file storages are.
+
+After ``os.fork()`` (a pre-loading web server), a child must not use the connections it
+inherited: they are the parent's sockets. Engines used by storages are tracked, and in a
+forked child their pools are replaced without closing the parent's connections
+(``dispose(close=False)``), as SQLAlchemy advises for multiprocessing.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+import weakref
 from pathlib import Path
 from typing import Any, Final
 
@@ -124,3 +131,25 @@ def describe_database(url: URL) -> str:
 def masked_url(url: URL) -> str:
     """Render a URL with its password replaced by ``***``."""
     return url.render_as_string(hide_password=True)
+
+
+_engines_to_reset_after_fork: weakref.WeakSet[Engine] = weakref.WeakSet()
+_fork_lock = threading.Lock()
+
+
+def reset_pools_after_fork(engine: Engine) -> None:
+    """Have a forked child start ``engine`` with a fresh pool of its own."""
+    with _fork_lock:
+        _engines_to_reset_after_fork.add(engine)
+
+
+def _reset_pools_in_child() -> None:
+    # the child has a copy of a lock that another thread may have held at fork time
+    global _fork_lock
+    _fork_lock = threading.Lock()
+    for engine in list(_engines_to_reset_after_fork):
+        engine.dispose(close=False)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_pools_in_child)

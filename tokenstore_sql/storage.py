@@ -17,7 +17,12 @@ from sqlalchemy import URL, Connection, Engine, make_url
 from ._sdk import TokenStorage, TokenStorageData
 from .codec import check_key, rows_for_storage, token_data_from_row
 from .columns import utc_now
-from .engines import WRITE_TRANSACTION_OPTION, create_engine, masked_url
+from .engines import (
+    WRITE_TRANSACTION_OPTION,
+    create_engine,
+    masked_url,
+    reset_pools_after_fork,
+)
 from .retries import RetryPolicy
 from .schema import ensure_schema
 from .statements import (
@@ -71,6 +76,8 @@ class SQLAlchemyTokenStorage(TokenStorage):
         self.engine = engine
         self.retry = retry or RetryPolicy()
         self._closed = False
+        self._schema_options = {"create_schema": create_schema, "upgrade_schema": upgrade_schema}
+        reset_pools_after_fork(engine)
         try:
             check_dialect(engine.dialect)
             ensure_schema(engine, create=create_schema, upgrade=upgrade_schema)
@@ -83,6 +90,29 @@ class SQLAlchemyTokenStorage(TokenStorage):
         return (
             f"{type(self).__name__}(dialect={self.engine.dialect.name!r}, "
             f"namespace={self.namespace!r}, url={masked_url(self.engine.url)!r})"
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the URL and settings, never the engine or its connections.
+
+        The unpickled storage (in a worker process, say) creates an engine of its own
+        from the URL with tokenstore-sql's defaults, and disposes of it on :meth:`close`.
+        The pickle holds the URL's password, as the URL itself does.
+        """
+        return {
+            "url": self.engine.url.render_as_string(hide_password=False),
+            "namespace": self.namespace,
+            "retry": self.retry,
+            "schema_options": self._schema_options,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Rebuild the storage from :meth:`__getstate__`'s state, with a new engine."""
+        self.__init__(  # type: ignore[misc]  # re-running the constructor is the point
+            state["url"],
+            namespace=state["namespace"],
+            retry=state["retry"],
+            **state["schema_options"],
         )
 
     def __enter__(self) -> SQLAlchemyTokenStorage:
