@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
@@ -24,6 +25,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Engine, inspect, text
 
 from .columns import is_mysql_family
@@ -122,7 +124,10 @@ def ensure_schema(engine: Engine, *, create: bool = True, upgrade: bool = False)
     with engine.connect() as connection:
         found = status(connection)
     if not found.at_head:
-        _raise_unless_changeable(found, connection_has_tokens=None, create=create, upgrade=upgrade)
+        if found.current is None and not create:
+            raise SchemaOutOfDateError(None, found.head)
+        # Decide under the lock: on MySQL, whose DDL is not transactional, an older
+        # revision may just be another process's migration half-way through.
         migrate(engine, "head", create=create, upgrade=upgrade)
     with _checked_lock:
         _checked_engines.add(engine)
@@ -149,7 +154,7 @@ def migrate(
                 _raise_unless_changeable(
                     found, connection_has_tokens=has_tokens, create=create, upgrade=upgrade
                 )
-                command.upgrade(alembic_config(connection), target)
+                _run_alembic(command.upgrade, connection, target)
         finally:
             _release_schema_lock(connection)
 
@@ -162,11 +167,23 @@ def downgrade(engine: Engine, target: str) -> None:
         try:
             with connection.begin():
                 _take_schema_lock(connection)
-                command.downgrade(alembic_config(connection), target)
+                _run_alembic(command.downgrade, connection, target)
         finally:
             _release_schema_lock(connection)
     with _checked_lock:
         _checked_engines.discard(engine)
+
+
+def _run_alembic(step: Callable[[Config, str], None], connection: Connection, target: str) -> None:
+    """Run an Alembic command, turning its refusals into one-line schema errors.
+
+    Refusals (an unknown revision, a migration's own check) name revisions and counts,
+    never row values.
+    """
+    try:
+        step(alembic_config(connection), target)
+    except (CommandError, RuntimeError) as exc:
+        raise SchemaError(f"cannot migrate to {target!r}: {exc}") from None
 
 
 def _raise_unless_changeable(
