@@ -1,10 +1,10 @@
 """Engines that tokenstore-sql creates, and the safe way to name a database in messages.
 
 Every engine made here hides bound parameters from SQLAlchemy's errors and logs
-(``hide_parameters=True``), so a token cannot leak through a statement echo or a
-driver error. Network databases get ``pool_pre_ping``: a connection that the server
-dropped while idle in the pool (restart, idle timeout, killed session) is noticed at
-checkout and replaced, instead of failing the caller's first statement.
+(``hide_parameters=True``) and never logs fetched rows, so a token cannot leak through a
+statement echo or a driver error. Network databases get ``pool_pre_ping``: a connection
+that the server dropped while idle in the pool (restart, idle timeout, killed session)
+is noticed at checkout and replaced, instead of failing the caller's first statement.
 
 SQLite files are set up for several processes writing at once, without trading
 durability for speed:
@@ -29,6 +29,7 @@ forked child their pools are replaced without closing the parent's connections
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import weakref
@@ -39,6 +40,12 @@ import sqlalchemy
 from sqlalchemy import URL, Engine, event, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
+
+# Engines made here log as "sqlalchemy.engine.Engine.tokenstore_sql". SQLAlchemy logs
+# fetched rows (tokens included) at DEBUG, so that logger is held at INFO: statements
+# may be logged, rows never, even when the host application logs everything at DEBUG.
+ENGINE_LOGGING_NAME: Final = "tokenstore_sql"
+logging.getLogger(f"sqlalchemy.engine.Engine.{ENGINE_LOGGING_NAME}").setLevel(logging.INFO)
 
 # Execution option that asks for a write transaction (BEGIN IMMEDIATE on our SQLite engines).
 WRITE_TRANSACTION_OPTION: Final = "tokenstore_sql_write"
@@ -57,8 +64,10 @@ def create_engine(url: str | URL, **options: Any) -> Engine:
     :param options: passed to :func:`sqlalchemy.create_engine`
     """
     url = make_url(url)
+    if options.get("echo") == "debug":
+        raise ValueError("echo='debug' logs every fetched row, tokens included; use echo=True")
     busy_timeout_ms = int(options.pop("sqlite_busy_timeout_ms", SQLITE_BUSY_TIMEOUT_MS))
-    defaults: dict[str, Any] = {"hide_parameters": True}
+    defaults: dict[str, Any] = {"hide_parameters": True, "logging_name": ENGINE_LOGGING_NAME}
     backend = url.get_backend_name()
     if backend == "sqlite":
         _create_private_sqlite_file(url)
