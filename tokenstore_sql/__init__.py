@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from .crypto import KeyRing, generate_key
 from .engines import create_engine
 from .errors import (
     DatabaseOperationError,
+    EncryptionKeyError,
     InvalidTokenDataError,
     SchemaError,
     SchemaNotManagedError,
@@ -17,6 +19,7 @@ from .errors import (
 )
 from .models import TOKENS_TABLE, VERSION_TABLE, TokenRow, metadata
 from .retries import RetryPolicy
+from .rotation import RotationReport, rotate_keys
 from .storage import SQLAlchemyTokenStorage
 
 __version__ = "0.1.0"
@@ -25,8 +28,11 @@ __all__ = [
     "TOKENS_TABLE",
     "VERSION_TABLE",
     "DatabaseOperationError",
+    "EncryptionKeyError",
     "InvalidTokenDataError",
+    "KeyRing",
     "RetryPolicy",
+    "RotationReport",
     "SQLAlchemyTokenStorage",
     "SchemaError",
     "SchemaNotManagedError",
@@ -39,5 +45,7 @@ __all__ = [
     "UnsupportedDatabaseError",
     "__version__",
     "create_engine",
+    "generate_key",
     "metadata",
+    "rotate_keys",
 ]

@@ -17,9 +17,11 @@ from sqlalchemy import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from . import schema
+from .crypto import KeyRing, generate_key
 from .engines import create_engine, describe_database
 from .errors import TokenStoreError
 from .retries import error_code
+from .rotation import DEFAULT_BATCH_SIZE, rotate_keys
 from .storage import SQLAlchemyTokenStorage
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -136,6 +138,50 @@ def namespaces(url: str) -> None:
         storage = SQLAlchemyTokenStorage(engine, create_schema=False)
         for name in storage.iter_namespaces():
             click.echo(name)
+
+
+@main.command("generate-key")
+def generate_key_command() -> None:
+    """Print a new random encryption key (32 bytes, URL-safe base64).
+
+    Keep it in a secret store; pass keys to storages as encryption_keys=[...] and to
+    this command line as TOKENSTORE_SQL_KEYS (comma-separated, newest first).
+    """
+    click.echo(generate_key())
+
+
+@main.command("rotate-keys")
+@url_option
+@click.option(
+    "--keys",
+    envvar="TOKENSTORE_SQL_KEYS",
+    metavar="KEY[,KEY...]",
+    help="Comma-separated keys, newest first (default: $TOKENSTORE_SQL_KEYS).",
+)
+@click.option("--decrypt", is_flag=True, help="Store every token in clear text instead.")
+@click.option("--batch-size", default=DEFAULT_BATCH_SIZE, show_default=True, type=click.IntRange(1))
+def rotate_keys_command(url: str, keys: str | None, decrypt: bool, batch_size: int) -> None:
+    """Re-encrypt every stored token under the first key.
+
+    Rows stored in clear are encrypted too. Runs in batches, one transaction each;
+    if interrupted, run it again to resume. Afterwards the other keys can be dropped.
+    With --decrypt, every token is stored in clear (before a downgrade, say).
+    """
+    if not keys and not decrypt:
+        raise CommandError("no keys: pass --keys or set TOKENSTORE_SQL_KEYS")
+    with database(url) as engine:
+        ring = KeyRing.from_text(keys) if keys else None
+        report = rotate_keys(engine, ring, decrypt=decrypt, batch_size=batch_size)
+    target = "clear text" if decrypt or ring is None else f"key {ring.primary_key_id}"
+    click.echo(
+        f"rewrote {report.rewritten} row(s) under {target}; {report.skipped} changed meanwhile"
+    )
+    if report.unreadable:
+        first = ", ".join(f"{ns!r}/{rs!r}" for ns, rs in report.unreadable[:5])
+        raise CommandError(
+            f"{len(report.unreadable)} row(s) could not be decrypted with the given keys "
+            f"(first: {first}); add the key that sealed them and run again"
+        )
 
 
 if __name__ == "__main__":  # pragma: no cover

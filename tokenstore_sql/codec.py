@@ -13,10 +13,14 @@ from typing import Any
 
 from ._sdk import TokenStorageData
 from .columns import KEY_LENGTH
+from .crypto import DecryptionError, KeyRing
 from .errors import InvalidTokenDataError, UnreadableTokenDataError
 
 SHORT_TEXT_LENGTH = 255
 _BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
+
+# The columns encrypted at rest when a storage has keys.
+TOKEN_FIELDS = ("access_token", "refresh_token")
 
 # Row columns that carry token data, in TokenStorageData's own order.
 DATA_COLUMNS = (
@@ -51,11 +55,14 @@ def check_key(what: str, value: object) -> str:
     return value
 
 
-def rows_for_storage(namespace: str, token_data_by_resource_server: object) -> list[dict[str, Any]]:
+def rows_for_storage(
+    namespace: str, token_data_by_resource_server: object, keys: KeyRing | None = None
+) -> list[dict[str, Any]]:
     """Check a ``store_token_data_by_resource_server`` argument and build its rows.
 
     Rows come back sorted by resource server, so that concurrent writers of the same
-    keys take row locks in one order.
+    keys take row locks in one order. With ``keys``, the tokens are sealed with the
+    ring's first key.
 
     :raises InvalidTokenDataError: (also a ``TypeError``/``ValueError``) naming the first
         problem; nothing may be stored then
@@ -67,7 +74,46 @@ def rows_for_storage(namespace: str, token_data_by_resource_server: object) -> l
         )
     rows = [_row_for(namespace, key, data) for key, data in token_data_by_resource_server.items()]
     rows.sort(key=lambda row: row["resource_server"])
+    for row in rows:
+        seal_tokens(row, keys)
     return rows
+
+
+def seal_tokens(row: dict[str, Any], keys: KeyRing | None) -> None:
+    """Encrypt a clear row's tokens in place with the ring's first key (None: keep clear)."""
+    row["token_key_id"] = None if keys is None else keys.primary_key_id
+    if keys is None:
+        return
+    for field in TOKEN_FIELDS:
+        if row[field] is not None:
+            row[field] = keys.seal(row[field], _seal_context(row["namespace"], row, field))
+
+
+def open_tokens(namespace: str, row: Mapping[Any, Any], keys: KeyRing | None) -> dict[str, Any]:
+    """Return a row's values with its tokens decrypted (unchanged when stored in clear).
+
+    :raises UnreadableTokenDataError: encrypted and no keys, or a key does not open it
+    """
+    values = dict(row)
+    if values.get("token_key_id") is None:
+        return values
+    resource_server = values["resource_server"]
+    if keys is None:
+        raise UnreadableTokenDataError(
+            namespace, resource_server, "its tokens are encrypted and no encryption keys were given"
+        )
+    for field in TOKEN_FIELDS:
+        if isinstance(values[field], str):
+            try:
+                values[field] = keys.open(values[field], _seal_context(namespace, values, field))
+            except DecryptionError as exc:
+                problem = f"{field} cannot be decrypted: {exc}"
+                raise UnreadableTokenDataError(namespace, resource_server, problem) from None
+    return values
+
+
+def _seal_context(namespace: str, row: Mapping[Any, Any], field: str) -> tuple[str, str, str]:
+    return (namespace, row["resource_server"], field)
 
 
 def _row_for(namespace: str, key: object, data: object) -> dict[str, Any]:
@@ -173,11 +219,14 @@ def _check_json_strings(where: str, value: object) -> None:
             _check_json_strings(where, item)
 
 
-def token_data_from_row(namespace: str, row: Mapping[Any, Any]) -> TokenStorageData:
+def token_data_from_row(
+    namespace: str, row: Mapping[Any, Any], keys: KeyRing | None = None
+) -> TokenStorageData:
     """Build token data from a row's values, refusing a row that was stored wrongly.
 
     :raises UnreadableTokenDataError: naming the namespace, resource server and field
     """
+    row = open_tokens(namespace, row, keys)
     resource_server = row["resource_server"]
     problem = _row_problem(row)
     if problem is not None:

@@ -16,6 +16,10 @@ class InvalidTokenDataError(TokenStoreError, ValueError):
     """Token data given to a storage cannot be stored as it is; nothing was stored."""
 
 
+class EncryptionKeyError(TokenStoreError, ValueError):
+    """An encryption key is missing or malformed; the message never shows a key."""
+
+
 class UnreadableTokenDataError(TokenStoreError):
     """A stored row cannot be turned back into token data (for example, it was hand-edited).
 

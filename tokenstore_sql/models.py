@@ -16,6 +16,7 @@ from .columns import ExactKey, LongText, UtcDateTime, utc_now
 
 TOKENS_TABLE: Final = "tokenstore_sql_tokens"
 VERSION_TABLE: Final = "tokenstore_sql_version"
+KEY_ID_LENGTH: Final = 16
 
 # Constraint names fixed here are the same on every backend and in every migration.
 NAMING_CONVENTION: Final = {
@@ -47,6 +48,8 @@ class TokenRow(Base):
     expires_at_seconds: Mapped[int] = mapped_column(BigInteger)
     token_type: Mapped[str | None] = mapped_column(String(255))
     extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Id of the key that encrypted access_token and refresh_token; None: stored in clear.
+    token_key_id: Mapped[str | None] = mapped_column(String(KEY_ID_LENGTH), index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now, onupdate=utc_now)
 

@@ -11,7 +11,18 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any, Final
 
-from sqlalchemy import Delete, Dialect, Insert, Select, delete, select
+from sqlalchemy import (
+    ColumnElement,
+    Delete,
+    Dialect,
+    Insert,
+    Select,
+    Update,
+    delete,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from .columns import is_mysql_family
@@ -30,6 +41,7 @@ UPDATED_COLUMNS: Final = (
     "expires_at_seconds",
     "token_type",
     "extra",
+    "token_key_id",
     "updated_at",
 )
 TOKEN_COLUMNS: Final = (
@@ -112,3 +124,50 @@ def delete_one(namespace: str, resource_server: str) -> Delete:
 def select_namespaces() -> Select[Any]:
     """Select each distinct namespace, in order."""
     return select(TokenRow.namespace).distinct().order_by(TokenRow.namespace)
+
+
+def select_rows_to_rekey(
+    target_key_id: str | None, after: tuple[str, str] | None, limit: int
+) -> Select[Any]:
+    """Select, in key order, up to ``limit`` rows whose tokens are not under the target key.
+
+    ``target_key_id`` None selects the encrypted rows (for decrypting them all); ``after``
+    continues from a row's (namespace, resource_server), so each batch starts where the
+    previous one stopped.
+    """
+    needs_work: ColumnElement[bool]
+    if target_key_id is None:
+        needs_work = TokenRow.token_key_id.is_not(None)
+    else:
+        needs_work = TokenRow.token_key_id.is_(None) | (TokenRow.token_key_id != target_key_id)
+    rekey_columns: tuple[Any, ...] = (
+        TokenRow.namespace,
+        TokenRow.resource_server,
+        TokenRow.access_token,
+        TokenRow.refresh_token,
+        TokenRow.token_key_id,
+    )
+    statement = (
+        select(*rekey_columns)
+        .where(needs_work)
+        .order_by(TokenRow.namespace, TokenRow.resource_server)
+        .limit(limit)
+    )
+    if after is not None:
+        statement = statement.where(
+            tuple_(TokenRow.namespace, TokenRow.resource_server) > tuple_(*after)
+        )
+    return statement
+
+
+def update_row_tokens(namespace: str, resource_server: str, seen_key_id: str | None) -> Update:
+    """Rewrite one row's tokens and key id, only if its key id is still ``seen_key_id``.
+
+    A writer that stored new tokens in between wins: the row is left as that writer left
+    it. Execute with ``access_token``, ``refresh_token`` and ``token_key_id`` values.
+    """
+    return update(TokenRow).where(
+        TokenRow.namespace == namespace,
+        TokenRow.resource_server == resource_server,
+        TokenRow.token_key_id.is_not_distinct_from(seen_key_id),
+    )

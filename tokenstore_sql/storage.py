@@ -8,7 +8,7 @@ stored all or nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -17,6 +17,7 @@ from sqlalchemy import URL, Connection, Engine, make_url
 from ._sdk import TokenStorage, TokenStorageData
 from .codec import check_key, rows_for_storage, token_data_from_row
 from .columns import utc_now
+from .crypto import KeyRing
 from .engines import (
     WRITE_TRANSACTION_OPTION,
     create_engine,
@@ -53,6 +54,9 @@ class SQLAlchemyTokenStorage(TokenStorage):
     :param engine_options: keyword arguments for :func:`tokenstore_sql.create_engine`,
         used only when a URL is given
     :param retry: how transient database failures are retried
+    :param encryption_keys: keys (from ``tokenstore-sql generate-key``) or a
+        :class:`~tokenstore_sql.KeyRing`: access and refresh tokens are then stored
+        encrypted with the first key, and read with whichever key sealed them
     :raises SchemaOutOfDateError: the database needs ``tokenstore-sql upgrade`` first
     :raises UnsupportedDatabaseError: the database is not SQLite, PostgreSQL or MySQL
     """
@@ -66,6 +70,7 @@ class SQLAlchemyTokenStorage(TokenStorage):
         upgrade_schema: bool = False,
         engine_options: Mapping[str, Any] | None = None,
         retry: RetryPolicy | None = None,
+        encryption_keys: KeyRing | Iterable[str | bytes] | None = None,
     ) -> None:
         check_key("namespace", namespace)
         if isinstance(url_or_engine, Engine):
@@ -75,6 +80,7 @@ class SQLAlchemyTokenStorage(TokenStorage):
             self.owns_engine = True
         self.engine = engine
         self.retry = retry or RetryPolicy()
+        self.keys = _key_ring(encryption_keys)
         self._closed = False
         self._schema_options = {"create_schema": create_schema, "upgrade_schema": upgrade_schema}
         reset_pools_after_fork(engine)
@@ -103,6 +109,7 @@ class SQLAlchemyTokenStorage(TokenStorage):
             "url": self.engine.url.render_as_string(hide_password=False),
             "namespace": self.namespace,
             "retry": self.retry,
+            "keys": self.keys,
             "schema_options": self._schema_options,
         }
 
@@ -112,6 +119,7 @@ class SQLAlchemyTokenStorage(TokenStorage):
             state["url"],
             namespace=state["namespace"],
             retry=state["retry"],
+            encryption_keys=state["keys"],
             **state["schema_options"],
         )
 
@@ -145,7 +153,7 @@ class SQLAlchemyTokenStorage(TokenStorage):
         :raises InvalidTokenDataError: (a ``TypeError`` and ``ValueError``) on bad input,
             before anything is written
         """
-        rows = rows_for_storage(self.namespace, token_data_by_resource_server)
+        rows = rows_for_storage(self.namespace, token_data_by_resource_server, self.keys)
         if not rows:
             return
         now = utc_now()
@@ -167,7 +175,10 @@ class SQLAlchemyTokenStorage(TokenStorage):
         rows = self._in_transaction(
             "read token data", lambda c: c.execute(statement).mappings().all()
         )
-        return {row["resource_server"]: token_data_from_row(self.namespace, row) for row in rows}
+        return {
+            row["resource_server"]: token_data_from_row(self.namespace, row, self.keys)
+            for row in rows
+        }
 
     def get_token_data(self, resource_server: str) -> TokenStorageData | None:
         """Retrieve token data for one resource server in this namespace (None if absent).
@@ -179,7 +190,7 @@ class SQLAlchemyTokenStorage(TokenStorage):
         row = self._in_transaction(
             "read token data", lambda c: c.execute(statement).mappings().first()
         )
-        return None if row is None else token_data_from_row(self.namespace, row)
+        return None if row is None else token_data_from_row(self.namespace, row, self.keys)
 
     def remove_token_data(self, resource_server: str) -> bool:
         """Remove token data for one resource server in this namespace.
@@ -213,3 +224,11 @@ class SQLAlchemyTokenStorage(TokenStorage):
                     return work(connection)
 
         return self.retry.run(operation, engine, attempt)
+
+
+def _key_ring(keys: KeyRing | Iterable[str | bytes] | None) -> KeyRing | None:
+    if keys is None or isinstance(keys, KeyRing):
+        return keys
+    if isinstance(keys, (str, bytes)):  # one key passed bare: a common slip, and harmless
+        keys = [keys]
+    return KeyRing(keys)

@@ -1,0 +1,44 @@
+"""Record which encryption key sealed each row's tokens.
+
+Adds ``token_key_id`` (NULL: tokens stored in clear) and an index on it, so that key
+rotation can find the rows not yet under the newest key. Existing rows keep their
+tokens and read as unencrypted. The downgrade refuses to run while any row is
+encrypted: without the column those tokens could not be told from plain text.
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-28
+"""
+
+from __future__ import annotations
+
+from alembic import op
+import sqlalchemy as sa
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+TABLE = "tokenstore_sql_tokens"
+INDEX = "ix_tokenstore_sql_tokens_token_key_id"
+
+
+def upgrade() -> None:
+    op.add_column(TABLE, sa.Column("token_key_id", sa.String(16), nullable=True))
+    op.create_index(INDEX, TABLE, ["token_key_id"])
+
+
+def downgrade() -> None:
+    tokens = sa.table(TABLE, sa.column("token_key_id"))
+    encrypted = op.get_bind().execute(
+        sa.select(sa.func.count()).select_from(tokens).where(tokens.c.token_key_id.is_not(None))
+    ).scalar()
+    if encrypted:
+        raise RuntimeError(
+            f"{encrypted} row(s) hold encrypted tokens; decrypt them first with "
+            "`tokenstore-sql rotate-keys --decrypt` before downgrading below revision 0002"
+        )
+    op.drop_index(INDEX, table_name=TABLE)
+    with op.batch_alter_table(TABLE) as batch:
+        batch.drop_column("token_key_id")
