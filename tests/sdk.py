@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from tokenstore_sql._sdk import SDK_MAJOR, TokenStorage, TokenStorageData
+from tokenstore_sql._sdk import SDK_MAJOR, SDK_VERSION, TokenStorage, TokenStorageData
+
+SDK_VERSION_INFO = tuple(int(part) for part in SDK_VERSION.split(".")[:2])
 
 if SDK_MAJOR >= 4:
     from globus_sdk.testing import load_response
@@ -24,6 +26,7 @@ else:  # globus-sdk 3.x
 
 __all__ = [
     "SDK_MAJOR",
+    "SDK_VERSION_INFO",
     "MemoryTokenStorage",
     "SQLiteTokenStorage",
     "TokenStorage",

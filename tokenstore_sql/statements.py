@@ -121,6 +121,11 @@ def delete_one(namespace: str, resource_server: str) -> Delete:
     )
 
 
+def delete_namespace(namespace: str) -> Delete:
+    """Delete every row of a namespace."""
+    return delete(TokenRow).where(TokenRow.namespace == namespace)
+
+
 def select_namespaces() -> Select[Any]:
     """Select each distinct namespace, in order."""
     return select(TokenRow.namespace).distinct().order_by(TokenRow.namespace)

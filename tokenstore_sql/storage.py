@@ -8,13 +8,15 @@ stored all or nothing.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+from uuid import UUID
 
 from sqlalchemy import URL, Connection, Engine, make_url
 
-from ._sdk import TokenStorage, TokenStorageData
+from ._sdk import TokenStorage, TokenStorageData, default_app_path
 from .codec import check_key, rows_for_storage, token_data_from_row
 from .columns import utc_now
 from .crypto import KeyRing
@@ -28,6 +30,7 @@ from .retries import RetryPolicy
 from .schema import ensure_schema
 from .statements import (
     check_dialect,
+    delete_namespace,
     delete_one,
     select_namespace,
     select_namespaces,
@@ -35,7 +38,13 @@ from .statements import (
     upsert,
 )
 
+if TYPE_CHECKING:
+    from globus_sdk import GlobusAppConfig
+
 DEFAULT_NAMESPACE = "DEFAULT"
+URL_VARIABLE = "TOKENSTORE_SQL_URL"
+KEYS_VARIABLE = "TOKENSTORE_SQL_KEYS"
+APP_FILE_SUFFIX = ".tokenstore.db"
 T = TypeVar("T")
 
 
@@ -203,6 +212,43 @@ class SQLAlchemyTokenStorage(TokenStorage):
             "remove token data", lambda c: c.execute(statement).rowcount, writes=True
         )
         return deleted > 0
+
+    def remove_namespace(self) -> int:
+        """Remove all token data of this namespace (logout, offboarding) in one transaction.
+
+        :returns: how many resource servers' token data were removed
+        """
+        statement = delete_namespace(self.namespace)
+        deleted: int = self._in_transaction(
+            "remove a namespace", lambda c: c.execute(statement).rowcount, writes=True
+        )
+        return deleted
+
+    @classmethod
+    def for_globus_app(
+        cls,
+        client_id: UUID | str,
+        app_name: str,
+        config: GlobusAppConfig,
+        namespace: str,
+    ) -> SQLAlchemyTokenStorage:
+        """Create the storage of a ``GlobusApp`` (globus-sdk's ``TokenStorageProvider``).
+
+        ``GlobusAppConfig(token_storage=SQLAlchemyTokenStorage)`` keeps the app's tokens
+        in the database named by ``TOKENSTORE_SQL_URL``, or else in an embedded SQLite
+        file beside globus-sdk's own token files
+        (``~/.globus/app/{client_id}/{app_name}/tokens.tokenstore.db``). Encryption keys
+        come from ``TOKENSTORE_SQL_KEYS`` when it is set.
+        """
+        url = os.environ.get(URL_VARIABLE) or (
+            "sqlite:///"
+            + default_app_path(client_id, app_name, config.environment)
+            + APP_FILE_SUFFIX
+        )
+        keys = os.environ.get(KEYS_VARIABLE)
+        return cls(
+            url, namespace=namespace, encryption_keys=KeyRing.from_text(keys) if keys else None
+        )
 
     def iter_namespaces(self) -> Iterator[str]:
         """Iterate over every namespace that holds token data in this database, in order."""
