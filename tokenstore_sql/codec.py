@@ -22,18 +22,6 @@ _BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
 # The columns encrypted at rest when a storage has keys.
 TOKEN_FIELDS = ("access_token", "refresh_token")
 
-# Row columns that carry token data, in TokenStorageData's own order.
-DATA_COLUMNS = (
-    "resource_server",
-    "identity_id",
-    "scope",
-    "access_token",
-    "refresh_token",
-    "expires_at_seconds",
-    "token_type",
-    "extra",
-)
-
 
 class _Invalid(InvalidTokenDataError, TypeError):
     """Raised for a value of the wrong type: both a ``TypeError`` and a ``ValueError``."""

@@ -97,36 +97,35 @@ class SchemaNotManagedError(SchemaError):
         )
 
 
-class StorageUnavailableError(TokenStoreError):
-    """The database could not be reached or kept failing after the bounded retries.
+class _DatabaseFailure(TokenStoreError):
+    """A failed operation, described by safe facts only.
 
     :ivar operation: what the storage was doing
     :ivar database: where, as ``dialect://host/name`` without credentials
     :ivar code: the driver's error code or SQLSTATE, where known
     """
 
+    _message = "{operation} failed on {database}"
+
     def __init__(self, operation: str, database: str, code: str | None = None) -> None:
         self.operation = operation
         self.database = database
         self.code = code
         detail = f" (code {code})" if code else ""
-        super().__init__(f"could not {operation} on {database}{detail}")
+        super().__init__(self._message.format(operation=operation, database=database) + detail)
 
 
-class DatabaseOperationError(TokenStoreError):
+class StorageUnavailableError(_DatabaseFailure):
+    """The database could not be reached or kept failing after the bounded retries."""
+
+    _message = "could not {operation} on {database}"
+
+
+class DatabaseOperationError(_DatabaseFailure):
     """The database refused an operation for a reason that retrying will not fix.
 
     The driver's text is left out on purpose (it can quote row values); ``code`` keeps
     the SQLSTATE or driver error number for diagnosis.
-
-    :ivar operation: what the storage was doing
-    :ivar database: where, as ``dialect://host/name`` without credentials
-    :ivar code: the driver's error code or SQLSTATE, where known
     """
 
-    def __init__(self, operation: str, database: str, code: str | None = None) -> None:
-        self.operation = operation
-        self.database = database
-        self.code = code
-        detail = f" (code {code})" if code else ""
-        super().__init__(f"the database refused to {operation} on {database}{detail}")
+    _message = "the database refused to {operation} on {database}"

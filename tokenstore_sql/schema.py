@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
@@ -141,37 +142,37 @@ def migrate(
     The revision is read again once the lock is held, so that of several processes
     racing here exactly one runs the migrations.
     """
-    check_dialect(engine.dialect)
-    with engine.connect() as connection:
-        connection = connection.execution_options(**{WRITE_TRANSACTION_OPTION: True})
-        try:
-            with connection.begin():
-                _take_schema_lock(connection)
-                found = status(connection)
-                if target == "head" and found.at_head:
-                    return
-                has_tokens = found.current is None and inspect(connection).has_table(TOKENS_TABLE)
-                _raise_unless_changeable(
-                    found, connection_has_tokens=has_tokens, create=create, upgrade=upgrade
-                )
-                _run_alembic(command.upgrade, connection, target)
-        finally:
-            _release_schema_lock(connection)
+    with _locked_transaction(engine) as connection:
+        found = status(connection)
+        if target == "head" and found.at_head:
+            return
+        has_tokens = found.current is None and inspect(connection).has_table(TOKENS_TABLE)
+        _raise_unless_changeable(
+            found, connection_has_tokens=has_tokens, create=create, upgrade=upgrade
+        )
+        _run_alembic(command.upgrade, connection, target)
 
 
 def downgrade(engine: Engine, target: str) -> None:
     """Downgrade the engine's database to ``target`` (a revision, ``-1`` or ``base``)."""
+    with _locked_transaction(engine) as connection:
+        _run_alembic(command.downgrade, connection, target)
+    with _checked_lock:
+        _checked_engines.discard(engine)
+
+
+@contextmanager
+def _locked_transaction(engine: Engine) -> Iterator[Connection]:
+    """Yield a connection in a write transaction that holds the schema lock."""
     check_dialect(engine.dialect)
     with engine.connect() as connection:
         connection = connection.execution_options(**{WRITE_TRANSACTION_OPTION: True})
         try:
             with connection.begin():
                 _take_schema_lock(connection)
-                _run_alembic(command.downgrade, connection, target)
+                yield connection
         finally:
             _release_schema_lock(connection)
-    with _checked_lock:
-        _checked_engines.discard(engine)
 
 
 def _run_alembic(step: Callable[[Config, str], None], connection: Connection, target: str) -> None:
