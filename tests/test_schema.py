@@ -83,6 +83,7 @@ def test_an_unknown_revision_asks_for_a_newer_package(empty_database_url: URL) -
     assert "9999" in message
     assert head_revision() in message
     assert "upgrade the tokenstore-sql package" in message
+    assert isinstance(caught.value, SchemaOutOfDateError)  # callers catching that see it too
 
 
 def test_a_token_table_without_version_record_is_not_guessed_at(empty_database_url: URL) -> None:

@@ -70,8 +70,11 @@ class SchemaOutOfDateError(SchemaError):
         )
 
 
-class SchemaTooNewError(SchemaError):
-    """The database schema is at a revision this package does not know (a newer release).
+class SchemaTooNewError(SchemaOutOfDateError):
+    """The database is at a revision this package does not know: the package is the older.
+
+    A kind of :class:`SchemaOutOfDateError` (database and package are out of step), so
+    code that catches that also catches this; the remedy differs, and the message says so.
 
     :ivar current: the database's revision
     :ivar head: the newest revision this package knows
@@ -80,9 +83,11 @@ class SchemaTooNewError(SchemaError):
     def __init__(self, current: str, head: str) -> None:
         self.current = current
         self.head = head
-        super().__init__(
+        SchemaError.__init__(
+            self,
             f"the database is at revision {current}, which this version of tokenstore-sql "
-            f"does not know (its newest is {head}); upgrade the tokenstore-sql package"
+            f"does not know (its newest is {head}): upgrade the tokenstore-sql package; "
+            "`tokenstore-sql upgrade` cannot help here",
         )
 
 
