@@ -31,9 +31,13 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     tokens = sa.table(TABLE, sa.column("token_key_id"))
-    encrypted = op.get_bind().execute(
-        sa.select(sa.func.count()).select_from(tokens).where(tokens.c.token_key_id.is_not(None))
-    ).scalar()
+    encrypted = (
+        op.get_bind()
+        .execute(
+            sa.select(sa.func.count()).select_from(tokens).where(tokens.c.token_key_id.is_not(None))
+        )
+        .scalar()
+    )
     if encrypted:
         raise RuntimeError(
             f"{encrypted} row(s) hold encrypted tokens; decrypt them first with "
