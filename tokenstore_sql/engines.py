@@ -5,6 +5,9 @@ Every engine made here hides bound parameters from SQLAlchemy's errors and logs
 statement echo or a driver error. Network databases get ``pool_pre_ping``: a connection
 that the server dropped while idle in the pool (restart, idle timeout, killed session)
 is noticed at checkout and replaced, instead of failing the caller's first statement.
+They also get a ``connect_timeout`` (10 s by default): without one, psycopg waits for an
+unreachable host as long as the operating system does (minutes), and a storage call
+could not give up within its retry policy's deadline.
 
 SQLite files are set up for several processes writing at once, without trading
 durability for speed:
@@ -29,6 +32,7 @@ forked child their pools are replaced without closing the parent's connections
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -41,6 +45,8 @@ from sqlalchemy import URL, Engine, event, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from .errors import DatabaseOperationError
+
 # Engines made here log as "sqlalchemy.engine.Engine.tokenstore_sql". SQLAlchemy logs
 # fetched rows (tokens included) at DEBUG, so that logger is held at INFO: statements
 # may be logged, rows never, even when the host application logs everything at DEBUG.
@@ -52,13 +58,21 @@ WRITE_TRANSACTION_OPTION: Final = "tokenstore_sql_write"
 SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
 # MySQL closes connections idle for longer than wait_timeout (8 hours by default).
 MYSQL_POOL_RECYCLE_SECONDS: Final = 3600
+# How long a network engine waits to establish a connection. libpq counts the whole
+# handshake (and treats values below 2 as 2). PyMySQL counts the TCP connect only: a
+# host that accepts but never answers is bounded by its read_timeout, which is left
+# unset because a legitimate GET_LOCK or row-lock wait can last longer than any default.
+CONNECT_TIMEOUT_SECONDS: Final = 10
 
 
 def create_engine(url: str | URL, **options: Any) -> Engine:
     """Create an engine with tokenstore-sql's defaults; keyword options override them.
 
     Share one such engine between many storages (one per user namespace) in a web
-    backend. ``sqlite_busy_timeout_ms`` sets how long a SQLite writer waits for the lock.
+    backend. ``sqlite_busy_timeout_ms`` sets how long a SQLite writer waits for the lock;
+    ``connect_timeout`` (seconds, ``None`` for the driver's default) how long a
+    PostgreSQL or MySQL connection attempt may take. A ``connect_timeout`` in the URL's
+    query or in ``connect_args`` wins.
 
     :param url: a SQLAlchemy database URL
     :param options: passed to :func:`sqlalchemy.create_engine`
@@ -67,12 +81,17 @@ def create_engine(url: str | URL, **options: Any) -> Engine:
     if options.get("echo") == "debug":
         raise ValueError("echo='debug' logs every fetched row, tokens included; use echo=True")
     busy_timeout_ms = int(options.pop("sqlite_busy_timeout_ms", SQLITE_BUSY_TIMEOUT_MS))
+    connect_timeout = options.pop("connect_timeout", CONNECT_TIMEOUT_SECONDS)
     defaults: dict[str, Any] = {"hide_parameters": True, "logging_name": ENGINE_LOGGING_NAME}
     backend = url.get_backend_name()
     if backend == "sqlite":
         _create_private_sqlite_file(url)
     else:
         defaults["pool_pre_ping"] = True
+        connect_args = dict(options.pop("connect_args", None) or {})
+        if connect_timeout is not None and "connect_timeout" not in url.query:
+            connect_args.setdefault("connect_timeout", int(connect_timeout))
+        defaults["connect_args"] = connect_args
     if backend in ("mysql", "mariadb"):
         defaults["pool_recycle"] = MYSQL_POOL_RECYCLE_SECONDS
         if "charset" not in url.query:
@@ -98,11 +117,17 @@ def _create_private_sqlite_file(url: URL) -> None:
     path = sqlite_file_path(url)
     if path is None or path.exists():
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    except FileExistsError:  # another process made it first
-        return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:  # another process made it first
+            return
+    except OSError as exc:  # a read-only place, a file where a directory should be, ...
+        code = errno.errorcode.get(exc.errno or 0)
+        raise DatabaseOperationError(
+            "create the database file", describe_database(url), code
+        ) from None
     os.close(fd)
 
 

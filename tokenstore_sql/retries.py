@@ -5,6 +5,19 @@ applied (the connection was lost, a deadlock or serialization failure rolled the
 transaction back, SQLite's lock stayed busy) the whole transaction is run again, with
 exponential backoff and jitter, until the attempts or the time budget run out. Anything
 else is not retried. Errors leave here without the driver's text, which can quote rows.
+
+A retried write may have been applied once already, when the connection was lost
+during its commit. Every write a storage makes is safe to repeat: an upsert of the same
+values, or a delete of the same keys.
+
+How long a call can take when the database is down: attempts stop starting after
+``deadline`` seconds, and one attempt is bounded by the engine's ``connect_timeout``
+(see :mod:`tokenstore_sql.engines`), so a call gives up after about
+``deadline + connect_timeout`` seconds at most.
+
+MySQL errors are classified by the server's or client's error number, not by SQLSTATE:
+PyMySQL reports a deadlock (1213) with SQLSTATE 40001 and a lock wait timeout (1205)
+with HY000, so the number is the one reliable handle.
 """
 
 from __future__ import annotations
@@ -17,17 +30,24 @@ from typing import TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from .engines import describe_database
 from .errors import DatabaseOperationError, StorageUnavailableError
 
 T = TypeVar("T")
 
-# PostgreSQL SQLSTATEs: serialization_failure, deadlock_detected.
-_POSTGRESQL_RETRY_STATES = frozenset({"40001", "40P01"})
-# MySQL/MariaDB: lock wait timeout, deadlock, server gone away, lost connection,
-# cannot connect, server shutting down, connection killed.
-_MYSQL_RETRY_CODES = frozenset({1205, 1213, 2003, 2006, 2013, 1053, 1927})
+# PostgreSQL SQLSTATEs: serialization_failure, deadlock_detected; the server shutting
+# down, crashed or still starting (admin_shutdown, crash_shutdown, cannot_connect_now);
+# too_many_connections (every worker connecting at once on deploy). Class 08 (connection
+# exceptions) is matched by prefix below.
+_POSTGRESQL_RETRY_STATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03", "53300"})
+# MySQL/MariaDB error numbers: lock wait timeout (1205; the transaction is rolled back
+# before the retry), deadlock (1213), too many connections (1040), server shutting down
+# (1053), connection killed (1927, MariaDB), disconnected for inactivity (4031, MySQL
+# 8.0.24+); client side: cannot connect (2002, 2003), server gone away (2006), lost
+# connection (2013, 2055).
+_MYSQL_RETRY_CODES = frozenset({1205, 1213, 1040, 1053, 1927, 4031, 2002, 2003, 2006, 2013, 2055})
 # SQLite result codes (primary): SQLITE_BUSY, SQLITE_LOCKED.
 _SQLITE_RETRY_CODES = frozenset({5, 6})
 
@@ -59,6 +79,10 @@ class RetryPolicy:
         while True:
             try:
                 return transaction()
+            except PoolTimeoutError:
+                # Every pooled connection stayed busy for the pool's whole timeout:
+                # waiting longer here would only stack up more callers.
+                raise StorageUnavailableError(operation, describe_database(engine.url)) from None
             except DBAPIError as exc:
                 code = error_code(exc)
                 database = describe_database(engine.url)
@@ -73,17 +97,21 @@ class RetryPolicy:
 
 
 def error_code(exc: DBAPIError) -> str | None:
-    """Return the SQLSTATE or driver error number of a database error, if it has one."""
+    """Return the driver's error number, else the SQLSTATE, of a database error, if any.
+
+    SQLite's result code and MySQL's error number come first: they are more specific
+    than the SQLSTATE that PyMySQL also reports (40001 for a deadlock, HY000 for many).
+    """
     orig = exc.orig
-    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-    if isinstance(sqlstate, str):
-        return sqlstate
     sqlite_code = getattr(orig, "sqlite_errorcode", None)
     if isinstance(sqlite_code, int):
         return str(sqlite_code)
     args = getattr(orig, "args", ())
-    if args and isinstance(args[0], int):
+    if args and isinstance(args[0], int):  # PyMySQL and mysqlclient: (errno, message)
         return str(args[0])
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if isinstance(sqlstate, str):
+        return sqlstate
     return None
 
 

@@ -95,7 +95,11 @@ class SQLAlchemyTokenStorage(TokenStorage):
         reset_pools_after_fork(engine)
         try:
             check_dialect(engine.dialect)
-            ensure_schema(engine, create=create_schema, upgrade=upgrade_schema)
+            self.retry.run(
+                "open the database",
+                engine,
+                lambda: ensure_schema(engine, create=create_schema, upgrade=upgrade_schema),
+            )
         except BaseException:
             self.close()
             raise

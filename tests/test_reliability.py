@@ -1,0 +1,529 @@
+"""Many processes and threads, killed sessions, outages and deadlocks: nothing is lost.
+
+Each test is bounded in time. Server faults are injected without disturbing other test
+runs on the same servers: sessions are killed only in a database of the test's own, and
+outages happen behind a TCP proxy (see ``tests/faults.py``). Restarting the real
+PostgreSQL server is opt-in (``TOKENSTORE_SQL_TEST_ALLOW_RESTART=1``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing
+import os
+import random
+import shutil
+import subprocess
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import URL, Engine, event, func, make_url, select, text
+from sqlalchemy.exc import OperationalError
+
+from tokenstore_sql import (
+    SQLAlchemyTokenStorage,
+    StorageUnavailableError,
+    TokenRow,
+    TokenStoreError,
+    create_engine,
+)
+from tokenstore_sql.retries import RetryPolicy
+
+from .conftest import SERVER_PARAMS
+from .faults import TcpProxy, kill_session, kill_sessions, session_id, wait_until
+from .sdk import make_token_data
+
+SHARED_KEYS = ("shared-0", "shared-1", "shared-2")
+PASSWORD = "hunter2-SECRET"
+
+
+def _work(url: str, namespace: str, worker: int, seconds: float, barrier: Any, out: str) -> None:
+    """One process's share of the mixed workload; writes what it did to ``out`` as JSON."""
+    written: dict[str, list[str]] = {}
+    last_own: str | None = None  # "store:<value>" or "remove" for the key only we write
+    errors: list[str] = []
+    ops = 0
+    own = f"own-{worker}"
+    rng = random.Random(worker)
+
+    def store(*keys: str) -> None:
+        nonlocal last_own
+        value = f"w{worker}-{ops}"
+        for key in keys:
+            written.setdefault(key, []).append(value)
+        storage.store_token_data_by_resource_server(
+            {key: make_token_data(key, access_token=value) for key in keys}
+        )
+        if own in keys:
+            last_own = f"store:{value}"
+
+    with SQLAlchemyTokenStorage(url, namespace=namespace) as storage:
+        barrier.wait(60)
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            ops += 1
+            choice = rng.random()
+            try:
+                if choice < 0.25:
+                    store(rng.choice(SHARED_KEYS))
+                elif choice < 0.4:
+                    store(*rng.sample(SHARED_KEYS, 3))  # all three, in a random order
+                elif choice < 0.55:
+                    storage.remove_token_data(rng.choice(SHARED_KEYS))
+                elif choice < 0.7:
+                    store(own)
+                elif choice < 0.75:
+                    storage.remove_token_data(own)
+                    last_own = "remove"
+                elif choice < 0.9:
+                    storage.get_token_data(rng.choice(SHARED_KEYS))
+                else:
+                    storage.get_token_data_by_resource_server()
+            except Exception:
+                errors.append(traceback.format_exc(limit=1))
+    Path(out).write_text(
+        json.dumps({"written": written, "last_own": last_own, "errors": errors, "ops": ops})
+    )
+
+
+def test_processes_writing_and_removing_the_same_keys_lose_nothing(
+    database_url: URL, namespace: str, tmp_path: Path
+) -> None:
+    workers, seconds = 4, 2.0
+    url = database_url.render_as_string(hide_password=False)
+    SQLAlchemyTokenStorage(url, namespace=namespace).close()  # the schema, before the race
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(workers)
+    outs = [str(tmp_path / f"worker-{n}.json") for n in range(workers)]
+    processes = [
+        context.Process(target=_work, args=(url, namespace, n, seconds, barrier, outs[n]))
+        for n in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=90)
+        if process.is_alive():
+            process.kill()
+
+    assert [p.exitcode for p in processes] == [0] * workers
+    reports = [json.loads(Path(out).read_text()) for out in outs]
+    assert [r["errors"] for r in reports] == [[]] * workers
+    assert all(r["ops"] > 10 for r in reports), "the workers barely ran"
+    written: dict[str, set[str]] = {}
+    for report in reports:
+        for key, values in report["written"].items():
+            written.setdefault(key, set()).update(values)
+
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            counts = connection.execute(
+                select(TokenRow.resource_server, func.count())
+                .where(TokenRow.namespace == namespace)
+                .group_by(TokenRow.resource_server)
+            ).all()
+    finally:
+        engine.dispose()
+    assert all(count == 1 for _, count in counts)
+    with SQLAlchemyTokenStorage(url, namespace=namespace) as reader:
+        stored = reader.get_token_data_by_resource_server()
+    for key, data in stored.items():
+        assert data.access_token in written[key], f"{key} holds a value nobody wrote"
+    for n, report in enumerate(reports):  # a key with a single writer ends as it left it
+        own, last = f"own-{n}", report["last_own"]
+        if last is None or last == "remove":
+            assert own not in stored
+        else:
+            assert stored[own].access_token == last.removeprefix("store:")
+
+
+def test_threads_over_many_storages_sharing_one_engine_all_succeed(engine: Engine) -> None:
+    errors: list[BaseException] = []
+
+    def work(worker: int) -> None:
+        try:
+            for i in range(10):
+                storage = SQLAlchemyTokenStorage(engine, namespace=f"user-{worker}-{i % 3}")
+                storage.store_token_data_by_resource_server(
+                    {"rs": make_token_data("rs", access_token=f"{worker}-{i}")}
+                )
+                assert storage.get_token_data("rs") is not None
+                if i % 4 == 0:
+                    storage.remove_token_data("rs")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert errors == []
+    reader = SQLAlchemyTokenStorage(engine, namespace="user-0-1")
+    assert reader.get_token_data("rs") is not None
+
+
+# The faults below need a server: these tests run on PostgreSQL and MySQL only.
+servers_only = pytest.mark.parametrize("backend", SERVER_PARAMS)
+postgresql_only = pytest.mark.parametrize("backend", SERVER_PARAMS[:1])
+
+
+@pytest.fixture
+def own_database(server_url: str, empty_database_url: URL) -> tuple[str, URL]:
+    """(admin URL, URL of a database of this test's own): its sessions may all be killed."""
+    return server_url, empty_database_url
+
+
+def _filled_storage(url: URL, namespace: str, **options: Any) -> SQLAlchemyTokenStorage:
+    """A storage holding three rows, with three connections in its engine's pool."""
+    storage = SQLAlchemyTokenStorage(url, namespace=namespace, **options)
+    storage.store_token_data_by_resource_server(
+        {rs: make_token_data(rs, access_token=f"old-{rs}") for rs in ("a", "b", "c")}
+    )
+    connections = [storage.engine.connect() for _ in range(3)]
+    for connection in connections:
+        connection.close()
+    return storage
+
+
+def _use(storage: SQLAlchemyTokenStorage) -> None:
+    storage.store_token_data_by_resource_server({"d": make_token_data("d")})
+    assert storage.get_token_data("a") is not None
+    assert storage.remove_token_data("d") is True
+    assert set(storage.get_token_data_by_resource_server()) == {"a", "b", "c"}
+
+
+@servers_only
+def test_killed_idle_sessions_are_replaced_at_checkout(
+    own_database: tuple[str, URL], namespace: str
+) -> None:
+    # No retries: the pre-ping alone must notice the dead sessions.
+    admin_url, url = own_database
+    storage = _filled_storage(url, namespace, retry=RetryPolicy(attempts=1))
+    assert kill_sessions(admin_url, url.database or "") >= 1
+    _use(storage)
+    storage.close()
+
+
+@servers_only
+def test_killed_idle_sessions_are_retried_without_pre_ping(
+    own_database: tuple[str, URL], namespace: str
+) -> None:
+    # No pre-ping: the retry policy alone must recover.
+    admin_url, url = own_database
+    storage = _filled_storage(url, namespace, engine_options={"pool_pre_ping": False})
+    assert kill_sessions(admin_url, url.database or "") >= 1
+    for _ in range(4):  # each pooled connection is dead in turn
+        _use(storage)
+    storage.close()
+
+
+def _kill_first_attempt(storage: SQLAlchemyTokenStorage, admin_url: str, when: str) -> list[int]:
+    """Kill the session under the first write, before its upsert or before its commit."""
+    killed: list[int] = []
+
+    def kill(connection: Any, *args: Any) -> None:
+        if killed:
+            return
+        if when == "statement" and "INSERT" not in str(args[1]).upper():
+            return
+        session = session_id(connection.connection.dbapi_connection)
+        killed.append(session)
+        kill_session(admin_url, session)
+
+    hook = "before_cursor_execute" if when == "statement" else "commit"
+    event.listen(storage.engine, hook, kill)
+    return killed
+
+
+@servers_only
+@pytest.mark.parametrize("when", ["statement", "commit"])
+def test_a_session_killed_mid_write_is_retried_and_applied_whole(
+    own_database: tuple[str, URL], namespace: str, when: str
+) -> None:
+    admin_url, url = own_database
+    storage = _filled_storage(url, namespace)
+    killed = _kill_first_attempt(storage, admin_url, when)
+
+    storage.store_token_data_by_resource_server(
+        {rs: make_token_data(rs, access_token=f"new-{rs}") for rs in ("a", "b", "c")}
+    )
+
+    assert len(killed) == 1
+    stored = storage.get_token_data_by_resource_server()
+    assert {rs: d.access_token for rs, d in stored.items()} == {
+        "a": "new-a",
+        "b": "new-b",
+        "c": "new-c",
+    }
+    storage.close()
+
+
+@servers_only
+@pytest.mark.parametrize("when", ["statement", "commit"])
+def test_a_session_killed_mid_write_without_retries_applies_nothing(
+    own_database: tuple[str, URL], namespace: str, when: str
+) -> None:
+    admin_url, url = own_database
+    storage = _filled_storage(url, namespace, retry=RetryPolicy(attempts=1))
+    killed = _kill_first_attempt(storage, admin_url, when)
+
+    with pytest.raises(StorageUnavailableError):
+        storage.store_token_data_by_resource_server(
+            {rs: make_token_data(rs, access_token=f"new-{rs}") for rs in ("a", "b", "c")}
+        )
+
+    assert len(killed) == 1
+    stored = storage.get_token_data_by_resource_server()
+    assert {d.access_token for d in stored.values()} == {"old-a", "old-b", "old-c"}
+    storage.close()
+
+
+def _conflict(dialect: str) -> OperationalError:
+    """The error a driver raises for a deadlock, built from the driver's own classes."""
+    orig: Exception
+    if dialect == "postgresql":
+        import psycopg.errors
+
+        orig = psycopg.errors.DeadlockDetected("deadlock detected")
+    elif dialect in ("mysql", "mariadb"):
+        import pymysql.err
+
+        # as PyMySQL 1.1+ raises it: the error number, and SQLSTATE 40001
+        orig = pymysql.err.OperationalError(1213, "Deadlock found", sqlstate="40001")
+    else:
+        import sqlite3
+
+        orig = sqlite3.OperationalError("database is locked")
+        orig.sqlite_errorcode = 5  # type: ignore[attr-defined]  # set by sqlite3 itself
+    return OperationalError("INSERT", {}, orig)
+
+
+def _conflicts(engine: Engine, times: int) -> list[int]:
+    """Make the first ``times`` writes on ``engine`` fail as deadlocks."""
+    seen: list[int] = []
+
+    def conflict(*args: Any) -> None:
+        if "INSERT" in str(args[2]).upper() and len(seen) < times:
+            seen.append(1)
+            raise _conflict(engine.dialect.name)
+
+    event.listen(engine, "before_cursor_execute", conflict)
+    return seen
+
+
+def test_deadlocks_are_retried_until_the_write_succeeds(
+    storage: SQLAlchemyTokenStorage,
+) -> None:
+    storage.retry = RetryPolicy(attempts=5, first_delay=0.01)
+    seen = _conflicts(storage.engine, 3)
+
+    storage.store_token_data_by_resource_server({"rs": make_token_data("rs")})
+
+    assert len(seen) == 3
+    assert storage.get_token_data("rs") is not None
+
+
+def test_a_lasting_deadlock_surfaces_within_the_deadline(
+    storage: SQLAlchemyTokenStorage,
+) -> None:
+    storage.retry = RetryPolicy(attempts=1000, first_delay=0.05, max_delay=0.2, deadline=1.0)
+    seen = _conflicts(storage.engine, 10**6)
+    started = time.monotonic()
+
+    with pytest.raises(StorageUnavailableError) as caught:
+        storage.store_token_data_by_resource_server({"rs": make_token_data("rs")})
+
+    elapsed = time.monotonic() - started
+    assert 0.5 < elapsed < 2.0
+    assert 3 < len(seen) < 1000
+    assert caught.value.code in ("40P01", "1213", "5")
+    assert storage.get_token_data("rs") is None
+
+
+@pytest.fixture
+def proxy(database_url: URL) -> Iterator[tuple[TcpProxy, URL]]:
+    """A proxy in front of the run's scratch database, and the scratch URL through it."""
+    default_port = 5432 if database_url.get_backend_name() == "postgresql" else 3306
+    made = TcpProxy(database_url.host or "127.0.0.1", database_url.port or default_port)
+    yield made, made.url_for(database_url)
+    made.stop()
+
+
+@servers_only
+def test_a_short_outage_is_ridden_out(proxy: tuple[TcpProxy, URL], namespace: str) -> None:
+    server, url = proxy
+    storage = _filled_storage(url, namespace, retry=RetryPolicy(attempts=50, deadline=10.0))
+
+    with server.outage(1.0):
+        started = time.monotonic()
+        _use(storage)  # waits through the outage
+
+    assert time.monotonic() - started > 0.5
+    storage.close()
+
+
+@contextlib.contextmanager
+def _password_url(url: URL, admin_url: str) -> Iterator[URL]:
+    """``url`` with a user that has a password (PostgreSQL here trusts local users)."""
+    if url.get_backend_name() == "postgresql":
+        yield url.set(password=PASSWORD)
+        return
+    user = f"tokenstore_pw_{os.getpid()}"
+    admin = create_engine(make_url(admin_url), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{PASSWORD}'"))
+            connection.execute(text(f"GRANT ALL ON `{url.database}`.* TO '{user}'@'%'"))
+        yield url.set(username=user, password=PASSWORD)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f"DROP USER IF EXISTS '{user}'@'%'"))
+        admin.dispose()
+
+
+def _assert_names_database_but_not_secrets(error: BaseException, url: URL) -> None:
+    shown = [str(error), repr(error), "".join(traceback.format_exception(error))]
+    for text_ in shown:
+        assert PASSWORD not in text_
+        assert "SECRET" not in text_
+    assert "127.0.0.1" in shown[0]
+    assert (url.database or "") in shown[0]
+
+
+@servers_only
+def test_a_server_gone_for_good_fails_within_the_deadline_naming_it(
+    proxy: tuple[TcpProxy, URL], namespace: str, server_url: str
+) -> None:
+    server, plain_url = proxy
+    with _password_url(plain_url, server_url) as url:
+        storage = _filled_storage(url, namespace, retry=RetryPolicy(deadline=2.0, attempts=100))
+        server.stop()
+
+        started = time.monotonic()
+        with pytest.raises(StorageUnavailableError) as caught:
+            storage.get_token_data("a")
+
+        assert time.monotonic() - started < 4.0
+        _assert_names_database_but_not_secrets(caught.value, url)
+        storage.close()
+
+
+@postgresql_only
+def test_a_host_that_never_answers_is_given_up_on_after_connect_timeout(
+    database_url: URL, namespace: str
+) -> None:
+    # libpq waits for a silent host as long as the OS does, unless connect_timeout is set.
+    # (PyMySQL's connect_timeout does not cover the handshake; see engines.py.)
+    server = TcpProxy(database_url.host or "127.0.0.1", database_url.port or 5432)
+    url = database_url
+    storage = _filled_storage(
+        server.url_for(url),
+        namespace,
+        retry=RetryPolicy(deadline=1.0),
+        engine_options={"connect_timeout": 2},
+    )
+    outcome: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            storage.get_token_data("a")
+        except BaseException as exc:
+            outcome.append(exc)
+
+    with server.black_hole():
+        started = time.monotonic()
+        caller = threading.Thread(target=call, daemon=True)
+        caller.start()
+        caller.join(timeout=12)
+        elapsed = time.monotonic() - started
+    assert not caller.is_alive(), "the call hung on a silent server"
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], StorageUnavailableError)
+    assert elapsed < 8.0
+    storage.close()
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param("postgresql-closed-port", marks=pytest.mark.postgresql),
+        pytest.param("mysql-closed-port", marks=pytest.mark.mysql),
+        pytest.param("sqlite-not-a-database", marks=pytest.mark.sqlite),
+        pytest.param("sqlite-no-such-directory", marks=pytest.mark.sqlite),
+    ],
+)
+def test_opening_a_database_that_is_down_fails_fast_naming_it(case: str, tmp_path: Path) -> None:
+    if case == "postgresql-closed-port":
+        url = make_url(f"postgresql+psycopg://app:{PASSWORD}@127.0.0.1:1/tokens")
+    elif case == "mysql-closed-port":
+        url = make_url(f"mysql+pymysql://app:{PASSWORD}@127.0.0.1:1/tokens")
+    elif case == "sqlite-not-a-database":
+        path = tmp_path / "tokens"
+        path.write_bytes(b"this is not a SQLite database, but a file of 40+ bytes" * 4)
+        url = make_url(f"sqlite:///{path}")
+    else:
+        (tmp_path / "file").write_text("")
+        url = make_url(f"sqlite:///{tmp_path / 'file' / 'tokens'}")
+    started = time.monotonic()
+
+    with pytest.raises(TokenStoreError) as caught:
+        SQLAlchemyTokenStorage(url, retry=RetryPolicy(deadline=2.0))
+
+    assert time.monotonic() - started < 4.0
+    shown = [
+        str(caught.value),
+        repr(caught.value),
+        "".join(traceback.format_exception(caught.value)),
+    ]
+    assert all(PASSWORD not in text_ for text_ in shown)
+    assert "tokens" in shown[0]
+    if url.host:
+        assert url.host in shown[0]
+
+
+def _postgresql_version() -> str | None:
+    versions = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
+    return versions[-1] if versions and shutil.which("pg_ctlcluster") else None
+
+
+@postgresql_only
+@pytest.mark.skipif(
+    os.environ.get("TOKENSTORE_SQL_TEST_ALLOW_RESTART") != "1",
+    reason="restarts the PostgreSQL server, breaking concurrent runs: "
+    "set TOKENSTORE_SQL_TEST_ALLOW_RESTART=1 to allow it",
+)
+def test_a_postgresql_restart_is_ridden_out(database_url: URL, namespace: str) -> None:
+    version = _postgresql_version()
+    if version is None:
+        pytest.skip("needs pg_ctlcluster and a cluster under /etc/postgresql")
+    url = database_url
+    # Attempts enough to outlast a restart of a few seconds; the default gives up sooner.
+    storage = _filled_storage(
+        url, namespace, retry=RetryPolicy(attempts=60, max_delay=0.5, deadline=30.0)
+    )
+    restart = subprocess.Popen(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(0.3)  # let the shutdown begin, so the call below meets it
+        _use(storage)  # during or after the restart: retried until the server is back
+        assert restart.wait(timeout=60) == 0
+        _use(storage)
+    finally:
+        if restart.poll() is None:
+            restart.wait(timeout=60)
+        probe = create_engine(url)
+        assert wait_until(lambda: probe.connect().close() is None, timeout=60)
+        probe.dispose()
+        storage.close()
