@@ -134,3 +134,21 @@ class DatabaseOperationError(_DatabaseFailure):
     """
 
     _message = "the database refused to {operation} on {database}"
+
+
+class TokenFileError(TokenStoreError):
+    """A token file cannot be read or written as asked; the database was left as it was.
+
+    :ivar path: the file
+    :ivar problem: what is wrong, naming keys and fields but never a token or config value
+    """
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
+class ImportFormatError(TokenFileError):
+    """A file given to import is unreadable, corrupt or not a globus-sdk token file."""
+

@@ -7,7 +7,7 @@ database, so concurrent writers of one key never race between a read and an inse
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any, Final
 
@@ -176,3 +176,17 @@ def update_row_tokens(namespace: str, resource_server: str, seen_key_id: str | N
         TokenRow.resource_server == resource_server,
         TokenRow.token_key_id.is_not_distinct_from(seen_key_id),
     )
+
+
+def select_tokens(namespaces: Sequence[str] | None = None) -> Select[Any]:
+    """Select the namespace and token columns of every row, or of the rows in some namespaces.
+
+    Rows come ordered by namespace and resource server.
+    """
+    statement = select(TokenRow.namespace, *TOKEN_COLUMNS).order_by(
+        TokenRow.namespace, TokenRow.resource_server
+    )
+    if namespaces is not None:
+        statement = statement.where(TokenRow.namespace.in_(namespaces))
+    return statement
+

@@ -1,0 +1,324 @@
+"""Import globus-sdk token files into the database, and export it as a JSON token file.
+
+An import reads and checks every file first, then applies them in the order given, in
+one transaction: either all of it is written or none. Each token meets what the
+database (or an earlier file of the same import) holds under its namespace and resource
+server; identical data is kept as it is, so running an import again changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from sqlalchemy import URL, Connection, Engine
+
+from ._sdk import SDK_VERSION
+from .codec import check_key, open_tokens, rows_for_storage, seal_tokens, token_data_from_row
+from .columns import utc_now
+from .crypto import KeyRing
+from .engines import WRITE_TRANSACTION_OPTION, create_engine
+from .errors import ImportFormatError, InvalidTokenDataError, SchemaOutOfDateError, TokenFileError
+from .formats import TokenFile, read_token_file
+from .retries import RetryPolicy
+from .schema import ensure_schema
+from .statements import select_tokens, upsert
+
+CONFLICT_POLICIES: Final = ("newer", "skip", "overwrite")
+# Namespaces per SELECT ... IN (...), well inside every backend's parameter limit.
+_NAMESPACES_PER_SELECT: Final = 500
+# The columns that hold token data: equal in all of these means the same token data.
+DATA_COLUMNS: Final = (
+    "identity_id",
+    "scope",
+    "access_token",
+    "refresh_token",
+    "expires_at_seconds",
+    "token_type",
+    "extra",
+)
+_FIELDS: Final = frozenset({"resource_server", *DATA_COLUMNS}) - {"extra"}
+
+Key = tuple[str, str]
+
+
+@dataclass
+class ImportCount:
+    """What an import did with one namespace of one file.
+
+    ``added``: new in the database; ``updated``: replaced what was there; ``kept``: the
+    same data was there already; ``skipped``: the database's differing data was kept.
+    """
+
+    path: str
+    kind: str
+    source_namespace: str
+    namespace: str
+    added: int = 0
+    updated: int = 0
+    kept: int = 0
+    skipped: int = 0
+
+
+@dataclass
+class ImportReport:
+    """What an import did (or, on a dry run, would do), file by file."""
+
+    files: list[TokenFile]
+    counts: list[ImportCount]
+    dry_run: bool
+
+
+def read_token_files(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    identity_from_config: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> list[TokenFile]:
+    """Read and check every file before anything is written; ``progress`` hears each path.
+
+    :raises ImportFormatError: at the first file that cannot be read
+    """
+    files = []
+    for path in paths:
+        files.append(read_token_file(path, identity_from_config=identity_from_config))
+        if progress is not None:
+            progress(str(path))
+    return files
+
+
+def import_token_files(
+    url_or_engine: str | URL | Engine,
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    namespace: str | None = None,
+    on_conflict: str = "newer",
+    dry_run: bool = False,
+    identity_from_config: bool = False,
+    progress: Callable[[str], None] | None = None,
+    retry: RetryPolicy | None = None,
+    encryption_keys: KeyRing | None = None,
+) -> ImportReport:
+    """Import globus-sdk token files (any format, detected by content) in one transaction.
+
+    :param paths: JSON or SQLite token files, applied in this order
+    :param namespace: put all token data into this namespace instead of the files' own
+    :param on_conflict: ``newer`` keeps the data that expires later, ``skip`` keeps the
+        database's, ``overwrite`` takes the file's
+    :param dry_run: work out and report everything, write nothing
+    :param identity_from_config: fill a missing ``identity_id`` from the identity that
+        globus-cli records in its SQLite database
+    :param progress: called with each path once the file has been read
+    :param encryption_keys: the database's keys: new tokens are sealed with the first,
+        stored ones opened for comparison
+    :raises ImportFormatError: a file is unreadable, corrupt or of an unknown format; the
+        database is unchanged
+    """
+    if on_conflict not in CONFLICT_POLICIES:
+        raise ValueError(f"on_conflict must be one of {', '.join(CONFLICT_POLICIES)}")
+    if namespace is not None:
+        check_key("namespace", namespace)
+    files = read_token_files(paths, identity_from_config=identity_from_config, progress=progress)
+    plan = [_file_rows(token_file, namespace) for token_file in files]
+    targets = sorted({count.namespace for rows in plan for count, _ in rows})
+
+    def apply(connection: Connection) -> list[ImportCount]:
+        current = _existing_rows(connection, targets, encryption_keys) if has_schema else {}
+        loaded = dict(current)
+        counts = []
+        for file_rows in plan:
+            for count, rows in file_rows:
+                counts.append(_merge(count, rows, current, on_conflict))
+        changed = [row for key, row in current.items() if loaded.get(key) is not row]
+        if changed and not dry_run:
+            now = utc_now()
+            writes = [{**row, "created_at": now, "updated_at": now} for row in changed]
+            for row in writes:
+                seal_tokens(row, encryption_keys)
+            connection.execute(upsert(connection.dialect), writes)
+        return counts
+
+    with _engine(url_or_engine) as engine:
+        has_schema = _has_schema(engine, create=not dry_run)
+        counts = _in_transaction(engine, "import token files", apply, retry, writes=not dry_run)
+    return ImportReport(files, counts, dry_run)
+
+
+def _file_rows(
+    token_file: TokenFile, namespace: str | None
+) -> list[tuple[ImportCount, list[dict[str, Any]]]]:
+    """Check one file's token data as the storage would, and give its rows by namespace."""
+    planned = []
+    seen: dict[Key, str] = {}
+    for source, by_resource_server in token_file.tokens.items():
+        target = source if namespace is None else namespace
+        try:
+            rows = rows_for_storage(check_key("namespace", target), by_resource_server)
+        except InvalidTokenDataError as exc:
+            where = f"namespace {source!r}" if namespace is None else f"mapped {source!r}"
+            raise ImportFormatError(token_file.path, f"{where}: {exc}") from None
+        for row in rows:
+            other = seen.setdefault((target, row["resource_server"]), source)
+            if other != source:
+                raise ImportFormatError(
+                    token_file.path,
+                    f"namespaces {other!r} and {source!r} both hold resource server "
+                    f"{row['resource_server']!r}, so they cannot share namespace {target!r}",
+                )
+        planned.append((ImportCount(token_file.path, token_file.kind, source, target), rows))
+    return planned
+
+
+def _merge(
+    count: ImportCount, rows: list[dict[str, Any]], current: dict[Key, Any], on_conflict: str
+) -> ImportCount:
+    for row in rows:
+        key = (row["namespace"], row["resource_server"])
+        there = current.get(key)
+        if there is None:
+            count.added += 1
+        elif all(there[column] == row[column] for column in DATA_COLUMNS):
+            count.kept += 1
+            continue
+        elif on_conflict == "overwrite" or (
+            on_conflict == "newer" and row["expires_at_seconds"] > there["expires_at_seconds"]
+        ):
+            count.updated += 1
+        else:
+            count.skipped += 1
+            continue
+        current[key] = row
+    return count
+
+
+def _existing_rows(
+    connection: Connection, namespaces: Sequence[str], keys: KeyRing | None
+) -> dict[Key, Any]:
+    """Read the stored rows of some namespaces, tokens opened for comparison."""
+    found: dict[Key, Any] = {}
+    for start in range(0, len(namespaces), _NAMESPACES_PER_SELECT):
+        chunk = namespaces[start : start + _NAMESPACES_PER_SELECT]
+        for row in connection.execute(select_tokens(chunk)).mappings():
+            found[row["namespace"], row["resource_server"]] = open_tokens(
+                row["namespace"], row, keys
+            )
+    return found
+
+
+def export_token_file(
+    url_or_engine: str | URL | Engine,
+    path: str | os.PathLike[str],
+    *,
+    namespaces: Sequence[str] | None = None,
+    overwrite: bool = False,
+    retry: RetryPolicy | None = None,
+    encryption_keys: KeyRing | None = None,
+) -> dict[str, int]:
+    """Write token data to a file that globus-sdk's ``JSONTokenStorage`` reads as it is.
+
+    The file (format 2.0) is created readable and writable by its owner only; ``extra``
+    fields are written beside the others, where ``TokenStorageData.from_dict`` finds them.
+
+    :param namespaces: export these namespaces only (default: every namespace)
+    :param overwrite: replace an existing file (default: refuse)
+    :param encryption_keys: the keys that open the database's encrypted tokens
+    :returns: the number of tokens written, by namespace
+    :raises TokenFileError: the file exists, or some ``extra`` cannot be written
+    """
+    target = Path(path)
+    if target.exists() and not overwrite:
+        raise TokenFileError(str(path), "already exists; choose another path or overwrite it")
+    with _engine(url_or_engine) as engine:
+        statement = select_tokens(None if namespaces is None else sorted(set(namespaces)))
+        rows = (
+            _in_transaction(
+                engine, "export token data", lambda c: c.execute(statement).mappings().all(), retry
+            )
+            if _has_schema(engine, create=False)
+            else []
+        )
+    data: dict[str, dict[str, Any]] = {name: {} for name in namespaces or ()}
+    for row in rows:
+        namespace, resource_server = row["namespace"], row["resource_server"]
+        token_data = token_data_from_row(namespace, row, encryption_keys)
+        clashes = sorted(_FIELDS.intersection(token_data.extra))
+        if clashes:
+            raise TokenFileError(
+                str(path),
+                f"extra of namespace {namespace!r}, resource server {resource_server!r} has "
+                f"the key {clashes[0]!r}, which a token file cannot keep apart from the field",
+            )
+        data.setdefault(namespace, {})[resource_server] = token_data.to_dict(include_extra=True)
+    document = {"data": data, "format_version": "2.0", "globus-sdk.version": SDK_VERSION}
+    _write_private(target, json.dumps(document), overwrite)
+    return {namespace: len(by_rs) for namespace, by_rs in data.items()}
+
+
+def _write_private(target: Path, text: str, overwrite: bool) -> None:
+    """Write a file readable by its owner only: created exclusively, or swapped in whole."""
+    if not overwrite:
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise TokenFileError(str(target), "already exists") from None
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        return
+    fd, temporary = tempfile.mkstemp(dir=target.parent or ".", prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def _engine(url_or_engine: str | URL | Engine) -> Iterator[Engine]:
+    """Give the caller's engine, or make one from a URL and dispose of it afterwards."""
+    if isinstance(url_or_engine, Engine):
+        yield url_or_engine
+        return
+    engine = create_engine(url_or_engine)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def _has_schema(engine: Engine, *, create: bool) -> bool:
+    """Check the schema (creating it if allowed); False for an empty database left empty."""
+    try:
+        ensure_schema(engine, create=create)
+    except SchemaOutOfDateError as exc:
+        if create or exc.current is not None:
+            raise
+        return False
+    return True
+
+
+def _in_transaction(
+    engine: Engine,
+    operation: str,
+    work: Callable[[Connection], Any],
+    retry: RetryPolicy | None,
+    *,
+    writes: bool = False,
+) -> Any:
+    def attempt() -> Any:
+        with engine.connect() as connection:
+            if writes:
+                connection = connection.execution_options(**{WRITE_TRANSACTION_OPTION: True})
+            with connection.begin():
+                return work(connection)
+
+    return (retry or RetryPolicy()).run(operation, engine, attempt)
