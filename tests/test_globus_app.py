@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import globus_sdk
 import pytest
 import responses
+from globus_sdk.login_flows import LoginFlowManager
 from sqlalchemy import URL
 
 from tokenstore_sql import SQLAlchemyTokenStorage, generate_key
 
-from .sdk import SDK_VERSION_INFO, load_response
+from .fake_auth import FakeAuth, mocked
+from .sdk import SDK_VERSION_INFO, TokenStorageData, load_response, make_token_data
 
 TRANSFER = "transfer.api.globus.org"
 TRANSFER_SCOPE = "urn:globus:auth:scope:transfer.api.globus.org:all"
@@ -106,8 +110,6 @@ def test_an_app_storage_encrypts_with_keys_from_the_environment(
 def test_remove_namespace_removes_every_resource_server_of_that_namespace_only(
     storage: SQLAlchemyTokenStorage,
 ) -> None:
-    from .sdk import make_token_data
-
     other = SQLAlchemyTokenStorage(storage.engine, namespace=storage.namespace + "-other")
     other.store_token_data_by_resource_server({"rs": make_token_data("rs")})
     storage.store_token_data_by_resource_server({rs: make_token_data(rs) for rs in ("a", "b", "c")})
@@ -116,3 +118,138 @@ def test_remove_namespace_removes_every_resource_server_of_that_namespace_only(
     assert storage.get_token_data_by_resource_server() == {}
     assert storage.remove_namespace() == 0
     assert other.get_token_data("rs") is not None
+
+
+# UserApp: a login flow driven offline. The flow manager below plays the user's browser:
+# it starts the flow as the SDK's own managers do, then exchanges the code that the fake
+# Auth hands out for the identity of the test's choosing.
+
+USER_SCOPES = {TRANSFER: [TRANSFER_SCOPE]}
+
+
+class _BrowserFlow(LoginFlowManager):
+    def __init__(self, login_client: Any, auth: FakeAuth, identity_id: str, refresh: bool) -> None:
+        super().__init__(login_client, request_refresh_tokens=refresh)
+        self.auth = auth
+        self.identity_id = identity_id
+        self.authorize_urls: list[str] = []
+
+    def run_login_flow(self, auth_parameters: Any) -> globus_sdk.OAuthTokenResponse:
+        self.authorize_urls.append(
+            self._get_authorize_url(auth_parameters, "https://app.example.org/callback")
+        )
+        code = self.auth.login_code(self.identity_id)
+        return self.login_client.oauth2_exchange_code_for_tokens(code)  # type: ignore[union-attr]
+
+
+class _Browser:
+    """A ``LoginFlowManagerProvider``: the app builds its flow manager from it."""
+
+    def __init__(self, auth: FakeAuth, identity_id: str) -> None:
+        self.auth = auth
+        self.identity_id = identity_id
+        self.flows: list[_BrowserFlow] = []
+
+    def for_globus_app(self, *, app_name: str, config: Any, login_client: Any) -> _BrowserFlow:
+        flow = _BrowserFlow(
+            login_client, self.auth, self.identity_id, config.request_refresh_tokens
+        )
+        self.flows.append(flow)
+        return flow
+
+
+def _user_app(auth: FakeAuth, token_storage: object, identity_id: str) -> globus_sdk.UserApp:
+    config = globus_sdk.GlobusAppConfig(
+        token_storage=token_storage,  # type: ignore[arg-type]
+        login_flow_manager=_Browser(auth, identity_id),  # type: ignore[arg-type]
+        request_refresh_tokens=True,
+    )
+    return globus_sdk.UserApp(
+        "tokenstore-user-app",
+        client_id=auth.client_id,
+        client_secret="client-secret",
+        scope_requirements=USER_SCOPES,
+        config=config,
+    )
+
+
+def _close(app: globus_sdk.UserApp) -> None:
+    # globus-sdk 4 apps close what they made; 3.x apps have no close(): close it here.
+    app.token_storage.token_storage.close()
+    if hasattr(app, "close"):
+        app.close()
+
+
+def _expire(storage: SQLAlchemyTokenStorage, resource_server: str) -> TokenStorageData:
+    data = storage.get_token_data(resource_server)
+    assert data is not None
+    data.expires_at_seconds = int(time.time()) - 10
+    storage.store_token_data_by_resource_server({resource_server: data})
+    return data
+
+
+def test_user_app_logs_in_through_the_provider_and_a_second_app_reuses_the_tokens(
+    empty_database_url: URL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "TOKENSTORE_SQL_URL", empty_database_url.render_as_string(hide_password=False)
+    )
+    auth = FakeAuth()
+    identity = str(uuid.uuid4())
+    with mocked(auth):
+        first = _user_app(auth, SQLAlchemyTokenStorage, identity)
+        first.login()
+        second = _user_app(auth, SQLAlchemyTokenStorage, identity)
+        assert second.login_required() is False
+        header = second.get_authorizer(TRANSFER).get_authorization_header()
+        _close(first)
+        _close(second)
+
+    assert auth.code_exchanges == 1  # the second app made no token request
+    with SQLAlchemyTokenStorage(empty_database_url, namespace="DEFAULT") as storage:
+        stored = storage.get_token_data_by_resource_server()
+    assert sorted(stored) == ["auth.globus.org", TRANSFER]
+    assert header == f"Bearer {stored[TRANSFER].access_token}"
+    assert {data.identity_id for data in stored.values()} == {identity}
+    assert auth.access_owner(stored[TRANSFER].access_token) == identity
+
+
+def test_user_app_refresh_and_relogin_update_the_rows_and_logout_removes_them(
+    storage: SQLAlchemyTokenStorage,
+) -> None:
+    auth = FakeAuth()
+    identity = str(uuid.uuid4())
+    bystander = SQLAlchemyTokenStorage(storage.engine, namespace=storage.namespace + "-other")
+    bystander.store_token_data_by_resource_server({TRANSFER: make_token_data()})
+    with mocked(auth):
+        app = _user_app(auth, storage, identity)  # an instance, in its own namespace
+        app.login()
+        logged_in = storage.get_token_data(TRANSFER)
+        expired = _expire(storage, TRANSFER)
+
+        # a new app (another process, say) finds the token expired and refreshes it
+        later = _user_app(auth, storage, identity)
+        header = later.get_authorizer(TRANSFER).get_authorization_header()
+        refreshed = storage.get_token_data(TRANSFER)
+
+        later.login(force=True)
+        relogged = storage.get_token_data(TRANSFER)
+
+        later.logout()
+        remaining = storage.get_token_data_by_resource_server()
+
+    assert logged_in is not None
+    assert refreshed is not None
+    assert relogged is not None
+    assert auth.refresh_calls == 1
+    assert header == f"Bearer {refreshed.access_token}"
+    assert refreshed.access_token != expired.access_token
+    assert refreshed.refresh_token != expired.refresh_token
+    assert refreshed.expires_at_seconds > time.time()
+    assert refreshed.identity_id == identity
+    assert auth.code_exchanges == 2
+    assert relogged.access_token not in (logged_in.access_token, refreshed.access_token)
+    assert remaining == {}
+    assert relogged.access_token in auth.revoked
+    assert relogged.refresh_token in auth.revoked
+    assert bystander.get_token_data(TRANSFER) is not None

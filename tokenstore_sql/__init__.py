@@ -9,6 +9,7 @@ from .errors import (
     EncryptionKeyError,
     ImportFormatError,
     InvalidTokenDataError,
+    MissingTokenDataError,
     SchemaError,
     SchemaNotManagedError,
     SchemaOutOfDateError,
@@ -19,10 +20,14 @@ from .errors import (
     UnreadableTokenDataError,
     UnsupportedDatabaseError,
 )
+from .locks import locked_transaction
+from .maintenance import RowCounts, TokenStats, prune, stats
 from .models import TOKENS_TABLE, VERSION_TABLE, TokenRow, metadata
+from .refresh import LockingRefreshTokenAuthorizer, refresh_once
 from .retries import RetryPolicy
 from .rotation import RotationReport, rotate_keys
 from .storage import SQLAlchemyTokenStorage
+from .store import TokenStore, user_namespace
 from .transfer import ImportCount, ImportReport, export_token_file, import_token_files
 
 __version__ = "0.1.0"
@@ -37,8 +42,11 @@ __all__ = [
     "ImportReport",
     "InvalidTokenDataError",
     "KeyRing",
+    "LockingRefreshTokenAuthorizer",
+    "MissingTokenDataError",
     "RetryPolicy",
     "RotationReport",
+    "RowCounts",
     "SQLAlchemyTokenStorage",
     "SchemaError",
     "SchemaNotManagedError",
@@ -47,6 +55,8 @@ __all__ = [
     "StorageUnavailableError",
     "TokenFileError",
     "TokenRow",
+    "TokenStats",
+    "TokenStore",
     "TokenStoreError",
     "UnreadableTokenDataError",
     "UnsupportedDatabaseError",
@@ -55,6 +65,11 @@ __all__ = [
     "export_token_file",
     "generate_key",
     "import_token_files",
+    "locked_transaction",
     "metadata",
+    "prune",
+    "refresh_once",
     "rotate_keys",
+    "stats",
+    "user_namespace",
 ]

@@ -152,3 +152,20 @@ class TokenFileError(TokenStoreError):
 class ImportFormatError(TokenFileError):
     """A file given to import is unreadable, corrupt or not a globus-sdk token file."""
 
+
+class MissingTokenDataError(TokenStoreError, LookupError):
+    """No usable token data is stored where it was needed: the user must log in (again).
+
+    :ivar namespace: the namespace that was looked in
+    :ivar resource_server: the resource server whose token data is missing
+    :ivar problem: what is missing (no row, or no refresh token)
+    """
+
+    def __init__(self, namespace: str, resource_server: str, problem: str) -> None:
+        self.namespace = namespace
+        self.resource_server = resource_server
+        self.problem = problem
+        super().__init__(
+            f"namespace {namespace!r}, resource server {resource_server!r}: {problem}; "
+            "a new login is needed"
+        )

@@ -18,7 +18,9 @@ from sqlalchemy import (
     Insert,
     Select,
     Update,
+    case,
     delete,
+    func,
     select,
     tuple_,
     update,
@@ -190,3 +192,36 @@ def select_tokens(namespaces: Sequence[str] | None = None) -> Select[Any]:
         statement = statement.where(TokenRow.namespace.in_(namespaces))
     return statement
 
+
+def unusable(now_seconds: int) -> ColumnElement[bool]:
+    """Rows that can never be used again: access token expired, and no refresh token."""
+    return (TokenRow.expires_at_seconds <= now_seconds) & TokenRow.refresh_token.is_(None)
+
+
+def count_unusable(now_seconds: int) -> Select[Any]:
+    """Count the rows :func:`delete_unusable` would delete."""
+    return select(func.count()).select_from(TokenRow).where(unusable(now_seconds))
+
+
+def delete_unusable(now_seconds: int) -> Delete:
+    """Delete every row that can never be used again (see :func:`unusable`)."""
+    return delete(TokenRow).where(unusable(now_seconds))
+
+
+def select_counts(group_by: str, now_seconds: int) -> Select[Any]:
+    """Count rows, expired rows and unusable rows per namespace or per resource server.
+
+    :param group_by: ``"namespace"`` or ``"resource_server"``
+    """
+    key = getattr(TokenRow, group_by)
+    expired = TokenRow.expires_at_seconds <= now_seconds
+    return (
+        select(
+            key,
+            func.count(),
+            func.coalesce(func.sum(case((expired, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((unusable(now_seconds), 1), else_=0)), 0),
+        )
+        .group_by(key)
+        .order_by(key)
+    )

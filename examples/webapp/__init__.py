@@ -1,0 +1,7 @@
+"""An example Flask application: Globus login, per-user token storage in one database."""
+
+from __future__ import annotations
+
+from .app import create_app, settings_from_environment
+
+__all__ = ["create_app", "settings_from_environment"]

@@ -1,0 +1,27 @@
+"""Run the example on http://localhost:5000 (``python -m examples.webapp``).
+
+Environment: GLOBUS_CLIENT_ID and GLOBUS_CLIENT_SECRET (a confidential client whose
+redirect URL is http://localhost:5000/callback); optionally TOKENSTORE_SQL_URL (default:
+an SQLite file, webapp-tokens.db), WEBAPP_SECRET_KEY, WEBAPP_BASE_URL, WEBAPP_PORT.
+This is Flask's development server: for production, serve ``create_app()`` with a WSGI
+server such as gunicorn, with as many worker processes as you like.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .app import create_app, explain_missing_settings, settings_from_environment
+
+
+def main() -> None:
+    settings = settings_from_environment()
+    explain_missing_settings(settings)
+    app = create_app(settings)
+    port = int(os.environ.get("WEBAPP_PORT", "5000"))
+    print(f"tokens are kept in {app.extensions['token_store']!r}")
+    app.run(host="127.0.0.1", port=port)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""``TokenStore``: one engine for a multi-user backend, and a storage per user from it.
+
+A web backend creates one ``TokenStore`` per process at start-up and asks it for a
+user's storage (or refreshing authorizer) in each request. Handing out a storage costs
+no I/O: the schema is checked once, when the store is created.
+
+Namespaces follow one convention, so that operators can read them in SQL and in
+``tokenstore-sql stats``:
+
+- ``user:{identity_id}`` for a Globus identity (a UUID, in canonical lower case);
+- ``{app}:user:{identity_id}`` when several apps or environments share a database,
+  e.g. ``portal-prod:user:...``; ``app`` is 1 to 64 letters, digits, ``.``, ``_``, ``-``.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any, Final
+
+from globus_sdk import AuthLoginClient
+from sqlalchemy import URL, Engine, make_url
+
+from .crypto import KeyRing
+from .engines import create_engine, masked_url
+from .errors import InvalidTokenDataError
+from .refresh import LockingRefreshTokenAuthorizer, OnRefresh
+from .retries import RetryPolicy
+from .storage import SQLAlchemyTokenStorage
+
+_APP_NAME: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def user_namespace(identity_id: str | uuid.UUID, *, app: str | None = None) -> str:
+    """Return the namespace of a user's token data, by the package's convention.
+
+    :param identity_id: the user's Globus identity id (the id_token's ``sub``)
+    :param app: an app or environment label, when several share one database
+    :raises InvalidTokenDataError: (a ``ValueError``) if the id is not a UUID or the app
+        label has characters other than letters, digits, ``.``, ``_`` and ``-``
+    """
+    try:
+        canonical = str(uuid.UUID(str(identity_id)))
+    except ValueError:
+        raise InvalidTokenDataError("a user's identity id must be a UUID") from None
+    if app is None:
+        return f"user:{canonical}"
+    if not _APP_NAME.fullmatch(app):
+        raise InvalidTokenDataError(
+            "an app label is 1 to 64 letters, digits, '.', '_' or '-' characters"
+        )
+    return f"{app}:user:{canonical}"
+
+
+class TokenStore:
+    """The token data of many users in one database, over one shared engine.
+
+    :param url_or_engine: a database URL, or an ``Engine`` (which the store then never
+        disposes of)
+    :param app: the app or environment label put in every namespace (see
+        :func:`user_namespace`); None for none
+    :param options: ``create_schema``, ``upgrade_schema``, ``retry``, ``engine_options``,
+        ``encryption_keys``, as for :class:`~tokenstore_sql.SQLAlchemyTokenStorage`
+    """
+
+    def __init__(
+        self,
+        url_or_engine: str | URL | Engine,
+        *,
+        app: str | None = None,
+        create_schema: bool = True,
+        upgrade_schema: bool = False,
+        engine_options: Mapping[str, Any] | None = None,
+        retry: RetryPolicy | None = None,
+        encryption_keys: KeyRing | Iterable[str | bytes] | None = None,
+    ) -> None:
+        if app is not None:
+            user_namespace(uuid.UUID(int=0), app=app)  # validates the label early
+        self.app = app
+        if isinstance(url_or_engine, Engine):
+            self.engine, self.owns_engine = url_or_engine, False
+        else:
+            options = dict(engine_options or {})
+            self.engine, self.owns_engine = create_engine(make_url(url_or_engine), **options), True
+        self._closed = False
+        try:
+            # the first storage checks (and creates) the schema; later ones cost no I/O
+            first = SQLAlchemyTokenStorage(
+                self.engine,
+                create_schema=create_schema,
+                upgrade_schema=upgrade_schema,
+                retry=retry,
+                encryption_keys=encryption_keys,
+            )
+        except BaseException:
+            self.close()
+            raise
+        self.retry = first.retry
+        self.keys = first.keys
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(dialect={self.engine.dialect.name!r}, app={self.app!r}, "
+            f"url={masked_url(self.engine.url)!r})"
+        )
+
+    def __enter__(self) -> TokenStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Dispose of the engine if the store created it. Safe to repeat."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.owns_engine:
+            self.engine.dispose()
+
+    def namespace_for(self, identity_id: str | uuid.UUID) -> str:
+        """Return a user's namespace in this store (see :func:`user_namespace`)."""
+        return user_namespace(identity_id, app=self.app)
+
+    def for_namespace(self, namespace: str) -> SQLAlchemyTokenStorage:
+        """Return a storage over the shared engine for any namespace; no I/O."""
+        return SQLAlchemyTokenStorage(
+            self.engine, namespace=namespace, retry=self.retry, encryption_keys=self.keys
+        )
+
+    def for_user(self, identity_id: str | uuid.UUID) -> SQLAlchemyTokenStorage:
+        """Return the storage of one user's token data; no I/O.
+
+        The storage shares the store's engine: closing it leaves the engine open.
+        """
+        return self.for_namespace(self.namespace_for(identity_id))
+
+    def authorizer(
+        self,
+        identity_id: str | uuid.UUID,
+        resource_server: str,
+        auth_client: AuthLoginClient,
+        *,
+        on_refresh: OnRefresh | None = None,
+    ) -> LockingRefreshTokenAuthorizer:
+        """Return an authorizer for a user's calls to a resource server.
+
+        It refreshes an expired access token at most once across every worker that
+        shares the database (see :class:`~tokenstore_sql.LockingRefreshTokenAuthorizer`).
+
+        :raises MissingTokenDataError: the user has no token data (or no refresh token)
+            for that resource server: send them to log in
+        """
+        return LockingRefreshTokenAuthorizer(
+            self.for_user(identity_id), resource_server, auth_client, on_refresh=on_refresh
+        )
+
+    def remove_user(self, identity_id: str | uuid.UUID) -> int:
+        """Remove every token of one user (logout, offboarding) in one transaction.
+
+        :returns: how many resource servers' token data were removed
+        """
+        return self.for_user(identity_id).remove_namespace()
