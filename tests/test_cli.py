@@ -1,0 +1,371 @@
+"""The tokenstore-sql command line, run as a separate process the way users run it."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import URL, inspect, text
+
+import tokenstore_sql
+from tokenstore_sql import (
+    TOKENS_TABLE,
+    VERSION_TABLE,
+    SQLAlchemyTokenStorage,
+    create_engine,
+    schema,
+)
+from tokenstore_sql import cli as cli_module
+
+from .sdk import make_token_data
+
+PASSWORD = "hunter2"
+URL_COMMANDS = ("upgrade", "downgrade base", "current", "namespaces")
+
+
+class Cli:
+    """Runs the command line in a subprocess and keeps every output for later checks."""
+
+    def __init__(self) -> None:
+        self.results: list[subprocess.CompletedProcess[str]] = []
+
+    def __call__(
+        self, *args: str, env_url: str | None = None, program: list[str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if key not in ("TOKENSTORE_SQL_URL", "TOKENSTORE_SQL_KEYS")
+        }
+        if env_url is not None:
+            env["TOKENSTORE_SQL_URL"] = env_url
+        result = subprocess.run(
+            [*(program or [sys.executable, "-m", "tokenstore_sql"]), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        self.results.append(result)
+        return result
+
+    def everything_printed(self) -> str:
+        """All stdout and stderr of every run so far."""
+        return "\n".join(r.stdout + r.stderr for r in self.results)
+
+
+@pytest.fixture
+def cli() -> Cli:
+    return Cli()
+
+
+@pytest.fixture
+def url(empty_database_url: URL) -> str:
+    """The empty test database as a command-line argument, password included."""
+    return empty_database_url.render_as_string(hide_password=False)
+
+
+def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    """Assert the run failed with status 1 and one line on stderr; return that line."""
+    assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def _store_tokens(url: str, tokens_by_namespace: dict[str, str]) -> None:
+    for namespace, token in tokens_by_namespace.items():
+        data = make_token_data("rs", access_token=token, refresh_token=f"{token}-refresh")
+        with SQLAlchemyTokenStorage(url, namespace=namespace) as storage:
+            storage.store_token_data_by_resource_server({"rs": data})
+
+
+def _assert_no_token_printed(cli: Cli, tokens: list[str]) -> None:
+    printed = cli.everything_printed()
+    for token in tokens:
+        assert token not in printed
+
+
+def _schema_state(url: str) -> tuple[str | None, bool]:
+    """The database's revision and whether the token table exists."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return schema.current_revision(connection), inspect(connection).has_table(TOKENS_TABLE)
+    finally:
+        engine.dispose()
+
+
+# --- help -------------------------------------------------------------------------------
+
+
+def test_help_describes_the_tool_and_lists_every_command(cli: Cli) -> None:
+    result = cli("--help")
+
+    assert result.returncode == 0
+    assert "Usage:" in result.stdout
+    assert "schema" in result.stdout
+    assert "TOKENSTORE_SQL_URL" in result.stdout
+    assert "--url" in result.stdout
+    for command in ("upgrade", "downgrade", "current", "namespaces", *cli_module.main.commands):
+        assert f"  {command} " in result.stdout, command
+
+
+@pytest.mark.parametrize(
+    ("command", "phrases"),
+    [
+        ("upgrade", ["REVISION", "head", "lock", "Back up"]),
+        ("downgrade", ["REVISION", "-1", "base", "drops"]),
+        ("current", ["revision", "head"]),
+        ("namespaces", ["namespaces", "one per line"]),
+    ],
+)
+def test_each_command_help_explains_the_command_and_its_url(
+    cli: Cli, command: str, phrases: list[str]
+) -> None:
+    result = cli(command, "--help")
+
+    assert result.returncode == 0, result.stderr
+    assert f"Usage: python -m tokenstore_sql {command} [OPTIONS]" in result.stdout
+    assert "--url URL" in result.stdout
+    assert "TOKENSTORE_SQL_URL" in result.stdout
+    text_only = " ".join(result.stdout.split())  # help wraps to the terminal width
+    for phrase in phrases:
+        assert phrase in text_only, phrase
+
+
+@pytest.mark.parametrize("command", sorted(cli_module.main.commands))
+def test_every_registered_command_has_a_help_summary(cli: Cli, command: str) -> None:
+    result = cli(command, "--help")
+
+    assert result.returncode == 0, result.stderr
+    summary = cli_module.main.commands[command].get_short_help_str(limit=200)
+    assert len(summary) > 10
+    assert summary.rstrip(".") in " ".join(result.stdout.split())
+
+
+def test_version_names_the_package_version(cli: Cli) -> None:
+    result = cli("--version")
+
+    assert result.returncode == 0
+    assert tokenstore_sql.__version__ in result.stdout
+
+
+def test_console_script_next_to_the_interpreter_reports_like_python_m(
+    cli: Cli, tmp_path: Path
+) -> None:
+    script = Path(sys.executable).with_name("tokenstore-sql")
+    assert script.is_file(), f"the tokenstore-sql console script is not installed at {script}"
+    url = f"sqlite:///{tmp_path / 'tokens.db'}"
+
+    from_script = cli("current", "--url", url, program=[str(script)])
+    from_module = cli("current", "--url", url)
+
+    assert from_script.returncode == 0, from_script.stderr
+    assert from_script.stdout == from_module.stdout
+    assert schema.head_revision() in from_script.stdout
+
+
+# --- the schema lifecycle on every backend ---------------------------------------------
+
+
+def test_current_on_an_empty_database_says_none_and_names_the_head(cli: Cli, url: str) -> None:
+    result = cli("current", "--url", url)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("none")
+    assert f"head is {schema.head_revision()}" in result.stdout
+    assert _schema_state(url) == (None, False)
+
+
+def test_upgrade_creates_the_schema_at_head_and_current_then_says_head(cli: Cli, url: str) -> None:
+    head = schema.head_revision()
+
+    upgraded = cli("upgrade", "--url", url)
+
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert upgraded.stdout.strip() == f"database is at revision {head}"
+    assert _schema_state(url) == (head, True)
+
+    current = cli("current", "--url", url)
+    assert current.returncode == 0, current.stderr
+    assert current.stdout.strip() == f"{head} (head)"
+
+
+def test_namespaces_lists_what_the_storage_stored_and_never_a_token(cli: Cli, url: str) -> None:
+    tokens = {"bob": "TOKEN-OF-BOB-SECRET", "alice": "TOKEN-OF-ALICE-SECRET"}
+    assert cli("upgrade", "--url", url).returncode == 0
+    _store_tokens(url, tokens)
+
+    result = cli("namespaces", "--url", url)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["alice", "bob"]
+    cli("current", "--url", url)
+    _assert_no_token_printed(cli, [*tokens.values(), *(f"{t}-refresh" for t in tokens.values())])
+
+
+def test_downgrade_base_removes_the_schema(cli: Cli, url: str) -> None:
+    _store_tokens(url, {"carol": "TOKEN-OF-CAROL-SECRET"})
+    assert _schema_state(url) == (schema.head_revision(), True)
+
+    result = cli("downgrade", "base", "--url", url)
+
+    assert result.returncode == 0, result.stderr
+    assert "base" in result.stdout
+    assert _schema_state(url) == (None, False)
+    after = cli("current", "--url", url)
+    assert after.stdout.startswith("none")
+    _assert_no_token_printed(cli, ["TOKEN-OF-CAROL-SECRET"])
+
+
+# --- where the URL comes from ----------------------------------------------------------
+
+
+def test_url_falls_back_to_the_environment_variable(cli: Cli, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'tokens.db'}"
+
+    result = cli("upgrade", env_url=url)
+
+    assert result.returncode == 0, result.stderr
+    assert _schema_state(url)[0] == schema.head_revision()
+
+
+def test_url_option_wins_over_the_environment_variable(cli: Cli, tmp_path: Path) -> None:
+    chosen = f"sqlite:///{tmp_path / 'chosen.db'}"
+    ignored = f"sqlite:///{tmp_path / 'ignored.db'}"
+
+    result = cli("upgrade", "--url", chosen, env_url=ignored)
+
+    assert result.returncode == 0, result.stderr
+    assert _schema_state(chosen)[0] == schema.head_revision()
+    assert not (tmp_path / "ignored.db").exists()
+
+
+@pytest.mark.parametrize("command", URL_COMMANDS)
+def test_no_url_fails_naming_the_option_or_the_variable(cli: Cli, command: str) -> None:
+    result = cli(*command.split())
+
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "--url" in result.stderr or "TOKENSTORE_SQL_URL" in result.stderr
+    assert result.stdout == ""
+
+
+# --- failures are one line, without secrets --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bad_url",
+    [
+        "not-a-url",
+        "://",
+        f"postgresql+psycopg://user:{PASSWORD}@host:notaport/x",
+    ],
+)
+def test_an_invalid_url_fails_with_one_line_and_no_password(cli: Cli, bad_url: str) -> None:
+    line = _one_line_error(cli("current", "--url", bad_url))
+
+    assert line.startswith("error:")
+    assert "URL" in line
+    assert PASSWORD not in cli.everything_printed()
+
+
+@pytest.mark.parametrize(
+    "unreachable",
+    [
+        f"postgresql+psycopg://user:{PASSWORD}@127.0.0.1:1/x",
+        f"mysql+pymysql://user:{PASSWORD}@127.0.0.1:1/x",
+    ],
+)
+@pytest.mark.parametrize("command", URL_COMMANDS)
+def test_an_unreachable_server_fails_with_one_line_and_no_password(
+    cli: Cli, command: str, unreachable: str
+) -> None:
+    line = _one_line_error(cli(*command.split(), "--url", unreachable))
+
+    assert line.startswith("error:")
+    assert "127.0.0.1:1" in line
+    assert PASSWORD not in cli.everything_printed()
+
+
+def test_a_driver_that_is_not_installed_is_named_in_one_line(cli: Cli) -> None:
+    if importlib.util.find_spec("psycopg2") is not None:
+        pytest.skip("psycopg2 is installed here")
+
+    line = _one_line_error(
+        cli("current", "--url", f"postgresql+psycopg2://user:{PASSWORD}@127.0.0.1/x")
+    )
+
+    assert "driver" in line
+    assert PASSWORD not in cli.everything_printed()
+
+
+def test_a_sqlite_path_that_cannot_be_created_fails_with_one_line(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+
+    line = _one_line_error(cli("upgrade", "--url", f"sqlite:///{tmp_path / 'a-file' / 'x.db'}"))
+
+    assert line.startswith("error:")
+    assert "database file" in line or "cannot create the SQLite database" in line
+
+
+# --- a database at a revision this package does not know -------------------------------
+
+
+DAVES_TOKEN = "TOKEN-OF-DAVE-SECRET"
+
+
+@pytest.fixture
+def unknown_revision_url(url: str) -> str:
+    """A database with tokens whose version table names revision ffff."""
+    _store_tokens(url, {"dave": DAVES_TOKEN})
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = 'ffff'"))
+    finally:
+        engine.dispose()
+    return url
+
+
+@pytest.mark.parametrize("command", ["namespaces", "upgrade"])
+def test_an_unknown_revision_fails_asking_for_a_newer_package(
+    cli: Cli, unknown_revision_url: str, command: str
+) -> None:
+    line = _one_line_error(cli(command, "--url", unknown_revision_url))
+
+    assert "ffff" in line
+    assert "upgrade the tokenstore-sql package" in line
+    assert _schema_state(unknown_revision_url)[0] == "ffff"
+    _assert_no_token_printed(cli, [DAVES_TOKEN])
+
+
+def test_current_on_an_unknown_revision_does_not_advise_tokenstore_sql_upgrade(
+    cli: Cli, unknown_revision_url: str
+) -> None:
+    result = cli("current", "--url", unknown_revision_url)
+
+    assert "ffff" in result.stdout + result.stderr
+    assert "run `tokenstore-sql upgrade`" not in result.stdout + result.stderr
+    _assert_no_token_printed(cli, [DAVES_TOKEN])
+
+
+def test_read_only_commands_read_a_missing_sqlite_file_as_empty_without_creating_it(
+    cli: Cli, tmp_path: Path
+) -> None:
+    missing = tmp_path / "nowhere" / "tokens.db"
+    url = f"sqlite:///{missing}"
+
+    current = cli("current", "--url", url)
+    namespaces = cli("namespaces", "--url", url)
+
+    assert current.returncode == 0, current.stderr
+    assert current.stdout.startswith("none")
+    assert "tokenstore-sql upgrade" in _one_line_error(namespaces)
+    assert not missing.parent.exists()
