@@ -1,0 +1,132 @@
+"""Results: ratios, the Markdown tables and the JSON file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .subjects import OPERATION_LABELS, OPERATIONS, SDK_SQLITE
+
+
+def add_ratios(latency: list[dict[str, Any]]) -> None:
+    """Give each latency row its ratio to globus-sdk's SQLite storage and to its floor."""
+    medians = {(r["scale"], r["label"], r["operation"]): r["median_us"] for r in latency}
+    for row in latency:
+        scale, operation = row["scale"], row["operation"]
+        sdk = medians.get((scale, SDK_SQLITE, operation))
+        floor = medians.get((scale, row["floor"], operation))
+        row["vs_sdk_sqlite"] = row["median_us"] / sdk if sdk else None
+        row["vs_floor"] = row["median_us"] / floor if floor else None
+
+
+def growth(latency: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each (storage, operation)'s median at every scale, and largest over smallest."""
+    table: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in latency:
+        entry = table.setdefault(
+            (row["label"], row["operation"]),
+            {"label": row["label"], "operation": row["operation"], "medians_us": {}},
+        )
+        entry["medians_us"][str(row["scale"])] = row["median_us"]
+    for entry in table.values():
+        by_scale = sorted(entry["medians_us"].items(), key=lambda item: int(item[0]))
+        first, last = by_scale[0], by_scale[-1]
+        entry["from_scale"], entry["to_scale"] = int(first[0]), int(last[0])
+        entry["growth"] = last[1] / first[1] if len(by_scale) > 1 else None
+    return list(table.values())
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if value >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}f}"
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """Render the results as Markdown tables."""
+    meta = results["meta"]
+    scales = meta["scales"]
+    labels = list(dict.fromkeys(row["label"] for row in results["latency"]))
+    out = [
+        f"Run of {meta['date']} on {meta['machine']}; {meta['versions']}.",
+        "",
+        f"### Latency, database holding {scales[0]:,} namespace(s)",
+        "",
+        "Microseconds per call; ratios of medians.",
+        "",
+        "| operation | storage | median µs | p95 µs | x SDK SQLite | x floor |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    first = {(r["label"], r["operation"]): r for r in results["latency"] if r["scale"] == scales[0]}
+    for operation in OPERATIONS:
+        for label in labels:
+            row = first.get((label, operation))
+            if row is not None:
+                out.append(
+                    f"| {OPERATION_LABELS[operation]} | {label} | {_num(row['median_us'])} | "
+                    f"{_num(row['p95_us'])} | {_ratio(row['vs_sdk_sqlite'])} | "
+                    f"{_ratio(row['vs_floor'])} |"
+                )
+    out += [
+        "",
+        "### Scale: median µs with the database holding N namespaces of 5 resource servers",
+        "",
+        "| operation | storage | " + " | ".join(f"{s:,}" for s in scales) + " | growth |",
+        "| --- | --- | " + " | ".join("---:" for _ in scales) + " | ---: |",
+    ]
+    for operation in OPERATIONS:
+        for entry in results["scale"]:
+            if entry["operation"] != operation:
+                continue
+            cells = [_num(entry["medians_us"].get(str(s))) for s in scales]
+            out.append(
+                f"| {OPERATION_LABELS[operation]} | {entry['label']} | {' | '.join(cells)} | "
+                f"{_ratio(entry['growth'])} |"
+            )
+    out += [
+        "",
+        "### Concurrency: operations per second, 90% get / 10% store",
+        "",
+        f"Each mode ran {meta['concurrency_seconds']:.2f} s with the database at "
+        f"{scales[-1]:,} namespaces.",
+        "",
+        "| storage | workers | namespaces | ops/s | errors | x SDK SQLite |",
+        "| --- | --- | --- | ---: | ---: | ---: |",
+    ]
+    for row in results["concurrency"]:
+        out.append(
+            f"| {row['label']} | {row['workers']} {row['mode']} | {row['sharing']} | "
+            f"{_num(row['ops_per_second'], 0)} | {row['errors']} | "
+            f"{_ratio(row['vs_sdk_sqlite'])} |"
+        )
+    out += ["", "### Import of a JSON token file", ""]
+    out += ["| backend | tokens | seconds | tokens/s |", "| --- | ---: | ---: | ---: |"]
+    for backend, row in results["import"].items():
+        if row["status"] != "measured":
+            out.append(f"| {backend} | {row['status']} | | |")
+        else:
+            out.append(
+                f"| {backend} | {row['tokens']:,} | {row['seconds']:.2f} | "
+                f"{row['tokens_per_second']:,.0f} |"
+            )
+    out += ["", "### Targets", "", "| target | figures | met |", "| --- | --- | --- |"]
+    for check in results["targets"]:
+        met = {True: "yes", False: "**no**", None: "not measured"}[check["met"]]
+        out.append(f"| {check['target']} | {check['figures']} | {met} |")
+    return "\n".join(out) + "\n"
+
+
+def write(results: dict[str, Any], directory: Path) -> tuple[Path, Path]:
+    """Write ``results.json`` and ``results.md`` into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    as_json, as_markdown = directory / "results.json", directory / "results.md"
+    as_json.write_text(json.dumps(results, indent=1, default=str) + "\n", encoding="utf-8")
+    as_markdown.write_text(markdown(results), encoding="utf-8")
+    return as_json, as_markdown

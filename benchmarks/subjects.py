@@ -1,0 +1,183 @@
+"""What is measured: each storage (and the floor) with its operations as plain callables.
+
+An operation may have an untimed ``setup`` (run before each timed call) and an untimed
+``cleanup`` (run after each timed batch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tokenstore_sql
+from tokenstore_sql import SQLAlchemyTokenStorage
+from tokenstore_sql._sdk import TokenStorage
+
+from .data import HIT, MISS, REMOVED, RESOURCE_SERVERS, by_resource_server
+from .databases import DRIVERS, Database, fill, fill_sdk_json, fill_sdk_sqlite
+from .floor import Floor
+from .sdk import JSONTokenStorage, MemoryTokenStorage, SQLiteTokenStorage
+
+OPERATIONS = ("get_hit", "get_miss", "get_all", "store_1", "store_3", "remove", "construct")
+OPERATION_LABELS = {
+    "get_hit": "get (hit)",
+    "get_miss": "get (miss)",
+    "get_all": "get all (5)",
+    "store_1": "store 1",
+    "store_3": "store 3",
+    "remove": "remove",
+    "construct": "construct",
+}
+SDK_SQLITE = "globus-sdk SQLiteTokenStorage"
+# Engines of the benchmark hold a connection per thread of the 16-thread runs.
+SERVER_POOL = {"pool_size": 16, "max_overflow": 4}
+
+
+@dataclass
+class Op:
+    """One measured operation."""
+
+    run: Callable[[], Any]
+    setup: Callable[[], Any] | None = None
+    cleanup: Callable[[], Any] | None = None
+
+
+@dataclass
+class Subject:
+    """A storage (or the floor) on one backend, ready to measure."""
+
+    label: str
+    kind: str  # "tokenstore-sql", "globus-sdk" or "floor"
+    backend: str  # the database it uses; globus-sdk's storages count as sqlite
+    ops: dict[str, Op]
+    close: Callable[[], Any]
+    grow: Callable[[int], None] | None = None  # fills its data to N namespaces
+    extra: dict[str, Any] = field(default_factory=dict)
+    scale: int = 1  # namespaces its database holds
+
+    @property
+    def floor_label(self) -> str:
+        """The label of the floor this subject is compared with."""
+        return f"floor: {DRIVERS[self.backend]}"
+
+
+def storage_ops(
+    read: TokenStorage, write: TokenStorage, construct: Op | None = None
+) -> dict[str, Op]:
+    """Give the operations of any ``TokenStorage``; ``read`` gets five resource servers first."""
+    read.store_token_data_by_resource_server(by_resource_server())
+    one, three = by_resource_server((HIT,)), by_resource_server(RESOURCE_SERVERS[:3])
+    removed = by_resource_server((REMOVED,))
+    ops = {
+        "get_hit": Op(lambda: read.get_token_data(HIT)),
+        "get_miss": Op(lambda: read.get_token_data(MISS)),
+        "get_all": Op(read.get_token_data_by_resource_server),
+        "store_1": Op(lambda: write.store_token_data_by_resource_server(one)),
+        "store_3": Op(lambda: write.store_token_data_by_resource_server(three)),
+        "remove": Op(
+            lambda: write.remove_token_data(REMOVED),
+            setup=lambda: write.store_token_data_by_resource_server(removed),
+        ),
+    }
+    if construct is not None:
+        ops["construct"] = construct
+    return ops
+
+
+def tokenstore(database: Database, **engine_options: Any) -> Subject:
+    """Measure tokenstore-sql over one shared engine, as a web backend uses it."""
+    if database.backend != "sqlite":
+        engine_options = {**SERVER_POOL, **engine_options}
+    engine = tokenstore_sql.create_engine(database.url, **engine_options)
+    read = SQLAlchemyTokenStorage(engine, namespace="bench-ours-read")
+    write = SQLAlchemyTokenStorage(engine, namespace="bench-ours-write")
+    construct = Op(lambda: SQLAlchemyTokenStorage(engine, namespace="bench-request"))
+    return Subject(
+        f"tokenstore-sql ({database.backend})",
+        "tokenstore-sql",
+        database.backend,
+        storage_ops(read, write, construct),
+        engine.dispose,
+        grow=lambda target: fill(database, target),
+        extra={"engine": engine, "url": database.url},
+    )
+
+
+def floor(database: Database) -> Subject:
+    """Measure the bare driver on the same table (its data grows with tokenstore-sql's)."""
+    bare = Floor(database, "bench-floor")
+    bare.store(RESOURCE_SERVERS)
+    ops = {
+        "get_hit": Op(bare.get_hit),
+        "get_miss": Op(bare.get_miss),
+        "get_all": Op(bare.get_all),
+        "store_1": Op(lambda: bare.store((HIT,))),
+        "store_3": Op(lambda: bare.store(RESOURCE_SERVERS[:3])),
+        "remove": Op(bare.remove, setup=bare.put_removed),
+    }
+    return Subject(
+        f"floor: {DRIVERS[database.backend]}", "floor", database.backend, ops, bare.close
+    )
+
+
+def _closing_constructor(make: Callable[[], TokenStorage]) -> Op:
+    made: list[TokenStorage] = []
+
+    def cleanup() -> None:
+        for storage in made:
+            storage.close()
+        made.clear()
+
+    return Op(lambda: made.append(make()), cleanup=cleanup)
+
+
+def sdk_sqlite(path: Path) -> Subject:
+    """Measure globus-sdk's ``SQLiteTokenStorage``: one file, one connection per storage."""
+    read = SQLiteTokenStorage(path, namespace="bench-read")
+    write = SQLiteTokenStorage(path, namespace="bench-write")
+    held = [1]
+
+    def grow(target: int) -> None:
+        fill_sdk_sqlite(path, held[0], target)
+        held[0] = max(held[0], target)
+
+    construct = _closing_constructor(lambda: SQLiteTokenStorage(path, namespace="bench-request"))
+    return Subject(
+        SDK_SQLITE,
+        "globus-sdk",
+        "sqlite",
+        storage_ops(read, write, construct),
+        lambda: (read.close(), write.close()),
+        grow=grow,
+        extra={"path": path},
+    )
+
+
+def sdk_json(path: Path) -> Subject:
+    """Measure globus-sdk's ``JSONTokenStorage``: each call reads (a write rewrites) one file."""
+    read = JSONTokenStorage(path, namespace="bench-read")
+    write = JSONTokenStorage(path, namespace="bench-write")
+    held = [1]
+
+    def grow(target: int) -> None:
+        fill_sdk_json(path, held[0], target)
+        held[0] = max(held[0], target)
+
+    construct = _closing_constructor(lambda: JSONTokenStorage(path, namespace="bench-request"))
+    return Subject(
+        "globus-sdk JSONTokenStorage",
+        "globus-sdk",
+        "sqlite",
+        storage_ops(read, write, construct),
+        lambda: None,
+        grow=grow,
+    )
+
+
+def sdk_memory() -> Subject:
+    """Measure globus-sdk's ``MemoryTokenStorage`` (data lives in the instance: no construct)."""
+    storage = MemoryTokenStorage(namespace="bench-read")
+    ops = storage_ops(storage, storage)
+    return Subject("globus-sdk MemoryTokenStorage", "globus-sdk", "sqlite", ops, lambda: None)

@@ -1,0 +1,84 @@
+"""Interleaved timing: every cell gets a short slice in each round, in a shuffled order.
+
+So noise from other work on the machine falls on every storage alike. Fast operations
+are timed in batches (about 50 microseconds each) and a sample is the batch's mean;
+operations with an untimed setup are timed one call at a time.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+import time
+from dataclasses import dataclass, field
+
+from .subjects import Op, Subject
+
+BATCH_SECONDS = 50e-6
+SLICE_SECONDS = 0.002
+
+
+@dataclass
+class Cell:
+    """One operation of one subject, and its samples (seconds per call)."""
+
+    subject: Subject
+    operation: str
+    batch: int = 1
+    samples: list[float] = field(default_factory=list)
+
+    @property
+    def op(self) -> Op:
+        """The operation's callables."""
+        return self.subject.ops[self.operation]
+
+    def median(self) -> float:
+        """Return the median sample, in seconds."""
+        return statistics.median(self.samples)
+
+    def p95(self) -> float:
+        """Return the 95th percentile sample (nearest rank), in seconds."""
+        ordered = sorted(self.samples)
+        return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+
+
+def time_batch(op: Op, calls: int) -> float:
+    """Run ``op`` ``calls`` times and return seconds per call, setup and cleanup untimed."""
+    run = op.run
+    if op.setup is not None:
+        op.setup()
+    started = time.perf_counter()
+    for _ in range(calls):
+        run()
+    elapsed = time.perf_counter() - started
+    if op.cleanup is not None:
+        op.cleanup()
+    return elapsed / calls
+
+
+def calibrate(cell: Cell) -> None:
+    """Warm the operation up and choose its batch size."""
+    time_batch(cell.op, 1)
+    once = time_batch(cell.op, 1)
+    if cell.op.setup is None:
+        cell.batch = max(1, min(2000, int(BATCH_SECONDS / max(once, 1e-9))))
+
+
+def measure(cells: list[Cell], seconds: float, min_samples: int, seed: int = 0) -> None:
+    """Sample every cell in shuffled rounds until ``seconds`` pass and each has enough."""
+    rng = random.Random(seed)
+    for cell in cells:
+        calibrate(cell)
+    deadline = time.monotonic() + seconds
+    order = list(cells)
+    while True:
+        rng.shuffle(order)
+        for cell in order:
+            slice_end = time.perf_counter() + SLICE_SECONDS
+            while True:
+                cell.samples.append(time_batch(cell.op, cell.batch))
+                if time.perf_counter() >= slice_end:
+                    break
+        if time.monotonic() >= deadline and all(len(c.samples) >= min_samples for c in cells):
+            return
