@@ -235,7 +235,8 @@ def test_reprs_never_show_keys(engine: Engine, namespace: str) -> None:
 def test_sqlalchemy_logging_shows_no_token_even_at_debug(
     database_url: URL, namespace: str, caplog: pytest.LogCaptureFixture, echo: bool
 ) -> None:
-    caplog.set_level(logging.DEBUG)  # the host application logs everything
+    caplog.set_level(logging.DEBUG)  # the host application logs everything,
+    caplog.set_level(logging.DEBUG, logger="sqlalchemy.engine")  # SQLAlchemy's rows too
     storage = SQLAlchemyTokenStorage(
         database_url, namespace=namespace, engine_options={"echo": echo}
     )

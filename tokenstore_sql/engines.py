@@ -48,13 +48,25 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from .errors import DatabaseOperationError
 
 # Engines made here log as "sqlalchemy.engine.Engine.tokenstore_sql". SQLAlchemy logs
-# fetched rows (tokens included) at DEBUG, so that logger is held at INFO: statements
-# may be logged, rows never, even when the host application logs everything at DEBUG.
+# fetched rows (tokens included) at DEBUG; a filter on that logger drops every record
+# below INFO, so statements may be logged but rows never, even when the host application
+# logs everything at DEBUG. A filter rather than a level: setting the logger to INFO
+# would make SQLAlchemy format a log record for every statement, logged or not.
 ENGINE_LOGGING_NAME: Final = "tokenstore_sql"
-logging.getLogger(f"sqlalchemy.engine.Engine.{ENGINE_LOGGING_NAME}").setLevel(logging.INFO)
+
+
+class _NoRowLogging(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.INFO
+
+
+logging.getLogger(f"sqlalchemy.engine.Engine.{ENGINE_LOGGING_NAME}").addFilter(_NoRowLogging())
 
 # Execution option that asks for a write transaction (BEGIN IMMEDIATE on our SQLite engines).
 WRITE_TRANSACTION_OPTION: Final = "tokenstore_sql_write"
+# Execution option for a transaction of one read statement, which is consistent on its
+# own: our SQLite engines then send no BEGIN at all.
+SINGLE_READ_OPTION: Final = "tokenstore_sql_single_read"
 SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
 # MySQL closes connections idle for longer than wait_timeout (8 hours by default).
 MYSQL_POOL_RECYCLE_SECONDS: Final = 3600
@@ -147,8 +159,11 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: sqlalchemy.Connection) -> None:
-        write = connection.get_execution_options().get(WRITE_TRANSACTION_OPTION, False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        options = connection.get_execution_options()
+        if options.get(WRITE_TRANSACTION_OPTION, False):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        elif not options.get(SINGLE_READ_OPTION, False):
+            connection.exec_driver_sql("BEGIN")
 
 
 def describe_database(url: URL) -> str:

@@ -25,7 +25,7 @@ from .codec import check_key, rows_for_storage, token_data_from_row
 from .columns import utc_now
 from .errors import InvalidTokenDataError, MissingTokenDataError
 from .locks import DEFAULT_LOCK_TIMEOUT_SECONDS, lock_name, locked_transaction
-from .statements import select_one, upsert
+from .statements import SELECT_ONE, key_params, upsert
 from .storage import SQLAlchemyTokenStorage
 
 # As globus-sdk's RenewingAuthorizer: a token this close to its expiry counts as expired.
@@ -163,8 +163,9 @@ def _read(
 ) -> TokenStorageData:
     # FOR UPDATE reads the newest committed row even where the transaction's snapshot
     # (MySQL's REPEATABLE READ) predates the lock; SQLite has no such clause, nor needs it.
-    statement = select_one(storage.namespace, resource_server).with_for_update()
-    row = connection.execute(statement).mappings().first()
+    statement = SELECT_ONE.with_for_update()
+    params = key_params(storage.namespace, resource_server)
+    row = connection.execute(statement, params).mappings().first()
     if row is None:
         raise MissingTokenDataError(storage.namespace, resource_server, "no token data")
     return token_data_from_row(storage.namespace, row, storage.keys)

@@ -17,7 +17,9 @@ from sqlalchemy import (
     Dialect,
     Insert,
     Select,
+    Table,
     Update,
+    bindparam,
     case,
     delete,
     func,
@@ -46,10 +48,29 @@ UPDATED_COLUMNS: Final = (
     "token_key_id",
     "updated_at",
 )
-TOKEN_COLUMNS: Final = (
-    TokenRow.resource_server,
-    *(getattr(TokenRow, name) for name in UPDATED_COLUMNS[:-1]),
+_tokens: Table = TokenRow.__table__  # type: ignore[assignment]  # declared as FromClause
+# Read through the table's columns, not the ORM attributes: Core statements on plain
+# columns skip the ORM's compile step on every execution.
+TOKEN_COLUMNS: Final[tuple[Any, ...]] = tuple(
+    _tokens.c[name] for name in ("resource_server", *UPDATED_COLUMNS[:-1])
 )
+_IN_NAMESPACE = _tokens.c.namespace == bindparam("namespace")
+_BY_KEY = (_IN_NAMESPACE, _tokens.c.resource_server == bindparam("resource_server"))
+
+# The hot-path statements, built once: execute them with key_params(...). SQLAlchemy
+# caches a statement's compiled form, and reusing the very object also skips rebuilding
+# and re-keying it on every call.
+SELECT_NAMESPACE: Final = select(*TOKEN_COLUMNS).where(_IN_NAMESPACE)
+SELECT_ONE: Final = select(*TOKEN_COLUMNS).where(*_BY_KEY)
+DELETE_ONE: Final = delete(_tokens).where(*_BY_KEY)
+DELETE_NAMESPACE: Final = delete(_tokens).where(_IN_NAMESPACE)
+
+
+def key_params(namespace: str, resource_server: str | None = None) -> dict[str, str]:
+    """Bind values for the statements above."""
+    if resource_server is None:
+        return {"namespace": namespace}
+    return {"namespace": namespace, "resource_server": resource_server}
 
 
 def check_dialect(dialect: Dialect) -> None:
@@ -102,30 +123,6 @@ def upsert(dialect: Dialect) -> Insert:
 @cache
 def _upsert_for(name: str) -> Insert:
     return _UPSERTS[name]()
-
-
-def select_namespace(namespace: str) -> Select[Any]:
-    """Select the token columns of every row in a namespace."""
-    return select(*TOKEN_COLUMNS).where(TokenRow.namespace == namespace)
-
-
-def select_one(namespace: str, resource_server: str) -> Select[Any]:
-    """Select the token columns of one row by its primary key."""
-    return select(*TOKEN_COLUMNS).where(
-        TokenRow.namespace == namespace, TokenRow.resource_server == resource_server
-    )
-
-
-def delete_one(namespace: str, resource_server: str) -> Delete:
-    """Delete one row by its primary key."""
-    return delete(TokenRow).where(
-        TokenRow.namespace == namespace, TokenRow.resource_server == resource_server
-    )
-
-
-def delete_namespace(namespace: str) -> Delete:
-    """Delete every row of a namespace."""
-    return delete(TokenRow).where(TokenRow.namespace == namespace)
 
 
 def select_namespaces() -> Select[Any]:

@@ -21,6 +21,7 @@ from .codec import check_key, rows_for_storage, token_data_from_row
 from .columns import utc_now
 from .crypto import KeyRing
 from .engines import (
+    SINGLE_READ_OPTION,
     WRITE_TRANSACTION_OPTION,
     create_engine,
     masked_url,
@@ -29,12 +30,13 @@ from .engines import (
 from .retries import RetryPolicy
 from .schema import ensure_schema
 from .statements import (
+    DELETE_NAMESPACE,
+    DELETE_ONE,
+    SELECT_NAMESPACE,
+    SELECT_ONE,
     check_dialect,
-    delete_namespace,
-    delete_one,
-    select_namespace,
+    key_params,
     select_namespaces,
-    select_one,
     upsert,
 )
 
@@ -45,6 +47,9 @@ DEFAULT_NAMESPACE = "DEFAULT"
 URL_VARIABLE = "TOKENSTORE_SQL_URL"
 KEYS_VARIABLE = "TOKENSTORE_SQL_KEYS"
 APP_FILE_SUFFIX = ".tokenstore.db"
+_WRITE = {WRITE_TRANSACTION_OPTION: True}
+# Every read of ours is one statement: on SQLite it needs no BEGIN of its own.
+_SINGLE_READ = {SINGLE_READ_OPTION: True}
 T = TypeVar("T")
 
 
@@ -184,9 +189,9 @@ class SQLAlchemyTokenStorage(TokenStorage):
 
         :raises UnreadableTokenDataError: a stored row cannot be read back
         """
-        statement = select_namespace(self.namespace)
+        params = key_params(self.namespace)
         rows = self._in_transaction(
-            "read token data", lambda c: c.execute(statement).mappings().all()
+            "read token data", lambda c: c.execute(SELECT_NAMESPACE, params).mappings().all()
         )
         return {
             row["resource_server"]: token_data_from_row(self.namespace, row, self.keys)
@@ -199,9 +204,9 @@ class SQLAlchemyTokenStorage(TokenStorage):
         :raises UnreadableTokenDataError: the stored row cannot be read back
         """
         check_key("resource server", resource_server)
-        statement = select_one(self.namespace, resource_server)
+        params = key_params(self.namespace, resource_server)
         row = self._in_transaction(
-            "read token data", lambda c: c.execute(statement).mappings().first()
+            "read token data", lambda c: c.execute(SELECT_ONE, params).mappings().first()
         )
         return None if row is None else token_data_from_row(self.namespace, row, self.keys)
 
@@ -211,9 +216,9 @@ class SQLAlchemyTokenStorage(TokenStorage):
         :returns: True if token data was deleted, False if there was none
         """
         check_key("resource server", resource_server)
-        statement = delete_one(self.namespace, resource_server)
+        params = key_params(self.namespace, resource_server)
         deleted: int = self._in_transaction(
-            "remove token data", lambda c: c.execute(statement).rowcount, writes=True
+            "remove token data", lambda c: c.execute(DELETE_ONE, params).rowcount, writes=True
         )
         return deleted > 0
 
@@ -222,9 +227,11 @@ class SQLAlchemyTokenStorage(TokenStorage):
 
         :returns: how many resource servers' token data were removed
         """
-        statement = delete_namespace(self.namespace)
+        params = key_params(self.namespace)
         deleted: int = self._in_transaction(
-            "remove a namespace", lambda c: c.execute(statement).rowcount, writes=True
+            "remove a namespace",
+            lambda c: c.execute(DELETE_NAMESPACE, params).rowcount,
+            writes=True,
         )
         return deleted
 
@@ -268,8 +275,7 @@ class SQLAlchemyTokenStorage(TokenStorage):
 
         def attempt() -> T:
             with engine.connect() as connection:
-                if writes:
-                    connection = connection.execution_options(**{WRITE_TRANSACTION_OPTION: True})
+                connection.execution_options(**(_WRITE if writes else _SINGLE_READ))
                 with connection.begin():
                     return work(connection)
 
