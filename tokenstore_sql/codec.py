@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from ._sdk import TokenStorageData
 from .columns import KEY_LENGTH
@@ -231,15 +231,22 @@ def token_data_from_row(
     )
 
 
-_ROW_TYPES: dict[str, tuple[type, ...]] = {
+# TokenStorageData's fields (but extra) and the types each may hold.
+FIELD_TYPES: Final[dict[str, tuple[type, ...]]] = {
+    "resource_server": (str,),
     "identity_id": (str, type(None)),
     "scope": (str,),
     "access_token": (str,),
     "refresh_token": (str, type(None)),
     "expires_at_seconds": (int,),
     "token_type": (str, type(None)),
+}
+_ROW_TYPES: Final = {
+    **{name: types for name, types in FIELD_TYPES.items() if name != "resource_server"},
     "extra": (dict,),
 }
+# The columns that hold a row's token data: equal in all of these, the same token data.
+DATA_COLUMNS: Final = tuple(_ROW_TYPES)
 
 
 def _row_problem(row: Mapping[Any, Any]) -> str | None:

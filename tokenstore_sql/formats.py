@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from ._sdk import TokenStorageData
+from .codec import FIELD_TYPES
 from .errors import ImportFormatError
 
 SQLITE_HEADER: Final = b"SQLite format 3\x00"
@@ -39,15 +40,6 @@ JSON_V2, JSON_V1, SQLITE_V2, SQLITE_V1 = (
 )
 # globus-cli keeps the logged-in user's identity as {"sub": <identity id>} under this name.
 IDENTITY_CONFIG_NAME: Final = "auth_user_data"
-_FIELD_TYPES: Final[dict[str, tuple[type, ...]]] = {
-    "resource_server": (str,),
-    "identity_id": (str, type(None)),
-    "scope": (str,),
-    "access_token": (str,),
-    "refresh_token": (str, type(None)),
-    "expires_at_seconds": (int,),
-    "token_type": (str, type(None)),
-}
 _SAFE_VERSION_CHARS: Final = frozenset("0123456789.abcdefghijklmnopqrstuvwxyz-_")
 
 
@@ -197,15 +189,15 @@ def _token_data(
     where = f"namespace {namespace!r}, resource server {resource_server!r}"
     if not isinstance(value, dict):
         raise ImportFormatError(name, f"token data for {where} is not an object")
-    for key, types in _FIELD_TYPES.items():
+    for key, types in FIELD_TYPES.items():
         item = value.get(key)
         if isinstance(item, bool) or not isinstance(item, types):
             kind = "missing" if item is None else f"a {type(item).__name__}"
             raise ImportFormatError(name, f"token data for {where}: {key} is {kind}")
     # The constructor directly, as from_dict would call it: from_dict inspects the
     # constructor's signature for every token, which made it most of an import's time.
-    fields: dict[str, Any] = {key: value.get(key) for key in _FIELD_TYPES}
-    extra = {key: item for key, item in value.items() if key not in _FIELD_TYPES}
+    fields: dict[str, Any] = {key: value.get(key) for key in FIELD_TYPES}
+    extra = {key: item for key, item in value.items() if key not in FIELD_TYPES}
     return TokenStorageData(**fields, extra=extra)
 
 

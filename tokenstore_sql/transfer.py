@@ -20,7 +20,14 @@ from typing import Any, Final
 from sqlalchemy import URL, Connection, Engine
 
 from ._sdk import SDK_VERSION
-from .codec import check_key, open_tokens, rows_for_storage, seal_tokens, token_data_from_row
+from .codec import (
+    DATA_COLUMNS,
+    check_key,
+    open_tokens,
+    rows_for_storage,
+    seal_tokens,
+    token_data_from_row,
+)
 from .columns import utc_now
 from .crypto import KeyRing
 from .engines import WRITE_TRANSACTION_OPTION, create_engine
@@ -33,16 +40,6 @@ from .statements import select_tokens, upsert
 CONFLICT_POLICIES: Final = ("newer", "skip", "overwrite")
 # Namespaces per SELECT ... IN (...), well inside every backend's parameter limit.
 _NAMESPACES_PER_SELECT: Final = 500
-# The columns that hold token data: equal in all of these means the same token data.
-DATA_COLUMNS: Final = (
-    "identity_id",
-    "scope",
-    "access_token",
-    "refresh_token",
-    "expires_at_seconds",
-    "token_type",
-    "extra",
-)
 _FIELDS: Final = frozenset({"resource_server", *DATA_COLUMNS}) - {"extra"}
 
 Key = tuple[str, str]
