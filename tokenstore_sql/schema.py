@@ -8,6 +8,8 @@ many processes starting at once create the schema exactly once:
 - PostgreSQL: a transaction-scoped advisory lock, the DDL in the same transaction;
 - MySQL/MariaDB: a ``GET_LOCK`` named lock held by the migrating connection;
 - SQLite: the write lock of a ``BEGIN IMMEDIATE`` transaction.
+
+(``locks.py`` takes them.)
 """
 
 from __future__ import annotations
@@ -27,18 +29,16 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
-from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy import Connection, Engine, inspect
 
-from .columns import is_mysql_family
-from .engines import WRITE_TRANSACTION_OPTION
 from .errors import SchemaError, SchemaNotManagedError, SchemaOutOfDateError, SchemaTooNewError
+from .locks import locked_transaction
 from .models import TOKENS_TABLE, VERSION_TABLE
 from .statements import check_dialect
 
-# Any fixed 64-bit number works; this one is the first 8 bytes of sha256("tokenstore_sql").
-POSTGRESQL_LOCK_KEY: Final = 0x1C6F2E5B9A3D4E71
-MYSQL_LOCK_NAME: Final = "tokenstore_sql_schema"
-MYSQL_LOCK_TIMEOUT_SECONDS: Final = 120
+SCHEMA_LOCK_NAME: Final = "tokenstore_sql:schema"
+# Long enough for another process to run every migration of a large database.
+SCHEMA_LOCK_TIMEOUT_SECONDS: Final = 120
 
 _checked_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
 _checked_lock = threading.Lock()
@@ -164,15 +164,8 @@ def downgrade(engine: Engine, target: str) -> None:
 @contextmanager
 def _locked_transaction(engine: Engine) -> Iterator[Connection]:
     """Yield a connection in a write transaction that holds the schema lock."""
-    check_dialect(engine.dialect)
-    with engine.connect() as connection:
-        connection = connection.execution_options(**{WRITE_TRANSACTION_OPTION: True})
-        try:
-            with connection.begin():
-                _take_schema_lock(connection)
-                yield connection
-        finally:
-            _release_schema_lock(connection)
+    with locked_transaction(engine, SCHEMA_LOCK_NAME, timeout=SCHEMA_LOCK_TIMEOUT_SECONDS) as c:
+        yield c
 
 
 def _run_alembic(step: Callable[[Config, str], None], connection: Connection, target: str) -> None:
@@ -199,26 +192,3 @@ def _raise_unless_changeable(
         raise SchemaTooNewError(found.current, found.head)
     elif not upgrade and not found.at_head:
         raise SchemaOutOfDateError(found.current, found.head)
-
-
-def _take_schema_lock(connection: Connection) -> None:
-    dialect = connection.dialect
-    if dialect.name == "postgresql":
-        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": POSTGRESQL_LOCK_KEY})
-    elif is_mysql_family(dialect):
-        got = connection.execute(
-            text("SELECT GET_LOCK(:name, :timeout)"),
-            {"name": MYSQL_LOCK_NAME, "timeout": MYSQL_LOCK_TIMEOUT_SECONDS},
-        ).scalar()
-        if got != 1:
-            raise SchemaError(
-                f"timed out after {MYSQL_LOCK_TIMEOUT_SECONDS} s waiting for another process "
-                "to finish creating or upgrading the schema"
-            )
-    # SQLite: the BEGIN IMMEDIATE of the write transaction is the lock.
-
-
-def _release_schema_lock(connection: Connection) -> None:
-    if is_mysql_family(connection.dialect) and not connection.closed:
-        connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": MYSQL_LOCK_NAME})
-        connection.rollback()
