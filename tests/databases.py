@@ -100,7 +100,8 @@ def scratch_database(server_url: str, name: str | None = None) -> Iterator[URL]:
     """Create an empty database on a server, yield its URL, and drop it afterwards."""
     admin_url = make_url(server_url)
     name = name or scratch_name()
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", pool_pre_ping=False)
+    # pre-ping: a test may restart the server while the scratch database is in use
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:
             if admin_url.get_backend_name() == "postgresql":
