@@ -22,7 +22,7 @@ from tokenstore_sql import SQLAlchemyTokenStorage
 from tokenstore_sql._sdk import TokenStorage
 
 from .data import HIT, by_resource_server
-from .sdk import SQLiteTokenStorage
+from .sdk import SQLiteTokenStorage, close_storage
 from .subjects import SDK_SQLITE, SERVER_POOL
 
 MODES = (("threads", 1), ("threads", 4), ("threads", 16), ("processes", 4))
@@ -77,7 +77,7 @@ def _worker_thread(
         barrier.wait()
         results.append(work(storage, seconds, seed))
     finally:
-        storage.close()
+        close_storage(storage)
 
 
 def _worker_process(
@@ -88,7 +88,7 @@ def _worker_process(
         barrier.wait()
         queue.put(work(storage, seconds, seed))  # type: ignore[attr-defined]
     finally:
-        storage.close()
+        close_storage(storage)
 
 
 def namespaces(workers: int, sharing: str) -> list[str]:
@@ -165,7 +165,7 @@ def run_modes(subjects: list[Any], seconds: float) -> list[dict[str, Any]]:
         for name in {*namespaces(16, "separate"), *namespaces(1, "one")}:
             storage = make(name)
             storage.store_token_data_by_resource_server(by_resource_server())
-            storage.close()
+            close_storage(storage)
     rows = []
     for mode, workers in MODES:
         for sharing in SHARING:

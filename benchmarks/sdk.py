@@ -13,4 +13,11 @@ else:  # globus-sdk 3.x
         SQLiteTokenStorage,
     )
 
-__all__ = ["JSONTokenStorage", "MemoryTokenStorage", "SQLiteTokenStorage"]
+__all__ = ["JSONTokenStorage", "MemoryTokenStorage", "SQLiteTokenStorage", "close_storage"]
+
+
+def close_storage(storage: object) -> None:
+    """Close a storage; globus-sdk 3.x's JSON and memory storages have no close()."""
+    close = getattr(storage, "close", None)
+    if close is not None:
+        close()

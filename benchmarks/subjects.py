@@ -18,7 +18,7 @@ from tokenstore_sql._sdk import TokenStorage
 from .data import HIT, MISS, REMOVED, RESOURCE_SERVERS, by_resource_server
 from .databases import DRIVERS, Database, fill, fill_sdk_json, fill_sdk_sqlite
 from .floor import Floor
-from .sdk import JSONTokenStorage, MemoryTokenStorage, SQLiteTokenStorage
+from .sdk import JSONTokenStorage, MemoryTokenStorage, SQLiteTokenStorage, close_storage
 
 OPERATIONS = ("get_hit", "get_miss", "get_all", "store_1", "store_3", "remove", "construct")
 OPERATION_LABELS = {
@@ -127,7 +127,7 @@ def _closing_constructor(make: Callable[[], TokenStorage]) -> Op:
 
     def cleanup() -> None:
         for storage in made:
-            storage.close()
+            close_storage(storage)
         made.clear()
 
     return Op(lambda: made.append(make()), cleanup=cleanup)

@@ -10,9 +10,7 @@ from __future__ import annotations
 import os
 import time
 
-from globus_sdk.token_storage import TokenStorageData
-
-from tokenstore_sql import SQLAlchemyTokenStorage
+from tokenstore_sql import SQLAlchemyTokenStorage, TokenStorageData
 
 DEFAULT_URL = "sqlite:///tokenstore-quickstart.db"
 

@@ -32,9 +32,17 @@ __all__ = [
     "TokenStorage",
     "TokenStorageData",
     "ValidatingTokenStorage",
+    "close_storage",
     "load_response",
     "make_token_data",
 ]
+
+
+def close_storage(storage: object) -> None:
+    """Close a storage; globus-sdk 3.x's JSON and memory storages have no close()."""
+    close = getattr(storage, "close", None)
+    if close is not None:
+        close()
 
 
 def make_token_data(

@@ -36,7 +36,7 @@ from tokenstore_sql.formats import (
     read_token_file,
 )
 
-from .sdk import TokenStorageData, make_token_data
+from .sdk import TokenStorageData, close_storage, make_token_data
 from .sdk_files import (
     JSONTokenStorage,
     token_response,
@@ -532,7 +532,7 @@ def test_discovery_finds_the_files_globus_app_writes(
     ]
     for storage in made:
         storage.store_token_data_by_resource_server({TRANSFER: make_token_data()})
-        storage.close()
+        close_storage(storage)
     (tmp_path / ".globus" / "app" / "c1" / "my-app" / "notes.txt").write_text("x")
 
     found = discover_app_files(tmp_path)

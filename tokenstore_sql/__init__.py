@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+# globus-sdk's TokenStorageData, whichever of its 3.x or 4.x modules holds it.
+from ._sdk import TokenStorageData
 from .crypto import KeyRing, generate_key
 from .engines import create_engine
 from .errors import (
@@ -56,6 +58,7 @@ __all__ = [
     "TokenFileError",
     "TokenRow",
     "TokenStats",
+    "TokenStorageData",
     "TokenStore",
     "TokenStoreError",
     "UnreadableTokenDataError",
