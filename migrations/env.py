@@ -2,6 +2,8 @@
 
 - tokenstore-sql itself (storage bootstrap, the CLI) passes an open connection in
   ``config.attributes["connection"]`` and owns its transaction and locking.
+- ``tokenstore-sql upgrade --sql`` (offline mode) passes a dialect name in
+  ``config.attributes["dialect_name"]`` and its options in ``"dialect_opts"``.
 - ``alembic upgrade head`` from a checkout takes the URL from ``-x url=...``, else
   ``TOKENSTORE_SQL_URL``, else ``sqlalchemy.url`` in alembic.ini.
 
@@ -45,9 +47,16 @@ def _url() -> str:
 
 
 def run_offline() -> None:
-    """Write the migration SQL for the URL's dialect instead of running it."""
+    """Write the migration SQL for a dialect instead of running it.
+
+    tokenstore-sql names the dialect in ``config.attributes["dialect_name"]``, with
+    options for it in ``"dialect_opts"`` (no database needed); ``alembic upgrade --sql``
+    takes it from the URL.
+    """
+    dialect_name = config.attributes.get("dialect_name")
     context.configure(
-        url=_url(),
+        url=f"{dialect_name}://" if dialect_name else _url(),
+        dialect_opts=config.attributes.get("dialect_opts"),
         target_metadata=metadata,
         version_table=VERSION_TABLE,
         literal_binds=True,

@@ -15,6 +15,7 @@ from .errors import (
     SchemaError,
     SchemaNotManagedError,
     SchemaOutOfDateError,
+    SchemaPrivilegeError,
     SchemaTooNewError,
     StorageUnavailableError,
     TokenFileError,
@@ -28,6 +29,7 @@ from .models import TOKENS_TABLE, VERSION_TABLE, TokenRow, metadata
 from .refresh import LockingRefreshTokenAuthorizer, refresh_once
 from .retries import RetryPolicy
 from .rotation import RotationReport, rotate_keys
+from .schema import alembic_include_name, upgrade_connection
 from .storage import SQLAlchemyTokenStorage
 from .store import TokenStore, user_namespace
 from .transfer import ImportCount, ImportReport, export_token_file, import_token_files
@@ -53,6 +55,7 @@ __all__ = [
     "SchemaError",
     "SchemaNotManagedError",
     "SchemaOutOfDateError",
+    "SchemaPrivilegeError",
     "SchemaTooNewError",
     "StorageUnavailableError",
     "TokenFileError",
@@ -64,6 +67,7 @@ __all__ = [
     "UnreadableTokenDataError",
     "UnsupportedDatabaseError",
     "__version__",
+    "alembic_include_name",
     "create_engine",
     "export_token_file",
     "generate_key",
@@ -74,5 +78,6 @@ __all__ = [
     "refresh_once",
     "rotate_keys",
     "stats",
+    "upgrade_connection",
     "user_namespace",
 ]

@@ -19,7 +19,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from . import maintenance, schema
 from .crypto import KeyRing, generate_key
 from .engines import create_engine, describe_database, sqlite_file_path
-from .errors import ImportFormatError, TokenStoreError
+from .errors import ImportFormatError, SchemaOutOfDateError, SchemaTooNewError, TokenStoreError
 from .formats import discover_app_files, globus_app_dir, read_token_file
 from .retries import error_code
 from .rotation import DEFAULT_BATCH_SIZE, rotate_keys
@@ -42,6 +42,12 @@ class CommandError(click.ClickException):
     def show(self, file: Any = None) -> None:
         """Print ``error: <message>`` to stderr."""
         click.echo(f"error: {self.format_message()}", err=True)
+
+
+class PackageTooOldError(CommandError):
+    """The database is newer than this package: one line on stderr, exit status 3."""
+
+    exit_code = 3
 
 
 def url_option(command: F) -> F:
@@ -117,18 +123,52 @@ def main() -> None:
 
 
 @main.command()
-@url_option
+@click.option("--url", envvar="TOKENSTORE_SQL_URL", help=URL_HELP, metavar="URL")
+@click.option(
+    "--sql",
+    is_flag=True,
+    help="Print the SQL instead of running it, for a DBA to apply; connects to nothing.",
+)
+@click.option(
+    "--dialect",
+    type=click.Choice(schema.OFFLINE_DIALECTS),
+    help="With --sql: the database to write SQL for (default: the one --url names).",
+)
 @click.argument("revision", default="head")
-def upgrade(url: str, revision: str) -> None:
+def upgrade(url: str | None, sql: bool, dialect: str | None, revision: str) -> None:
     """Create or upgrade the schema to REVISION (default: head).
 
     Safe to run from several processes at once: the schema is changed under a database
     lock, once. Back up the database before upgrading a production schema.
+
+    With --sql, print the statements instead (Alembic's offline mode), from an empty
+    database to REVISION, or for FROM:TO (e.g. 0001:head) from a database at FROM.
+    MySQL and MariaDB differ in one collation, so name the one you have with --dialect.
     """
+    if sql:
+        click.echo(_offline_sql(url, dialect, revision), nl=False)
+        return
+    if url is None:
+        raise click.UsageError("Missing option '--url' (or set TOKENSTORE_SQL_URL).")
     with database(url) as engine:
         schema.migrate(engine, revision)
         with engine.connect() as connection:
             click.echo(f"database is at revision {schema.current_revision(connection)}")
+
+
+def _offline_sql(url: str | None, dialect: str | None, revision: str) -> str:
+    if dialect is None:
+        if url is None:
+            raise click.UsageError("--sql needs --dialect, or --url to take the dialect from.")
+        try:
+            dialect = make_url(url).get_backend_name()
+        except (ArgumentError, ValueError):
+            raise CommandError("the database URL is not a valid SQLAlchemy URL") from None
+    start, _, target = revision.rpartition(":")
+    try:
+        return schema.offline_sql(dialect, target, start or None)
+    except TokenStoreError as exc:
+        raise CommandError(str(exc)) from None
 
 
 @main.command()
@@ -163,6 +203,26 @@ def current(url: str) -> None:
         )
     else:
         click.echo(f"{found.current} (head is {found.head}; run `tokenstore-sql upgrade`)")
+
+
+@main.command()
+@url_option
+def check(url: str) -> None:
+    """Exit 0 if the database is at this package's head revision, else non-zero.
+
+    For deploy pipelines; changes nothing. Exit status: 0 at head; 1 when an upgrade is
+    pending (older or no schema; run `tokenstore-sql upgrade`) or the check failed;
+    3 when the database is at a revision this package does not know (upgrade the
+    package). Anything but 0 prints one line on stderr naming both revisions.
+    """
+    with database(url, read_only=True) as engine, engine.connect() as connection:
+        try:
+            found = schema.require_head(connection)
+        except SchemaTooNewError as exc:
+            raise PackageTooOldError(str(exc)) from None
+        except SchemaOutOfDateError as exc:  # older, or no schema: exit status 1
+            raise CommandError(str(exc)) from None
+    click.echo(f"database is at revision {found.current} (head)")
 
 
 @main.command()

@@ -102,6 +102,34 @@ class SchemaNotManagedError(SchemaError):
         )
 
 
+class SchemaPrivilegeError(SchemaError):
+    """The database account may not create or change tables, so the schema cannot be set up.
+
+    Raised where the schema is missing or older and this account would have to change it;
+    the database is left as it was. An account that only reads and writes rows works
+    once the schema exists.
+
+    :ivar account: the database user name (None where the URL names none)
+    :ivar database: the database, as ``dialect://host/name`` without credentials
+    :ivar target: the revision the schema was to be brought to
+    :ivar code: the SQLSTATE or driver error number
+    """
+
+    def __init__(self, account: str | None, database: str, target: str, code: str | None) -> None:
+        self.account = account
+        self.database = database
+        self.target = target
+        self.code = code
+        who = f"the database account {account!r}" if account else "this database account"
+        detail = f" (code {code})" if code else ""
+        super().__init__(
+            f"{who} may not create or change tables in {database}{detail}, so the "
+            f"tokenstore-sql schema cannot be brought to revision {target}; run "
+            "`tokenstore-sql upgrade` with an account that may, or grant this one CREATE "
+            "(and ALTER, INDEX on MySQL)"
+        )
+
+
 class _DatabaseFailure(TokenStoreError):
     """A failed operation, described by safe facts only.
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Final
 
 from sqlalchemy import Connection, Engine, text
@@ -81,6 +81,44 @@ def locked_transaction(
         finally:
             if taken:
                 _release(connection, name)
+
+
+@contextmanager
+def lock_on(connection: Connection, name: str, *, timeout: int) -> Iterator[None]:
+    """Hold the named lock on a caller's connection, inside the caller's transaction.
+
+    For work that must join a transaction someone else owns (an application's Alembic
+    ``env.py``, say). On PostgreSQL the lock is transaction-scoped and lasts until the
+    caller's transaction ends; on MySQL/MariaDB it is released when the block ends; on
+    SQLite nothing is taken, as the file's write lock serializes the writers.
+
+    :raises StorageUnavailableError: the lock could not be had within ``timeout``
+    """
+    dialect = connection.dialect
+    if dialect.name == "postgresql":
+        # No SET LOCAL lock_timeout here: that would outlive the block in the caller's
+        # transaction. The wait is behind another process's schema change only.
+        connection.execute(
+            text("SELECT pg_advisory_xact_lock(:key)"), {"key": postgresql_lock_key(name)}
+        )
+        yield
+    elif is_mysql_family(dialect):
+        got = connection.execute(
+            text("SELECT GET_LOCK(:name, :timeout)"),
+            {"name": mysql_lock_name(name), "timeout": timeout},
+        ).scalar()
+        if got != 1:
+            raise _timed_out(connection, timeout)
+        try:
+            yield
+        finally:
+            # If the session broke, its end releases the lock; the first error stands.
+            with suppress(DBAPIError):
+                connection.execute(
+                    text("SELECT RELEASE_LOCK(:name)"), {"name": mysql_lock_name(name)}
+                )
+    else:
+        yield
 
 
 def _take(connection: Connection, name: str, timeout: int) -> None:

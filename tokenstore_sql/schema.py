@@ -10,35 +10,62 @@ many processes starting at once create the schema exactly once:
 - SQLite: the write lock of a ``BEGIN IMMEDIATE`` transaction.
 
 (``locks.py`` takes them.)
+
+An application with an Alembic history of its own runs these migrations from its
+``env.py`` with :func:`upgrade_connection`, and keeps our tables out of its autogenerate
+with :func:`alembic_include_name`. :func:`offline_sql` writes the migrations as SQL for a
+DBA to apply (Alembic's offline mode), from a dialect name alone.
+
+An account that may only read and write rows works once the schema exists; where it
+would have to create or change tables, :class:`SchemaPrivilegeError` says so.
 """
 
 from __future__ import annotations
 
+import io
 import threading
 import weakref
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
 from typing import Final
 
+import alembic.context
+import alembic.op
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Engine, inspect
+from sqlalchemy.exc import DBAPIError
 
-from .errors import SchemaError, SchemaNotManagedError, SchemaOutOfDateError, SchemaTooNewError
-from .locks import locked_transaction
-from .models import TOKENS_TABLE, VERSION_TABLE
+from .engines import describe_database
+from .errors import (
+    SchemaError,
+    SchemaNotManagedError,
+    SchemaOutOfDateError,
+    SchemaPrivilegeError,
+    SchemaTooNewError,
+)
+from .locks import lock_on, locked_transaction
+from .models import TOKENS_TABLE, VERSION_TABLE, metadata
+from .retries import error_code
 from .statements import check_dialect
 
 SCHEMA_LOCK_NAME: Final = "tokenstore_sql:schema"
 # Long enough for another process to run every migration of a large database.
 SCHEMA_LOCK_TIMEOUT_SECONDS: Final = 120
+
+# Dialects offline_sql writes for; "mariadb" differs from "mysql" in the key collation.
+OFFLINE_DIALECTS: Final = ("sqlite", "postgresql", "mysql", "mariadb")
+# Refusals for want of a privilege: PostgreSQL's insufficient_privilege; MySQL/MariaDB's
+# "command denied" on a table (1142) and "access denied" to a database (1044).
+_PRIVILEGE_CODES: Final = frozenset({"42501", "1142", "1044"})
+_OUR_TABLES: Final = frozenset({*metadata.tables, VERSION_TABLE})
 
 _checked_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
 _checked_lock = threading.Lock()
@@ -143,14 +170,85 @@ def migrate(
     racing here exactly one runs the migrations.
     """
     with _locked_transaction(engine) as connection:
-        found = status(connection)
-        if target == "head" and found.at_head:
-            return
-        has_tokens = found.current is None and inspect(connection).has_table(TOKENS_TABLE)
-        _raise_unless_changeable(
-            found, connection_has_tokens=has_tokens, create=create, upgrade=upgrade
+        _migrate_locked(connection, target, create=create, upgrade=upgrade)
+
+
+def upgrade_connection(connection: Connection, target: str = "head") -> None:
+    """Create or upgrade tokenstore-sql's schema on the caller's connection.
+
+    For an application's own Alembic ``env.py``: call it with the connection that
+    ``env.py`` migrates. It records its revision in tokenstore-sql's version table and
+    never reads or writes the application's. It joins the connection's transaction when
+    one is open (the caller commits it), else runs in a transaction of its own,
+    committed on return. On PostgreSQL and MySQL it takes the schema lock that storages
+    take, so concurrent callers and storages change the schema once.
+
+    :param target: the revision to upgrade to
+    :raises SchemaTooNewError: the database is at a revision this package does not know
+    :raises SchemaNotManagedError: token tables exist without a version record
+    :raises SchemaPrivilegeError: the account may not create or change tables
+    """
+    check_dialect(connection.dialect)
+    transaction: AbstractContextManager[object] = (
+        nullcontext() if connection.in_transaction() else connection.begin()
+    )
+    with (
+        transaction,
+        lock_on(connection, SCHEMA_LOCK_NAME, timeout=SCHEMA_LOCK_TIMEOUT_SECONDS),
+        _enclosing_alembic_kept(),
+    ):
+        _migrate_locked(connection, target, create=True, upgrade=True)
+
+
+def alembic_include_name(name: str | None, type_: str, parent_names: Mapping[str, object]) -> bool:
+    """Leave tokenstore-sql's tables out of an application's Alembic autogenerate.
+
+    Pass it as ``include_name=`` to ``context.configure`` in the application's
+    ``env.py``: autogenerate then proposes neither to drop nor to create our tables.
+    """
+    return not (type_ == "table" and name in _OUR_TABLES)
+
+
+def require_head(connection: Connection) -> SchemaStatus:
+    """Check, without changing anything, that the database is at this package's head.
+
+    :raises SchemaOutOfDateError: the schema is older, or absent
+    :raises SchemaTooNewError: the database is at a revision this package does not know
+    :raises SchemaNotManagedError: token tables exist without a version record
+    """
+    found = status(connection)
+    has_tokens = found.current is None and inspect(connection).has_table(TOKENS_TABLE)
+    _raise_unless_changeable(found, connection_has_tokens=has_tokens, create=False, upgrade=False)
+    return found
+
+
+def offline_sql(dialect_name: str, target: str = "head", start: str | None = None) -> str:
+    """Write the upgrade from ``start`` (default: an empty database) to ``target`` as SQL.
+
+    Alembic's offline mode: nothing connects to a database. The script includes the
+    version table's creation and rows, and on PostgreSQL a ``BEGIN``/``COMMIT``.
+
+    :param dialect_name: one of :data:`OFFLINE_DIALECTS`
+    :raises SchemaError: an unknown dialect or revision
+    """
+    if dialect_name not in OFFLINE_DIALECTS:
+        raise SchemaError(
+            f"cannot write SQL for {dialect_name!r}; choose one of {', '.join(OFFLINE_DIALECTS)}"
         )
-        _run_alembic(command.upgrade, connection, target)
+    buffer = io.StringIO()
+    config = alembic_config()
+    config.output_buffer = buffer
+    # MariaDB as SQLAlchemy's mysql dialect sees it once connected to one: the name stays
+    # "mysql", so mysql_* table options apply, and is_mariadb picks the key collation.
+    mariadb = dialect_name == "mariadb"
+    config.attributes["dialect_name"] = "mysql" if mariadb else dialect_name
+    config.attributes["dialect_opts"] = {"is_mariadb": True} if mariadb else {}
+    revisions = f"{start}:{target}" if start else target
+    try:
+        command.upgrade(config, revisions, sql=True)
+    except (CommandError, RuntimeError) as exc:
+        raise SchemaError(f"cannot write SQL for {revisions!r}: {exc}") from None
+    return buffer.getvalue()
 
 
 def downgrade(engine: Engine, target: str) -> None:
@@ -168,16 +266,53 @@ def _locked_transaction(engine: Engine) -> Iterator[Connection]:
         yield c
 
 
+def _migrate_locked(connection: Connection, target: str, *, create: bool, upgrade: bool) -> None:
+    """Upgrade to ``target`` on a connection that holds the schema lock, if still needed."""
+    found = status(connection)
+    if target == "head" and found.at_head:
+        return
+    has_tokens = found.current is None and inspect(connection).has_table(TOKENS_TABLE)
+    _raise_unless_changeable(
+        found, connection_has_tokens=has_tokens, create=create, upgrade=upgrade
+    )
+    _run_alembic(command.upgrade, connection, target)
+
+
+@contextmanager
+def _enclosing_alembic_kept() -> Iterator[None]:
+    """Reinstate the ``alembic.context``/``alembic.op`` an enclosing ``env.py`` runs in.
+
+    Alembic points those module proxies at the running environment and clears them when
+    it ends, so our nested run would otherwise leave the application's ``env.py``
+    without its ``context``.
+    """
+    saved = [getattr(module, "_proxy", None) for module in (alembic.context, alembic.op)]
+    try:
+        yield
+    finally:
+        for proxy in saved:
+            if proxy is not None:
+                proxy._install_proxy()
+
+
 def _run_alembic(step: Callable[[Config, str], None], connection: Connection, target: str) -> None:
     """Run an Alembic command, turning its refusals into one-line schema errors.
 
     Refusals (an unknown revision, a migration's own check) name revisions and counts,
-    never row values.
+    never row values; a refusal for want of a privilege becomes
+    :class:`SchemaPrivilegeError`, without the driver's text.
     """
     try:
         step(alembic_config(connection), target)
     except (CommandError, RuntimeError) as exc:
         raise SchemaError(f"cannot migrate to {target!r}: {exc}") from None
+    except DBAPIError as exc:
+        code = error_code(exc)
+        if code not in _PRIVILEGE_CODES:
+            raise
+        url = connection.engine.url
+        revision = head_revision() if target == "head" else target
+        raise SchemaPrivilegeError(url.username, describe_database(url), revision, code) from None
 
 
 def _raise_unless_changeable(
