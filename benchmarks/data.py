@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any, Final
 
-from tokenstore_sql._sdk import TokenStorageData
+from tokenstore_sql import TokenRow, TokenStorageData
 
 RESOURCE_SERVERS: Final = (
     "auth.globus.org",
@@ -21,20 +21,7 @@ HIT: Final = RESOURCE_SERVERS[1]
 MISS: Final = "absent.example.org"
 REMOVED: Final = "removed.example.org"
 # The columns of tokenstore-sql's table, in the order the fill and floor statements use.
-COLUMNS: Final = (
-    "namespace",
-    "resource_server",
-    "identity_id",
-    "scope",
-    "access_token",
-    "refresh_token",
-    "expires_at_seconds",
-    "token_type",
-    "extra",
-    "token_key_id",
-    "created_at",
-    "updated_at",
-)
+COLUMNS: Final = tuple(column.name for column in TokenRow.__table__.columns)
 # Plausible sizes: Globus access and refresh tokens are about 70 characters.
 _TOKEN = "A" * 71
 _IDENTITY = "c8a7f8a6-3f8e-4c4a-9d8a-1c1d2e3f4a5b"

@@ -94,38 +94,25 @@ def lock_on(connection: Connection, name: str, *, timeout: int) -> Iterator[None
 
     :raises StorageUnavailableError: the lock could not be had within ``timeout``
     """
-    dialect = connection.dialect
-    if dialect.name == "postgresql":
-        # No SET LOCAL lock_timeout here: that would outlive the block in the caller's
-        # transaction. The wait is behind another process's schema change only.
-        connection.execute(
-            text("SELECT pg_advisory_xact_lock(:key)"), {"key": postgresql_lock_key(name)}
-        )
+    # No lock_timeout on PostgreSQL here: SET LOCAL would outlive the block in the
+    # caller's transaction. The wait is behind another process's schema change only.
+    _take(connection, name, timeout, bound_postgresql_wait=False)
+    try:
         yield
-    elif is_mysql_family(dialect):
-        got = connection.execute(
-            text("SELECT GET_LOCK(:name, :timeout)"),
-            {"name": mysql_lock_name(name), "timeout": timeout},
-        ).scalar()
-        if got != 1:
-            raise _timed_out(connection, timeout)
-        try:
-            yield
-        finally:
-            # If the session broke, its end releases the lock; the first error stands.
-            with suppress(DBAPIError):
-                connection.execute(
-                    text("SELECT RELEASE_LOCK(:name)"), {"name": mysql_lock_name(name)}
-                )
-    else:
-        yield
+    finally:
+        # If the session broke, its end releases the lock; the first error stands.
+        with suppress(DBAPIError):
+            _release_mysql_lock(connection, name)
 
 
-def _take(connection: Connection, name: str, timeout: int) -> None:
+def _take(
+    connection: Connection, name: str, timeout: int, *, bound_postgresql_wait: bool = True
+) -> None:
     dialect = connection.dialect
     if dialect.name == "postgresql":
-        # SET LOCAL ends with the transaction, so the pooled connection keeps its settings.
-        connection.execute(text(f"SET LOCAL lock_timeout = '{int(timeout)}s'"))
+        if bound_postgresql_wait:
+            # SET LOCAL ends with the transaction: the pooled connection keeps its settings.
+            connection.execute(text(f"SET LOCAL lock_timeout = '{int(timeout)}s'"))
         try:
             connection.execute(
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": postgresql_lock_key(name)}
@@ -144,11 +131,16 @@ def _take(connection: Connection, name: str, timeout: int) -> None:
     # SQLite: the BEGIN IMMEDIATE that opened the transaction took the write lock.
 
 
+def _release_mysql_lock(connection: Connection, name: str) -> None:
+    if is_mysql_family(connection.dialect):
+        connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": mysql_lock_name(name)})
+
+
 def _release(connection: Connection, name: str) -> None:
     if not is_mysql_family(connection.dialect) or connection.closed:
         return
     try:
-        connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": mysql_lock_name(name)})
+        _release_mysql_lock(connection, name)
         connection.rollback()  # ends the transaction that statement began
     except DBAPIError:
         # The session is unusable; closing it for good is what releases its locks.
