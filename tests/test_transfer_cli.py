@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import URL, Engine
 
-from tokenstore_sql.cli import PROGRESS_BAR_FILES, main
+from tokenstore_sql.cli import main
+from tokenstore_sql.cli.data_commands import PROGRESS_BAR_FILES
 
 from .sdk import make_token_data
 from .sdk_files import JSONTokenStorage, token_response, write_json, write_sqlite_adapter

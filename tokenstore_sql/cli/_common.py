@@ -1,0 +1,108 @@
+"""What every command shares: one-line errors, the --url and --keys options, the engine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import click
+from sqlalchemy import Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
+from ..engines import create_engine, describe_database, sqlite_file_path
+from ..errors import TokenStoreError
+from ..retries import error_code
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+URL_HELP = (
+    "SQLAlchemy database URL, e.g. sqlite:///tokens.db or "
+    "postgresql+psycopg://user@host/db (default: $TOKENSTORE_SQL_URL)"
+)
+
+
+class CommandError(click.ClickException):
+    """A failure reported as one line on stderr with exit status 1."""
+
+    def show(self, file: Any = None) -> None:
+        """Print ``error: <message>`` to stderr."""
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+class PackageTooOldError(CommandError):
+    """The database is newer than this package: one line on stderr, exit status 3."""
+
+    exit_code = 3
+
+
+def url_option(command: F) -> F:
+    """Add ``--url`` (falling back to ``TOKENSTORE_SQL_URL``) to a command."""
+    return click.option(
+        "--url",
+        envvar="TOKENSTORE_SQL_URL",
+        required=True,
+        help=URL_HELP,
+        metavar="URL",
+    )(command)
+
+
+# Which optional extra of this package installs the driver a backend needs.
+DRIVER_EXTRAS = {"postgresql": "postgresql", "mysql": "mysql", "mariadb": "mysql"}
+
+
+def open_engine(url: str, *, read_only: bool = False) -> Engine:
+    """Create the command's engine, turning every setup failure into one line.
+
+    :param read_only: leave a SQLite file that does not exist uncreated, and read it as
+        the empty database it would be
+    """
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise CommandError("the database URL is not a valid SQLAlchemy URL") from None
+    sqlite_path = sqlite_file_path(parsed)
+    if read_only and sqlite_path is not None and not sqlite_path.exists():
+        parsed = make_url("sqlite://")
+    try:
+        return create_engine(parsed)
+    except (NoSuchModuleError, ImportError):
+        extra = DRIVER_EXTRAS.get(parsed.get_backend_name())
+        hint = f"pip install 'tokenstore-sql[{extra}]'" if extra else "install its dialect"
+        raise CommandError(
+            f"the database driver for {parsed.drivername!r} is not installed; {hint}"
+        ) from None
+    except TokenStoreError as exc:  # e.g. a SQLite file that cannot be created
+        raise CommandError(str(exc)) from None
+    except ValueError:  # e.g. a port that is not a number
+        raise CommandError("the database URL is not a valid SQLAlchemy URL") from None
+    except OSError as exc:
+        raise CommandError(
+            f"cannot create the SQLite database {sqlite_path}: {exc.strerror or 'I/O error'}"
+        ) from None
+
+
+@contextmanager
+def database(url: str, *, read_only: bool = False) -> Iterator[Engine]:
+    """Open an engine for a command, turning setup and database failures into one line."""
+    engine = open_engine(url, read_only=read_only)
+    try:
+        yield engine
+    except TokenStoreError as exc:
+        raise CommandError(str(exc)) from None
+    except DBAPIError as exc:
+        code = error_code(exc)
+        detail = f" (code {code})" if code else ""
+        raise CommandError(f"database error on {describe_database(engine.url)}{detail}") from None
+    finally:
+        engine.dispose()
+
+
+def keys_option(command: F) -> F:
+    """Add ``--keys`` (falling back to ``TOKENSTORE_SQL_KEYS``) to a command."""
+    return click.option(
+        "--keys",
+        envvar="TOKENSTORE_SQL_KEYS",
+        metavar="KEY[,KEY...]",
+        help="The database's encryption keys, newest first (default: $TOKENSTORE_SQL_KEYS).",
+    )(command)

@@ -1,0 +1,63 @@
+"""Commands for encryption keys: generate-key, rotate-keys."""
+
+from __future__ import annotations
+
+import click
+
+from ..crypto import KeyRing, generate_key
+from ..rotation import DEFAULT_BATCH_SIZE, rotate_keys
+from ._common import (
+    CommandError,
+    database,
+    url_option,
+)
+
+
+@click.command("generate-key")
+def generate_key_command() -> None:
+    """Print a new random encryption key (32 bytes, URL-safe base64).
+
+    Keep it in a secret store; pass keys to storages as encryption_keys=[...] and to
+    this command line as TOKENSTORE_SQL_KEYS (comma-separated, newest first).
+    """
+    click.echo(generate_key())
+
+
+@click.command("rotate-keys")
+@url_option
+@click.option(
+    "--keys",
+    envvar="TOKENSTORE_SQL_KEYS",
+    metavar="KEY[,KEY...]",
+    help="Comma-separated keys, newest first (default: $TOKENSTORE_SQL_KEYS).",
+)
+@click.option("--decrypt", is_flag=True, help="Store every token in clear text instead.")
+@click.option("--batch-size", default=DEFAULT_BATCH_SIZE, show_default=True, type=click.IntRange(1))
+def rotate_keys_command(url: str, keys: str | None, decrypt: bool, batch_size: int) -> None:
+    """Re-encrypt every stored token under the first key.
+
+    Rows stored in clear are encrypted too. Runs in batches, one transaction each;
+    if interrupted, run it again to resume. Afterwards the other keys can be dropped.
+    With --decrypt, every token is stored in clear (before a downgrade, say).
+    """
+    if not keys and not decrypt:
+        raise CommandError("no keys: pass --keys or set TOKENSTORE_SQL_KEYS")
+    with database(url) as engine:
+        ring = KeyRing.from_text(keys) if keys else None
+        report = rotate_keys(engine, ring, decrypt=decrypt, batch_size=batch_size)
+    target = "clear text" if decrypt or ring is None else f"key {ring.primary_key_id}"
+    click.echo(
+        f"rewrote {report.rewritten} row(s) under {target}; {report.skipped} changed meanwhile"
+    )
+    if report.unreadable:
+        first = ", ".join(f"{ns!r}/{rs!r}" for ns, rs in report.unreadable[:5])
+        raise CommandError(
+            f"{len(report.unreadable)} row(s) could not be decrypted with the given keys "
+            f"(first: {first}); add the key that sealed them and run again"
+        )
+
+
+COMMANDS = (
+    generate_key_command,
+    rotate_keys_command,
+)

@@ -1,0 +1,128 @@
+"""Commands that create, move and check the schema: upgrade, downgrade, current, check."""
+
+from __future__ import annotations
+
+import click
+from sqlalchemy import make_url
+from sqlalchemy.exc import ArgumentError
+
+from .. import schema
+from ..errors import SchemaOutOfDateError, SchemaTooNewError, TokenStoreError
+from ._common import (
+    URL_HELP,
+    CommandError,
+    PackageTooOldError,
+    database,
+    url_option,
+)
+
+
+@click.command()
+@click.option("--url", envvar="TOKENSTORE_SQL_URL", help=URL_HELP, metavar="URL")
+@click.option(
+    "--sql",
+    is_flag=True,
+    help="Print the SQL instead of running it, for a DBA to apply; connects to nothing.",
+)
+@click.option(
+    "--dialect",
+    type=click.Choice(schema.OFFLINE_DIALECTS),
+    help="With --sql: the database to write SQL for (default: the one --url names).",
+)
+@click.argument("revision", default="head")
+def upgrade(url: str | None, sql: bool, dialect: str | None, revision: str) -> None:
+    """Create or upgrade the schema to REVISION (default: head).
+
+    Safe to run from several processes at once: the schema is changed under a database
+    lock, once. Back up the database before upgrading a production schema.
+
+    With --sql, print the statements instead (Alembic's offline mode), from an empty
+    database to REVISION, or for FROM:TO (e.g. 0001:head) from a database at FROM.
+    MySQL and MariaDB differ in one collation, so name the one you have with --dialect.
+    """
+    if sql:
+        click.echo(_offline_sql(url, dialect, revision), nl=False)
+        return
+    if url is None:
+        raise click.UsageError("Missing option '--url' (or set TOKENSTORE_SQL_URL).")
+    with database(url) as engine:
+        schema.migrate(engine, revision)
+        with engine.connect() as connection:
+            click.echo(f"database is at revision {schema.current_revision(connection)}")
+
+
+def _offline_sql(url: str | None, dialect: str | None, revision: str) -> str:
+    if dialect is None:
+        if url is None:
+            raise click.UsageError("--sql needs --dialect, or --url to take the dialect from.")
+        try:
+            dialect = make_url(url).get_backend_name()
+        except (ArgumentError, ValueError):
+            raise CommandError("the database URL is not a valid SQLAlchemy URL") from None
+    start, _, target = revision.rpartition(":")
+    try:
+        return schema.offline_sql(dialect, target, start or None)
+    except TokenStoreError as exc:
+        raise CommandError(str(exc)) from None
+
+
+@click.command()
+@url_option
+@click.argument("revision")
+def downgrade(url: str, revision: str) -> None:
+    """Downgrade the schema to REVISION: a revision id, -1 for one step, or base.
+
+    Downgrading to base drops the token table and every token in it.
+    """
+    with database(url) as engine:
+        schema.downgrade(engine, revision)
+        with engine.connect() as connection:
+            current = schema.current_revision(connection)
+        click.echo(f"database is at revision {current or 'base (no schema)'}")
+
+
+@click.command()
+@url_option
+def current(url: str) -> None:
+    """Print the database's revision and whether it is at this package's head."""
+    with database(url, read_only=True) as engine, engine.connect() as connection:
+        found = schema.status(connection)
+    if found.current is None:
+        click.echo(f"none (no tokenstore-sql schema; head is {found.head})")
+    elif found.at_head:
+        click.echo(f"{found.current} (head)")
+    elif found.current not in schema.known_revisions():
+        click.echo(
+            f"{found.current} (unknown to this package, whose newest is {found.head}; "
+            "upgrade the tokenstore-sql package)"
+        )
+    else:
+        click.echo(f"{found.current} (head is {found.head}; run `tokenstore-sql upgrade`)")
+
+
+@click.command()
+@url_option
+def check(url: str) -> None:
+    """Exit 0 if the database is at this package's head revision, else non-zero.
+
+    For deploy pipelines; changes nothing. Exit status: 0 at head; 1 when an upgrade is
+    pending (older or no schema; run `tokenstore-sql upgrade`) or the check failed;
+    3 when the database is at a revision this package does not know (upgrade the
+    package). Anything but 0 prints one line on stderr naming both revisions.
+    """
+    with database(url, read_only=True) as engine, engine.connect() as connection:
+        try:
+            found = schema.require_head(connection)
+        except SchemaTooNewError as exc:
+            raise PackageTooOldError(str(exc)) from None
+        except SchemaOutOfDateError as exc:  # older, or no schema: exit status 1
+            raise CommandError(str(exc)) from None
+    click.echo(f"database is at revision {found.current} (head)")
+
+
+COMMANDS = (
+    upgrade,
+    downgrade,
+    current,
+    check,
+)
