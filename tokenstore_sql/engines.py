@@ -28,6 +28,8 @@ After ``os.fork()`` (a pre-loading web server), a child must not use the connect
 inherited: they are the parent's sockets. Engines used by storages are tracked, and in a
 forked child their pools are replaced without closing the parent's connections
 (``dispose(close=False)``), as SQLAlchemy advises for multiprocessing.
+
+:class:`EngineOwner` is the one rule for who disposes of an engine: whoever created it.
 """
 
 from __future__ import annotations
@@ -37,8 +39,10 @@ import logging
 import os
 import threading
 import weakref
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final
+from types import TracebackType
+from typing import Any, Final, TypeVar
 
 import sqlalchemy
 from sqlalchemy import URL, Engine, event, make_url
@@ -202,3 +206,49 @@ def _reset_pools_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_pools_in_child)
+
+
+Owner = TypeVar("Owner", bound="EngineOwner")
+
+
+class EngineOwner:
+    """Holds an engine that was either given (left alone) or created here (disposed).
+
+    The one rule for engine ownership, shared by storages and stores: :meth:`close`
+    disposes of the engine only if it was created from a URL, is safe to repeat, and
+    runs at the end of a ``with`` block.
+    """
+
+    engine: Engine
+    owns_engine: bool
+    _closed: bool
+
+    def _hold_engine(
+        self, url_or_engine: str | URL | Engine, engine_options: Mapping[str, Any] | None
+    ) -> Engine:
+        if isinstance(url_or_engine, Engine):
+            self.engine, self.owns_engine = url_or_engine, False
+        else:
+            options = dict(engine_options or {})
+            self.engine, self.owns_engine = create_engine(make_url(url_or_engine), **options), True
+        self._closed = False
+        return self.engine
+
+    def __enter__(self: Owner) -> Owner:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Dispose of the engine if it was created here. Safe to repeat."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.owns_engine:
+            self.engine.dispose()

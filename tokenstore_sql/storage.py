@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
-from sqlalchemy import URL, Connection, Engine, make_url
+from sqlalchemy import URL, Connection, Engine
 
 from ._sdk import TokenStorage, TokenStorageData, default_app_path
 from .codec import check_key, rows_for_storage, token_data_from_row
@@ -23,7 +22,7 @@ from .crypto import KeyRing
 from .engines import (
     SINGLE_READ_OPTION,
     WRITE_TRANSACTION_OPTION,
-    create_engine,
+    EngineOwner,
     masked_url,
     reset_pools_after_fork,
 )
@@ -53,7 +52,7 @@ _SINGLE_READ = {SINGLE_READ_OPTION: True}
 T = TypeVar("T")
 
 
-class SQLAlchemyTokenStorage(TokenStorage):
+class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
     """A token storage that keeps token data in a SQLite, PostgreSQL or MySQL database.
 
     See globus-sdk's ``TokenStorage`` for the common interface.
@@ -87,15 +86,9 @@ class SQLAlchemyTokenStorage(TokenStorage):
         encryption_keys: KeyRing | Iterable[str | bytes] | None = None,
     ) -> None:
         check_key("namespace", namespace)
-        if isinstance(url_or_engine, Engine):
-            engine, self.owns_engine = url_or_engine, False
-        else:
-            engine = create_engine(make_url(url_or_engine), **dict(engine_options or {}))
-            self.owns_engine = True
-        self.engine = engine
+        engine = self._hold_engine(url_or_engine, engine_options)
         self.retry = retry or RetryPolicy()
         self.keys = _key_ring(encryption_keys)
-        self._closed = False
         self._schema_options = {"create_schema": create_schema, "upgrade_schema": upgrade_schema}
         reset_pools_after_fork(engine)
         try:
@@ -140,25 +133,6 @@ class SQLAlchemyTokenStorage(TokenStorage):
             encryption_keys=state["keys"],
             **state["schema_options"],
         )
-
-    def __enter__(self) -> SQLAlchemyTokenStorage:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Release the storage: dispose of its engine if it created it. Safe to repeat."""
-        if self._closed:
-            return
-        self._closed = True
-        if self.owns_engine:
-            self.engine.dispose()
 
     def store_token_data_by_resource_server(
         self, token_data_by_resource_server: Mapping[str, TokenStorageData]

@@ -17,14 +17,13 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable, Mapping
-from types import TracebackType
 from typing import Any, Final
 
 from globus_sdk import AuthLoginClient
-from sqlalchemy import URL, Engine, make_url
+from sqlalchemy import URL, Engine
 
 from .crypto import KeyRing
-from .engines import create_engine, masked_url
+from .engines import EngineOwner, masked_url
 from .errors import InvalidTokenDataError
 from .refresh import LockingRefreshTokenAuthorizer, OnRefresh
 from .retries import RetryPolicy
@@ -54,7 +53,7 @@ def user_namespace(identity_id: str | uuid.UUID, *, app: str | None = None) -> s
     return f"{app}:user:{canonical}"
 
 
-class TokenStore:
+class TokenStore(EngineOwner):
     """The token data of many users in one database, over one shared engine.
 
     :param url_or_engine: a database URL, or an ``Engine`` (which the store then never
@@ -79,12 +78,7 @@ class TokenStore:
         if app is not None:
             user_namespace(uuid.UUID(int=0), app=app)  # validates the label early
         self.app = app
-        if isinstance(url_or_engine, Engine):
-            self.engine, self.owns_engine = url_or_engine, False
-        else:
-            options = dict(engine_options or {})
-            self.engine, self.owns_engine = create_engine(make_url(url_or_engine), **options), True
-        self._closed = False
+        self._hold_engine(url_or_engine, engine_options)
         try:
             # the first storage checks (and creates) the schema; later ones cost no I/O
             first = SQLAlchemyTokenStorage(
@@ -105,25 +99,6 @@ class TokenStore:
             f"{type(self).__name__}(dialect={self.engine.dialect.name!r}, app={self.app!r}, "
             f"url={masked_url(self.engine.url)!r})"
         )
-
-    def __enter__(self) -> TokenStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Dispose of the engine if the store created it. Safe to repeat."""
-        if self._closed:
-            return
-        self._closed = True
-        if self.owns_engine:
-            self.engine.dispose()
 
     def namespace_for(self, identity_id: str | uuid.UUID) -> str:
         """Return a user's namespace in this store (see :func:`user_namespace`)."""
