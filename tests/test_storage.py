@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from tokenstore_sql import (
     DatabaseOperationError,
+    Placement,
     SQLAlchemyTokenStorage,
     StorageUnavailableError,
     TokenRow,
@@ -74,12 +75,14 @@ def test_repr_names_dialect_and_namespace_and_hides_the_password() -> None:
     storage = object.__new__(SQLAlchemyTokenStorage)
     storage.engine = create_engine(url)
     storage.namespace = "user-1"
+    storage.placement = Placement("app_", "auth")
 
     shown = repr(storage)
 
     assert "postgresql" in shown
     assert "'user-1'" in shown
     assert "db.example.org" in shown
+    assert "auth.app_tokens" in shown
     assert "hunter2" not in shown
 
 

@@ -12,6 +12,7 @@ from .errors import (
     ImportFormatError,
     InvalidTokenDataError,
     MissingTokenDataError,
+    PlacementError,
     SchemaError,
     SchemaNotManagedError,
     SchemaOutOfDateError,
@@ -25,11 +26,11 @@ from .errors import (
 )
 from .locks import locked_transaction
 from .maintenance import RowCounts, TokenStats, prune, stats
-from .models import TOKENS_TABLE, VERSION_TABLE, TokenRow, metadata
+from .models import TOKENS_TABLE, VERSION_TABLE, Placement, TokenRow, metadata
 from .refresh import LockingRefreshTokenAuthorizer, refresh_once
 from .retries import RetryPolicy
 from .rotation import RotationReport, rotate_keys
-from .schema import alembic_include_name, upgrade_connection
+from .schema import alembic_include_name, alembic_include_name_for, upgrade_connection
 from .storage import SQLAlchemyTokenStorage
 from .store import TokenStore, user_namespace
 from .transfer import ImportCount, ImportReport, export_token_file, import_token_files
@@ -48,6 +49,8 @@ __all__ = [
     "KeyRing",
     "LockingRefreshTokenAuthorizer",
     "MissingTokenDataError",
+    "Placement",
+    "PlacementError",
     "RetryPolicy",
     "RotationReport",
     "RowCounts",
@@ -68,6 +71,7 @@ __all__ = [
     "UnsupportedDatabaseError",
     "__version__",
     "alembic_include_name",
+    "alembic_include_name_for",
     "create_engine",
     "export_token_file",
     "generate_key",

@@ -20,6 +20,10 @@ class EncryptionKeyError(TokenStoreError, ValueError):
     """An encryption key is missing or malformed; the message never shows a key."""
 
 
+class PlacementError(TokenStoreError, ValueError):
+    """A table prefix or schema that cannot name tokenstore-sql's tables on this database."""
+
+
 class UnreadableTokenDataError(TokenStoreError):
     """A stored row cannot be turned back into token data (for example, it was hand-edited).
 

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, Engine
 
 from .engines import WRITE_TRANSACTION_OPTION
+from .models import DEFAULT_PLACEMENT, Placement
 from .retries import RetryPolicy
 from .schema import ensure_schema
-from .statements import count_unusable, delete_unusable, select_counts
+from .statements import statements_for
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ def prune(
     dry_run: bool = False,
     now: int | None = None,
     retry: RetryPolicy | None = None,
+    placement: Placement = DEFAULT_PLACEMENT,
 ) -> int:
     """Remove every row that can never be used again, in one transaction.
 
@@ -65,11 +67,13 @@ def prune(
 
     :param dry_run: only count the rows that would be removed
     :param now: the time (POSIX seconds) to judge expiry at; default: now
+    :param placement: where the tables are
     :returns: how many rows were removed (or would be, with ``dry_run``)
     :raises SchemaOutOfDateError: the database has no schema, or an older one
     """
-    ensure_schema(engine, create=False)
+    ensure_schema(engine, placement, create=False)
     moment = int(time.time()) if now is None else now
+    statements = statements_for(placement)
 
     def attempt() -> int:
         with engine.connect() as connection:
@@ -77,24 +81,29 @@ def prune(
                 connection = connection.execution_options(**{WRITE_TRANSACTION_OPTION: True})
             with connection.begin():
                 if dry_run:
-                    return int(connection.execute(count_unusable(moment)).scalar_one())
-                return int(connection.execute(delete_unusable(moment)).rowcount)
+                    return int(connection.execute(statements.count_unusable(moment)).scalar_one())
+                return int(connection.execute(statements.delete_unusable(moment)).rowcount)
 
     return (retry or RetryPolicy()).run("prune token data", engine, attempt)
 
 
 def stats(
-    engine: Engine, *, now: int | None = None, retry: RetryPolicy | None = None
+    engine: Engine,
+    *,
+    now: int | None = None,
+    retry: RetryPolicy | None = None,
+    placement: Placement = DEFAULT_PLACEMENT,
 ) -> TokenStats:
     """Count rows by namespace and by resource server, in one read transaction.
 
     :raises SchemaOutOfDateError: the database has no schema, or an older one
     """
-    ensure_schema(engine, create=False)
+    ensure_schema(engine, placement, create=False)
     moment = int(time.time()) if now is None else now
+    statements = statements_for(placement)
 
     def counts(connection: Connection, group_by: str) -> list[RowCounts]:
-        rows = connection.execute(select_counts(group_by, moment)).all()
+        rows = connection.execute(statements.select_counts(group_by, moment)).all()
         return [RowCounts(str(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in rows]
 
     def attempt() -> TokenStats:

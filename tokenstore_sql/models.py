@@ -1,21 +1,35 @@
-"""The schema as it is now: the token table and the names of our tables.
+"""The schema as it is now: the token table, and where our two tables are placed.
 
 The migrations in ``migrations/versions`` are the history that builds this schema; a test
 checks that the two agree on every backend. Data access lives in ``statements.py``.
+
+A :class:`Placement` names the tables: a prefix (default ``tokenstore_sql_``, giving
+``tokenstore_sql_tokens`` and ``tokenstore_sql_version``) and, on PostgreSQL, a schema.
+Two placements in one database share nothing, so two deployments can live side by side.
 """
 
 from __future__ import annotations
 
+import os
+import re
+from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any, Final
 
-from sqlalchemy import JSON, BigInteger, MetaData, String
+from sqlalchemy import JSON, BigInteger, MetaData, String, Table
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.naming import conv
+from sqlalchemy.sql.schema import RETAIN_SCHEMA
 
 from .columns import ExactKey, LongText, UtcDateTime, utc_now
+from .errors import PlacementError
 
-TOKENS_TABLE: Final = "tokenstore_sql_tokens"
-VERSION_TABLE: Final = "tokenstore_sql_version"
+DEFAULT_TABLE_PREFIX: Final = "tokenstore_sql_"
+TABLE_PREFIX_VARIABLE: Final = "TOKENSTORE_SQL_TABLE_PREFIX"
+SCHEMA_VARIABLE: Final = "TOKENSTORE_SQL_SCHEMA"
+TOKENS_TABLE: Final = f"{DEFAULT_TABLE_PREFIX}tokens"
+VERSION_TABLE: Final = f"{DEFAULT_TABLE_PREFIX}version"
 KEY_ID_LENGTH: Final = 16
 
 # Constraint names fixed here are the same on every backend and in every migration.
@@ -55,3 +69,113 @@ class TokenRow(Base):
 
 
 metadata: Final = Base.metadata
+"""The ``MetaData`` of the default placement (for an application's Alembic autogenerate)."""
+
+# Lower-case names need no quoting and mean the same table on every backend and file
+# system. The longest derived name, "ix_{prefix}tokens_token_key_id", must fit the
+# 63-character limit of PostgreSQL (MySQL allows 64).
+_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+MAX_PREFIX_LENGTH: Final = 40
+MAX_SCHEMA_LENGTH: Final = 63
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where tokenstore-sql's tables live: a table-name prefix and a PostgreSQL schema.
+
+    :param table_prefix: prefix of both table names: ``{prefix}tokens`` holds the tokens
+        and ``{prefix}version`` the schema revision. Lower-case letters, digits and
+        underscores, at most 40 characters; it may be empty.
+    :param schema: the PostgreSQL schema holding both tables (None: the connection's
+        ``search_path``, normally ``public``). Created by the first migration if missing.
+    :raises PlacementError: a prefix or schema that is not such a name
+    """
+
+    table_prefix: str = DEFAULT_TABLE_PREFIX
+    schema: str | None = None
+
+    def __post_init__(self) -> None:
+        prefix, schema = self.table_prefix, self.schema
+        if not isinstance(prefix, str) or (prefix and not _NAME.fullmatch(prefix)):
+            raise PlacementError(
+                f"table prefix {prefix!r} must be lower-case letters, digits and underscores"
+            )
+        if len(prefix) > MAX_PREFIX_LENGTH:
+            raise PlacementError(
+                f"table prefix {prefix!r} is longer than {MAX_PREFIX_LENGTH} characters"
+            )
+        if schema is not None and (
+            not isinstance(schema, str)
+            or not _NAME.fullmatch(schema)
+            or len(schema) > MAX_SCHEMA_LENGTH
+        ):
+            raise PlacementError(
+                f"schema {schema!r} must be lower-case letters, digits and underscores, "
+                f"at most {MAX_SCHEMA_LENGTH} characters"
+            )
+
+    @classmethod
+    def from_environment(
+        cls, table_prefix: str | None = None, schema: str | None = None
+    ) -> Placement:
+        """Build a placement from the arguments, else from the environment.
+
+        Unset arguments come from ``TOKENSTORE_SQL_TABLE_PREFIX`` and
+        ``TOKENSTORE_SQL_SCHEMA``, else the defaults; an empty schema means none.
+        """
+        if table_prefix is None:
+            table_prefix = os.environ.get(TABLE_PREFIX_VARIABLE, DEFAULT_TABLE_PREFIX)
+        if schema is None:
+            schema = os.environ.get(SCHEMA_VARIABLE)
+        return cls(table_prefix, schema or None)
+
+    @property
+    def tokens_table(self) -> str:
+        """The token table's name, without the schema."""
+        return f"{self.table_prefix}tokens"
+
+    @property
+    def version_table(self) -> str:
+        """The version table's name, without the schema."""
+        return f"{self.table_prefix}version"
+
+    def qualified(self, table_name: str) -> str:
+        """Give a table name with its schema, as plain SQL would write it."""
+        return table_name if self.schema is None else f"{self.schema}.{table_name}"
+
+    def check_dialect(self, dialect_name: str) -> None:
+        """Refuse a schema on a database other than PostgreSQL.
+
+        :raises PlacementError: naming the database
+        """
+        if self.schema is not None and dialect_name != "postgresql":
+            raise PlacementError(
+                f"a schema ({self.schema!r}) can be given on PostgreSQL only, "
+                f"not on {dialect_name}; use a table prefix instead"
+            )
+
+    def __str__(self) -> str:
+        return self.qualified(self.tokens_table)
+
+
+DEFAULT_PLACEMENT: Final = Placement()
+
+
+@cache
+def metadata_for(placement: Placement) -> MetaData:
+    """Give the ``MetaData`` holding the token table at this placement."""
+    if placement == DEFAULT_PLACEMENT:
+        return metadata
+    placed = MetaData(naming_convention=NAMING_CONVENTION)
+    tokens: Table = TokenRow.__table__  # type: ignore[assignment]  # declared as FromClause
+    table = tokens.to_metadata(
+        placed, schema=placement.schema or RETAIN_SCHEMA, name=placement.tokens_table
+    )
+    # The copy keeps the original's primary key name; the index names follow the table.
+    table.primary_key.name = conv(f"pk_{placement.tokens_table}")
+    return placed
+
+
+def tokens_table(placement: Placement = DEFAULT_PLACEMENT) -> Table:
+    """Give the token ``Table`` at this placement (``TokenRow``'s own for the default)."""
+    return metadata_for(placement).tables[placement.qualified(placement.tokens_table)]

@@ -25,7 +25,7 @@ from .codec import check_key, rows_for_storage, token_data_from_row
 from .columns import utc_now
 from .errors import InvalidTokenDataError, MissingTokenDataError
 from .locks import DEFAULT_LOCK_TIMEOUT_SECONDS, lock_name, locked_transaction
-from .statements import SELECT_ONE, key_params, upsert
+from .statements import key_params, statements_for
 from .storage import SQLAlchemyTokenStorage
 
 # As globus-sdk's RenewingAuthorizer: a token this close to its expiry counts as expired.
@@ -163,7 +163,7 @@ def _read(
 ) -> TokenStorageData:
     # FOR UPDATE reads the newest committed row even where the transaction's snapshot
     # (MySQL's REPEATABLE READ) predates the lock; SQLite has no such clause, nor needs it.
-    statement = SELECT_ONE.with_for_update()
+    statement = statements_for(storage.placement).select_one.with_for_update()
     params = key_params(storage.namespace, resource_server)
     row = connection.execute(statement, params).mappings().first()
     if row is None:
@@ -194,4 +194,4 @@ def _write(connection: Connection, storage: SQLAlchemyTokenStorage, data: TokenS
     now = utc_now()
     for row in rows:
         row["created_at"] = row["updated_at"] = now
-    connection.execute(upsert(connection.dialect), rows)
+    connection.execute(statements_for(storage.placement).upsert(connection.dialect), rows)

@@ -17,9 +17,10 @@ from sqlalchemy import Connection, Engine
 from .codec import open_tokens, seal_tokens
 from .crypto import KeyRing
 from .errors import UnreadableTokenDataError
+from .models import DEFAULT_PLACEMENT, Placement
 from .retries import RetryPolicy
 from .schema import ensure_schema
-from .statements import select_rows_to_rekey, update_row_tokens
+from .statements import TokenStatements, statements_for
 
 DEFAULT_BATCH_SIZE = 500
 
@@ -45,6 +46,7 @@ def rotate_keys(
     decrypt: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
     retry: RetryPolicy | None = None,
+    placement: Placement = DEFAULT_PLACEMENT,
 ) -> RotationReport:
     """Bring every row's tokens under ``keys``' first key (or into clear text).
 
@@ -54,23 +56,25 @@ def rotate_keys(
     :param keys: the key ring; every key that sealed a row must be in it
     :param decrypt: store every token in clear instead (to leave encryption behind)
     :param batch_size: rows per transaction
+    :param placement: where the tables are
     """
     if keys is None and not decrypt:
         raise ValueError("rotating needs encryption keys")
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
-    ensure_schema(engine, create=False)
+    ensure_schema(engine, placement, create=False)
+    statements = statements_for(placement)
     policy = retry or RetryPolicy()
     target = None if decrypt or keys is None else keys.primary_key_id
     target_keys = None if decrypt else keys
     report = RotationReport()
     after: tuple[str, str] | None = None
     while True:
-        statement = select_rows_to_rekey(target, after, batch_size)
+        statement = statements.select_rows_to_rekey(target, after, batch_size)
         batch = policy.run(
             "rotate encryption keys",
             engine,
-            partial(_rotate_batch, engine, statement, keys, target_keys),
+            partial(_rotate_batch, engine, statements, statement, keys, target_keys),
         )
         report.rewritten += batch.rewritten
         report.skipped += batch.skipped
@@ -86,18 +90,26 @@ class _Batch(RotationReport):
 
 
 def _rotate_batch(
-    engine: Engine, statement: Any, keys: KeyRing | None, target_keys: KeyRing | None
+    engine: Engine,
+    statements: TokenStatements,
+    statement: Any,
+    keys: KeyRing | None,
+    target_keys: KeyRing | None,
 ) -> _Batch:
     with engine.begin() as connection:
         rows = connection.execute(statement).mappings().all()
-        batch = _rewrite(connection, rows, keys, target_keys)
+        batch = _rewrite(connection, statements, rows, keys, target_keys)
     if rows:
         batch.last = (rows[-1]["namespace"], rows[-1]["resource_server"])
     return batch
 
 
 def _rewrite(
-    connection: Connection, rows: Any, keys: KeyRing | None, target_keys: KeyRing | None
+    connection: Connection,
+    statements: TokenStatements,
+    rows: Any,
+    keys: KeyRing | None,
+    target_keys: KeyRing | None,
 ) -> _Batch:
     batch = _Batch()
     for row in rows:
@@ -110,7 +122,7 @@ def _rewrite(
         values["namespace"] = namespace
         seal_tokens(values, target_keys)
         result = connection.execute(
-            update_row_tokens(namespace, row["resource_server"], row["token_key_id"]),
+            statements.update_row_tokens(namespace, row["resource_server"], row["token_key_id"]),
             {
                 "access_token": values["access_token"],
                 "refresh_token": values["refresh_token"],

@@ -52,7 +52,7 @@ from .errors import (
     SchemaTooNewError,
 )
 from .locks import lock_on, locked_transaction
-from .models import TOKENS_TABLE, VERSION_TABLE, metadata
+from .models import DEFAULT_PLACEMENT, Placement
 from .retries import error_code
 from .statements import check_dialect
 
@@ -65,9 +65,8 @@ OFFLINE_DIALECTS: Final = ("sqlite", "postgresql", "mysql", "mariadb")
 # Refusals for want of a privilege: PostgreSQL's insufficient_privilege; MySQL/MariaDB's
 # "command denied" on a table (1142) and "access denied" to a database (1044).
 _PRIVILEGE_CODES: Final = frozenset({"42501", "1142", "1044"})
-_OUR_TABLES: Final = frozenset({*metadata.tables, VERSION_TABLE})
-
-_checked_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+# The placements each engine has been checked at, for this process.
+_checked: weakref.WeakKeyDictionary[Engine, set[Placement]] = weakref.WeakKeyDictionary()
 _checked_lock = threading.Lock()
 
 
@@ -79,13 +78,22 @@ def migrations_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "migrations"
 
 
-def alembic_config(connection: Connection | None = None) -> Config:
+def alembic_config(
+    connection: Connection | None = None, placement: Placement = DEFAULT_PLACEMENT
+) -> Config:
     """Build the Alembic configuration in code, optionally bound to a connection."""
     config = Config()
     config.set_main_option("script_location", str(migrations_dir()))
+    config.attributes["placement"] = placement
     if connection is not None:
         config.attributes["connection"] = connection
     return config
+
+
+def migration_placement() -> Placement:
+    """Give the placement the running migration applies to (for the revisions)."""
+    placement: Placement = alembic.context.config.attributes["placement"]
+    return placement
 
 
 @cache
@@ -109,9 +117,14 @@ def known_revisions() -> frozenset[str]:
     return frozenset(rev.revision for rev in _script().walk_revisions())
 
 
-def current_revision(connection: Connection) -> str | None:
+def current_revision(
+    connection: Connection, placement: Placement = DEFAULT_PLACEMENT
+) -> str | None:
     """Read the database's revision from tokenstore-sql's version table (None: no schema)."""
-    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+    context = MigrationContext.configure(
+        connection,
+        opts={"version_table": placement.version_table, "version_table_schema": placement.schema},
+    )
     heads = context.get_current_heads()
     if len(heads) > 1:
         raise SchemaError(f"the database records {len(heads)} revisions; expected one")
@@ -131,49 +144,65 @@ class SchemaStatus:
         return self.current == self.head
 
 
-def status(connection: Connection) -> SchemaStatus:
+def status(connection: Connection, placement: Placement = DEFAULT_PLACEMENT) -> SchemaStatus:
     """Compare the database's revision with this package's head."""
-    return SchemaStatus(current_revision(connection), head_revision())
+    return SchemaStatus(current_revision(connection, placement), head_revision())
 
 
-def ensure_schema(engine: Engine, *, create: bool = True, upgrade: bool = False) -> None:
-    """Make sure the engine's database is at head, once per engine per process.
+def ensure_schema(
+    engine: Engine,
+    placement: Placement = DEFAULT_PLACEMENT,
+    *,
+    create: bool = True,
+    upgrade: bool = False,
+) -> None:
+    """Make sure the engine's database is at head, once per engine and placement per process.
 
     :param create: create the schema when the database has none
     :param upgrade: also upgrade a schema at an older revision
     :raises SchemaOutOfDateError: the schema is older (or absent) and may not be changed
     :raises SchemaTooNewError: the database is at a revision this package does not know
     :raises SchemaNotManagedError: token tables exist without a version record
+    :raises PlacementError: a schema placement on a database other than PostgreSQL
     """
     with _checked_lock:
-        if engine in _checked_engines:
+        if placement in _checked.get(engine, ()):
             return
     check_dialect(engine.dialect)
+    placement.check_dialect(engine.dialect.name)
     with engine.connect() as connection:
-        found = status(connection)
+        found = status(connection, placement)
     if not found.at_head:
         if found.current is None and not create:
             raise SchemaOutOfDateError(None, found.head)
         # Decide under the lock: on MySQL, whose DDL is not transactional, an older
         # revision may just be another process's migration half-way through.
-        migrate(engine, "head", create=create, upgrade=upgrade)
+        migrate(engine, "head", placement, create=create, upgrade=upgrade)
     with _checked_lock:
-        _checked_engines.add(engine)
+        _checked.setdefault(engine, set()).add(placement)
 
 
 def migrate(
-    engine: Engine, target: str = "head", *, create: bool = True, upgrade: bool = True
+    engine: Engine,
+    target: str = "head",
+    placement: Placement = DEFAULT_PLACEMENT,
+    *,
+    create: bool = True,
+    upgrade: bool = True,
 ) -> None:
     """Upgrade the engine's database to ``target`` under the schema lock.
 
     The revision is read again once the lock is held, so that of several processes
     racing here exactly one runs the migrations.
     """
+    placement.check_dialect(engine.dialect.name)
     with _locked_transaction(engine) as connection:
-        _migrate_locked(connection, target, create=create, upgrade=upgrade)
+        _migrate_locked(connection, target, placement, create=create, upgrade=upgrade)
 
 
-def upgrade_connection(connection: Connection, target: str = "head") -> None:
+def upgrade_connection(
+    connection: Connection, target: str = "head", placement: Placement = DEFAULT_PLACEMENT
+) -> None:
     """Create or upgrade tokenstore-sql's schema on the caller's connection.
 
     For an application's own Alembic ``env.py``: call it with the connection that
@@ -184,11 +213,13 @@ def upgrade_connection(connection: Connection, target: str = "head") -> None:
     take, so concurrent callers and storages change the schema once.
 
     :param target: the revision to upgrade to
+    :param placement: where tokenstore-sql's tables are (default: ``tokenstore_sql_*``)
     :raises SchemaTooNewError: the database is at a revision this package does not know
     :raises SchemaNotManagedError: token tables exist without a version record
     :raises SchemaPrivilegeError: the account may not create or change tables
     """
     check_dialect(connection.dialect)
+    placement.check_dialect(connection.dialect.name)
     transaction: AbstractContextManager[object] = (
         nullcontext() if connection.in_transaction() else connection.begin()
     )
@@ -197,46 +228,76 @@ def upgrade_connection(connection: Connection, target: str = "head") -> None:
         lock_on(connection, SCHEMA_LOCK_NAME, timeout=SCHEMA_LOCK_TIMEOUT_SECONDS),
         _enclosing_alembic_kept(),
     ):
-        _migrate_locked(connection, target, create=True, upgrade=True)
+        _migrate_locked(connection, target, placement, create=True, upgrade=True)
 
 
-def alembic_include_name(name: str | None, type_: str, parent_names: Mapping[str, object]) -> bool:
-    """Leave tokenstore-sql's tables out of an application's Alembic autogenerate.
+IncludeName = Callable[[str | None, str, Mapping[str, object]], bool]
 
-    Pass it as ``include_name=`` to ``context.configure`` in the application's
-    ``env.py``: autogenerate then proposes neither to drop nor to create our tables.
+
+def alembic_include_name_for(*placements: Placement) -> IncludeName:
+    """Build an ``include_name`` hook that leaves the tables of ``placements`` out.
+
+    For an application that keeps tokenstore-sql's tables at other placements than the
+    default (see :func:`alembic_include_name`).
     """
-    return not (type_ == "table" and name in _OUR_TABLES)
+    ours = frozenset(
+        (placement.schema, table)
+        for placement in placements
+        for table in (placement.tokens_table, placement.version_table)
+    )
+
+    def include_name(name: str | None, type_: str, parent_names: Mapping[str, object]) -> bool:
+        return not (type_ == "table" and (parent_names.get("schema_name"), name) in ours)
+
+    return include_name
 
 
-def require_head(connection: Connection) -> SchemaStatus:
+alembic_include_name: Final = alembic_include_name_for(DEFAULT_PLACEMENT)
+"""Leave tokenstore-sql's tables out of an application's Alembic autogenerate.
+
+Pass it as ``include_name=`` to ``context.configure`` in the application's ``env.py``:
+autogenerate then proposes neither to drop nor to create our tables.
+"""
+
+
+def require_head(connection: Connection, placement: Placement = DEFAULT_PLACEMENT) -> SchemaStatus:
     """Check, without changing anything, that the database is at this package's head.
 
     :raises SchemaOutOfDateError: the schema is older, or absent
     :raises SchemaTooNewError: the database is at a revision this package does not know
     :raises SchemaNotManagedError: token tables exist without a version record
     """
-    found = status(connection)
-    has_tokens = found.current is None and inspect(connection).has_table(TOKENS_TABLE)
-    _raise_unless_changeable(found, connection_has_tokens=has_tokens, create=False, upgrade=False)
+    placement.check_dialect(connection.dialect.name)
+    found = status(connection, placement)
+    _raise_unless_changeable(
+        found, placement, has_tokens=_has_tokens(connection, found, placement), create=False
+    )
     return found
 
 
-def offline_sql(dialect_name: str, target: str = "head", start: str | None = None) -> str:
+def offline_sql(
+    dialect_name: str,
+    target: str = "head",
+    start: str | None = None,
+    placement: Placement = DEFAULT_PLACEMENT,
+) -> str:
     """Write the upgrade from ``start`` (default: an empty database) to ``target`` as SQL.
 
     Alembic's offline mode: nothing connects to a database. The script includes the
     version table's creation and rows, and on PostgreSQL a ``BEGIN``/``COMMIT``.
 
     :param dialect_name: one of :data:`OFFLINE_DIALECTS`
+    :param placement: where the tables go
     :raises SchemaError: an unknown dialect or revision
+    :raises PlacementError: a schema placement for a dialect other than PostgreSQL
     """
     if dialect_name not in OFFLINE_DIALECTS:
         raise SchemaError(
             f"cannot write SQL for {dialect_name!r}; choose one of {', '.join(OFFLINE_DIALECTS)}"
         )
+    placement.check_dialect(dialect_name)
     buffer = io.StringIO()
-    config = alembic_config()
+    config = alembic_config(placement=placement)
     config.output_buffer = buffer
     # MariaDB as SQLAlchemy's mysql dialect sees it once connected to one: the name stays
     # "mysql", so mysql_* table options apply, and is_mariadb picks the key collation.
@@ -251,12 +312,13 @@ def offline_sql(dialect_name: str, target: str = "head", start: str | None = Non
     return buffer.getvalue()
 
 
-def downgrade(engine: Engine, target: str) -> None:
+def downgrade(engine: Engine, target: str, placement: Placement = DEFAULT_PLACEMENT) -> None:
     """Downgrade the engine's database to ``target`` (a revision, ``-1`` or ``base``)."""
+    placement.check_dialect(engine.dialect.name)
     with _locked_transaction(engine) as connection:
-        _run_alembic(command.downgrade, connection, target)
+        _run_alembic(command.downgrade, connection, target, placement)
     with _checked_lock:
-        _checked_engines.discard(engine)
+        _checked.get(engine, set()).discard(placement)
 
 
 @contextmanager
@@ -266,16 +328,25 @@ def _locked_transaction(engine: Engine) -> Iterator[Connection]:
         yield c
 
 
-def _migrate_locked(connection: Connection, target: str, *, create: bool, upgrade: bool) -> None:
+def _migrate_locked(
+    connection: Connection, target: str, placement: Placement, *, create: bool, upgrade: bool
+) -> None:
     """Upgrade to ``target`` on a connection that holds the schema lock, if still needed."""
-    found = status(connection)
+    found = status(connection, placement)
     if target == "head" and found.at_head:
         return
-    has_tokens = found.current is None and inspect(connection).has_table(TOKENS_TABLE)
+    has_tokens = _has_tokens(connection, found, placement)
     _raise_unless_changeable(
-        found, connection_has_tokens=has_tokens, create=create, upgrade=upgrade
+        found, placement, has_tokens=has_tokens, create=create, upgrade=upgrade
     )
-    _run_alembic(command.upgrade, connection, target)
+    _run_alembic(command.upgrade, connection, target, placement)
+
+
+def _has_tokens(connection: Connection, found: SchemaStatus, placement: Placement) -> bool:
+    """Tell whether a token table exists although no revision is recorded."""
+    return found.current is None and inspect(connection).has_table(
+        placement.tokens_table, schema=placement.schema
+    )
 
 
 @contextmanager
@@ -295,7 +366,9 @@ def _enclosing_alembic_kept() -> Iterator[None]:
                 proxy._install_proxy()
 
 
-def _run_alembic(step: Callable[[Config, str], None], connection: Connection, target: str) -> None:
+def _run_alembic(
+    step: Callable[[Config, str], None], connection: Connection, target: str, placement: Placement
+) -> None:
     """Run an Alembic command, turning its refusals into one-line schema errors.
 
     Refusals (an unknown revision, a migration's own check) name revisions and counts,
@@ -303,7 +376,7 @@ def _run_alembic(step: Callable[[Config, str], None], connection: Connection, ta
     :class:`SchemaPrivilegeError`, without the driver's text.
     """
     try:
-        step(alembic_config(connection), target)
+        step(alembic_config(connection, placement), target)
     except (CommandError, RuntimeError) as exc:
         raise SchemaError(f"cannot migrate to {target!r}: {exc}") from None
     except DBAPIError as exc:
@@ -316,11 +389,16 @@ def _run_alembic(step: Callable[[Config, str], None], connection: Connection, ta
 
 
 def _raise_unless_changeable(
-    found: SchemaStatus, *, connection_has_tokens: bool | None, create: bool, upgrade: bool
+    found: SchemaStatus,
+    placement: Placement,
+    *,
+    has_tokens: bool,
+    create: bool,
+    upgrade: bool = False,
 ) -> None:
     if found.current is None:
-        if connection_has_tokens:
-            raise SchemaNotManagedError(TOKENS_TABLE)
+        if has_tokens:
+            raise SchemaNotManagedError(placement.qualified(placement.tokens_table))
         if not create:
             raise SchemaOutOfDateError(None, found.head)
     elif found.current not in known_revisions():

@@ -26,18 +26,10 @@ from .engines import (
     masked_url,
     reset_pools_after_fork,
 )
+from .models import DEFAULT_PLACEMENT, Placement
 from .retries import RetryPolicy
 from .schema import ensure_schema
-from .statements import (
-    DELETE_NAMESPACE,
-    DELETE_ONE,
-    SELECT_NAMESPACE,
-    SELECT_ONE,
-    check_dialect,
-    key_params,
-    select_namespaces,
-    upsert,
-)
+from .statements import check_dialect, key_params, statements_for
 
 if TYPE_CHECKING:
     from globus_sdk import GlobusAppConfig
@@ -70,8 +62,11 @@ class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
     :param encryption_keys: keys (from ``tokenstore-sql generate-key``) or a
         :class:`~tokenstore_sql.KeyRing`: access and refresh tokens are then stored
         encrypted with the first key, and read with whichever key sealed them
+    :param placement: the tables' name prefix and PostgreSQL schema (default: tables
+        ``tokenstore_sql_tokens`` and ``tokenstore_sql_version`` on the search path)
     :raises SchemaOutOfDateError: the database needs ``tokenstore-sql upgrade`` first
     :raises UnsupportedDatabaseError: the database is not SQLite, PostgreSQL or MySQL
+    :raises PlacementError: a schema placement on a database other than PostgreSQL
     """
 
     def __init__(
@@ -84,19 +79,25 @@ class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
         engine_options: Mapping[str, Any] | None = None,
         retry: RetryPolicy | None = None,
         encryption_keys: KeyRing | Iterable[str | bytes] | None = None,
+        placement: Placement = DEFAULT_PLACEMENT,
     ) -> None:
         check_key("namespace", namespace)
         engine = self._hold_engine(url_or_engine, engine_options)
         self.retry = retry or RetryPolicy()
         self.keys = _key_ring(encryption_keys)
+        self.placement = placement
+        self._statements = statements_for(placement)
         self._schema_options = {"create_schema": create_schema, "upgrade_schema": upgrade_schema}
         reset_pools_after_fork(engine)
         try:
             check_dialect(engine.dialect)
+            placement.check_dialect(engine.dialect.name)
             self.retry.run(
                 "open the database",
                 engine,
-                lambda: ensure_schema(engine, create=create_schema, upgrade=upgrade_schema),
+                lambda: ensure_schema(
+                    engine, placement, create=create_schema, upgrade=upgrade_schema
+                ),
             )
         except BaseException:
             self.close()
@@ -106,7 +107,8 @@ class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(dialect={self.engine.dialect.name!r}, "
-            f"namespace={self.namespace!r}, url={masked_url(self.engine.url)!r})"
+            f"namespace={self.namespace!r}, url={masked_url(self.engine.url)!r}, "
+            f"table={str(self.placement)!r})"
         )
 
     def __getstate__(self) -> dict[str, Any]:
@@ -121,6 +123,7 @@ class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
             "namespace": self.namespace,
             "retry": self.retry,
             "keys": self.keys,
+            "placement": self.placement,
             "schema_options": self._schema_options,
         }
 
@@ -131,6 +134,7 @@ class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
             namespace=state["namespace"],
             retry=state["retry"],
             encryption_keys=state["keys"],
+            placement=state["placement"],
             **state["schema_options"],
         )
 
@@ -151,7 +155,7 @@ class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
         now = utc_now()
         for row in rows:
             row["created_at"] = row["updated_at"] = now
-        statement = upsert(self.engine.dialect)
+        statement = self._statements.upsert(self.engine.dialect)
 
         def write(connection: Connection) -> None:
             connection.execute(statement, rows)
@@ -164,8 +168,9 @@ class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
         :raises UnreadableTokenDataError: a stored row cannot be read back
         """
         params = key_params(self.namespace)
+        statement = self._statements.select_namespace
         rows = self._in_transaction(
-            "read token data", lambda c: c.execute(SELECT_NAMESPACE, params).mappings().all()
+            "read token data", lambda c: c.execute(statement, params).mappings().all()
         )
         return {
             row["resource_server"]: token_data_from_row(self.namespace, row, self.keys)
@@ -179,8 +184,9 @@ class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
         """
         check_key("resource server", resource_server)
         params = key_params(self.namespace, resource_server)
+        statement = self._statements.select_one
         row = self._in_transaction(
-            "read token data", lambda c: c.execute(SELECT_ONE, params).mappings().first()
+            "read token data", lambda c: c.execute(statement, params).mappings().first()
         )
         return None if row is None else token_data_from_row(self.namespace, row, self.keys)
 
@@ -191,8 +197,9 @@ class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
         """
         check_key("resource server", resource_server)
         params = key_params(self.namespace, resource_server)
+        statement = self._statements.delete_one
         deleted: int = self._in_transaction(
-            "remove token data", lambda c: c.execute(DELETE_ONE, params).rowcount, writes=True
+            "remove token data", lambda c: c.execute(statement, params).rowcount, writes=True
         )
         return deleted > 0
 
@@ -202,9 +209,10 @@ class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
         :returns: how many resource servers' token data were removed
         """
         params = key_params(self.namespace)
+        statement = self._statements.delete_namespace
         deleted: int = self._in_transaction(
             "remove a namespace",
-            lambda c: c.execute(DELETE_NAMESPACE, params).rowcount,
+            lambda c: c.execute(statement, params).rowcount,
             writes=True,
         )
         return deleted
@@ -223,7 +231,8 @@ class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
         in the database named by ``TOKENSTORE_SQL_URL``, or else in an embedded SQLite
         file beside globus-sdk's own token files
         (``~/.globus/app/{client_id}/{app_name}/tokens.tokenstore.db``). Encryption keys
-        come from ``TOKENSTORE_SQL_KEYS`` when it is set.
+        come from ``TOKENSTORE_SQL_KEYS`` when it is set, the placement from
+        ``TOKENSTORE_SQL_TABLE_PREFIX`` and ``TOKENSTORE_SQL_SCHEMA``.
         """
         url = os.environ.get(URL_VARIABLE) or (
             "sqlite:///"
@@ -232,12 +241,15 @@ class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
         )
         keys = os.environ.get(KEYS_VARIABLE)
         return cls(
-            url, namespace=namespace, encryption_keys=KeyRing.from_text(keys) if keys else None
+            url,
+            namespace=namespace,
+            encryption_keys=KeyRing.from_text(keys) if keys else None,
+            placement=Placement.from_environment(),
         )
 
     def iter_namespaces(self) -> Iterator[str]:
         """Iterate over every namespace that holds token data in this database, in order."""
-        statement = select_namespaces()
+        statement = self._statements.select_namespaces()
         names = self._in_transaction("list namespaces", lambda c: c.execute(statement).all())
         return (row[0] for row in names)
 

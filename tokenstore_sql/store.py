@@ -25,6 +25,7 @@ from sqlalchemy import URL, Engine
 from .crypto import KeyRing
 from .engines import EngineOwner, masked_url
 from .errors import InvalidTokenDataError
+from .models import DEFAULT_PLACEMENT, Placement
 from .refresh import LockingRefreshTokenAuthorizer, OnRefresh
 from .retries import RetryPolicy
 from .storage import SQLAlchemyTokenStorage
@@ -61,7 +62,7 @@ class TokenStore(EngineOwner):
     :param app: the app or environment label put in every namespace (see
         :func:`user_namespace`); None for none
     :param options: ``create_schema``, ``upgrade_schema``, ``retry``, ``engine_options``,
-        ``encryption_keys``, as for :class:`~tokenstore_sql.SQLAlchemyTokenStorage`
+        ``encryption_keys``, ``placement``, as for :class:`~tokenstore_sql.SQLAlchemyTokenStorage`
     """
 
     def __init__(
@@ -74,6 +75,7 @@ class TokenStore(EngineOwner):
         engine_options: Mapping[str, Any] | None = None,
         retry: RetryPolicy | None = None,
         encryption_keys: KeyRing | Iterable[str | bytes] | None = None,
+        placement: Placement = DEFAULT_PLACEMENT,
     ) -> None:
         if app is not None:
             user_namespace(uuid.UUID(int=0), app=app)  # validates the label early
@@ -87,12 +89,14 @@ class TokenStore(EngineOwner):
                 upgrade_schema=upgrade_schema,
                 retry=retry,
                 encryption_keys=encryption_keys,
+                placement=placement,
             )
         except BaseException:
             self.close()
             raise
         self.retry = first.retry
         self.keys = first.keys
+        self.placement = placement
 
     def __repr__(self) -> str:
         return (
@@ -107,7 +111,11 @@ class TokenStore(EngineOwner):
     def for_namespace(self, namespace: str) -> SQLAlchemyTokenStorage:
         """Return a storage over the shared engine for any namespace; no I/O."""
         return SQLAlchemyTokenStorage(
-            self.engine, namespace=namespace, retry=self.retry, encryption_keys=self.keys
+            self.engine,
+            namespace=namespace,
+            retry=self.retry,
+            encryption_keys=self.keys,
+            placement=self.placement,
         )
 
     def for_user(self, identity_id: str | uuid.UUID) -> SQLAlchemyTokenStorage:

@@ -33,9 +33,10 @@ from .crypto import KeyRing
 from .engines import WRITE_TRANSACTION_OPTION, create_engine
 from .errors import ImportFormatError, InvalidTokenDataError, SchemaOutOfDateError, TokenFileError
 from .formats import TokenFile, read_token_file
+from .models import DEFAULT_PLACEMENT, Placement
 from .retries import RetryPolicy
 from .schema import ensure_schema
-from .statements import select_tokens, upsert
+from .statements import TokenStatements, statements_for
 
 CONFLICT_POLICIES: Final = ("newer", "skip", "overwrite")
 # Namespaces per SELECT ... IN (...), well inside every backend's parameter limit.
@@ -101,6 +102,7 @@ def import_token_files(
     progress: Callable[[str], None] | None = None,
     retry: RetryPolicy | None = None,
     encryption_keys: KeyRing | None = None,
+    placement: Placement = DEFAULT_PLACEMENT,
 ) -> ImportReport:
     """Import globus-sdk token files (any format, detected by content) in one transaction.
 
@@ -114,6 +116,7 @@ def import_token_files(
     :param progress: called with each path once the file has been read
     :param encryption_keys: the database's keys: new tokens are sealed with the first,
         stored ones opened for comparison
+    :param placement: where the tables are
     :raises ImportFormatError: a file is unreadable, corrupt or of an unknown format; the
         database is unchanged
     """
@@ -124,9 +127,12 @@ def import_token_files(
     files = read_token_files(paths, identity_from_config=identity_from_config, progress=progress)
     plan = [_file_rows(token_file, namespace) for token_file in files]
     targets = sorted({count.namespace for rows in plan for count, _ in rows})
+    statements = statements_for(placement)
 
     def apply(connection: Connection) -> list[ImportCount]:
-        current = _existing_rows(connection, targets, encryption_keys) if has_schema else {}
+        current = (
+            _existing_rows(connection, statements, targets, encryption_keys) if has_schema else {}
+        )
         loaded = dict(current)
         counts = []
         for file_rows in plan:
@@ -138,11 +144,11 @@ def import_token_files(
             writes = [{**row, "created_at": now, "updated_at": now} for row in changed]
             for row in writes:
                 seal_tokens(row, encryption_keys)
-            connection.execute(upsert(connection.dialect), writes)
+            connection.execute(statements.upsert(connection.dialect), writes)
         return counts
 
     with _engine(url_or_engine) as engine:
-        has_schema = _has_schema(engine, create=not dry_run)
+        has_schema = _has_schema(engine, placement, create=not dry_run)
         counts = _in_transaction(engine, "import token files", apply, retry, writes=not dry_run)
     return ImportReport(files, counts, dry_run)
 
@@ -195,13 +201,16 @@ def _merge(
 
 
 def _existing_rows(
-    connection: Connection, namespaces: Sequence[str], keys: KeyRing | None
+    connection: Connection,
+    statements: TokenStatements,
+    namespaces: Sequence[str],
+    keys: KeyRing | None,
 ) -> dict[Key, Any]:
     """Read the stored rows of some namespaces, tokens opened for comparison."""
     found: dict[Key, Any] = {}
     for start in range(0, len(namespaces), _NAMESPACES_PER_SELECT):
         chunk = namespaces[start : start + _NAMESPACES_PER_SELECT]
-        for row in connection.execute(select_tokens(chunk)).mappings():
+        for row in connection.execute(statements.select_tokens(chunk)).mappings():
             found[row["namespace"], row["resource_server"]] = open_tokens(
                 row["namespace"], row, keys
             )
@@ -216,6 +225,7 @@ def export_token_file(
     overwrite: bool = False,
     retry: RetryPolicy | None = None,
     encryption_keys: KeyRing | None = None,
+    placement: Placement = DEFAULT_PLACEMENT,
 ) -> dict[str, int]:
     """Write token data to a file that globus-sdk's ``JSONTokenStorage`` reads as it is.
 
@@ -225,6 +235,7 @@ def export_token_file(
     :param namespaces: export these namespaces only (default: every namespace)
     :param overwrite: replace an existing file (default: refuse)
     :param encryption_keys: the keys that open the database's encrypted tokens
+    :param placement: where the tables are
     :returns: the number of tokens written, by namespace
     :raises TokenFileError: the file exists, or some ``extra`` cannot be written
     """
@@ -232,12 +243,14 @@ def export_token_file(
     if target.exists() and not overwrite:
         raise TokenFileError(str(path), "already exists; choose another path or overwrite it")
     with _engine(url_or_engine) as engine:
-        statement = select_tokens(None if namespaces is None else sorted(set(namespaces)))
+        statement = statements_for(placement).select_tokens(
+            None if namespaces is None else sorted(set(namespaces))
+        )
         rows = (
             _in_transaction(
                 engine, "export token data", lambda c: c.execute(statement).mappings().all(), retry
             )
-            if _has_schema(engine, create=False)
+            if _has_schema(engine, placement, create=False)
             else []
         )
     data: dict[str, dict[str, Any]] = {name: {} for name in namespaces or ()}
@@ -292,10 +305,10 @@ def _engine(url_or_engine: str | URL | Engine) -> Iterator[Engine]:
         engine.dispose()
 
 
-def _has_schema(engine: Engine, *, create: bool) -> bool:
+def _has_schema(engine: Engine, placement: Placement, *, create: bool) -> bool:
     """Check the schema (creating it if allowed); False for an empty database left empty."""
     try:
-        ensure_schema(engine, create=create)
+        ensure_schema(engine, placement, create=create)
     except SchemaOutOfDateError as exc:
         if create or exc.current is not None:
             raise

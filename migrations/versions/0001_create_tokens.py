@@ -15,12 +15,12 @@ from alembic import op
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
+from tokenstore_sql.schema import migration_placement
+
 revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
-
-TABLE = "tokenstore_sql_tokens"
 
 
 def _key() -> sa.types.TypeEngine[str]:
@@ -40,8 +40,10 @@ def _timestamp() -> sa.types.TypeEngine[object]:
 
 
 def upgrade() -> None:
+    placement = migration_placement()
+    table = placement.tokens_table
     op.create_table(
-        TABLE,
+        table,
         sa.Column("namespace", _key(), nullable=False),
         sa.Column("resource_server", _key(), nullable=False),
         sa.Column("identity_id", sa.String(255), nullable=True),
@@ -53,11 +55,13 @@ def upgrade() -> None:
         sa.Column("extra", sa.JSON(), nullable=False),
         sa.Column("created_at", _timestamp(), nullable=False),
         sa.Column("updated_at", _timestamp(), nullable=False),
-        sa.PrimaryKeyConstraint("namespace", "resource_server", name=f"pk_{TABLE}"),
+        sa.PrimaryKeyConstraint("namespace", "resource_server", name=f"pk_{table}"),
+        schema=placement.schema,
         mysql_charset="utf8mb4",
         mysql_collate="utf8mb4_bin",
     )
 
 
 def downgrade() -> None:
-    op.drop_table(TABLE)
+    placement = migration_placement()
+    op.drop_table(placement.tokens_table, schema=placement.schema)

@@ -15,22 +15,25 @@ from __future__ import annotations
 from alembic import op
 import sqlalchemy as sa
 
+from tokenstore_sql.schema import migration_placement
+
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
 
-TABLE = "tokenstore_sql_tokens"
-INDEX = "ix_tokenstore_sql_tokens_token_key_id"
-
 
 def upgrade() -> None:
-    op.add_column(TABLE, sa.Column("token_key_id", sa.String(16), nullable=True))
-    op.create_index(INDEX, TABLE, ["token_key_id"])
+    placement = migration_placement()
+    table, schema = placement.tokens_table, placement.schema
+    op.add_column(table, sa.Column("token_key_id", sa.String(16), nullable=True), schema=schema)
+    op.create_index(f"ix_{table}_token_key_id", table, ["token_key_id"], schema=schema)
 
 
 def downgrade() -> None:
-    tokens = sa.table(TABLE, sa.column("token_key_id"))
+    placement = migration_placement()
+    table, schema = placement.tokens_table, placement.schema
+    tokens = sa.table(table, sa.column("token_key_id"), schema=schema)
     encrypted = (
         op.get_bind()
         .execute(
@@ -43,6 +46,6 @@ def downgrade() -> None:
             f"{encrypted} row(s) hold encrypted tokens; decrypt them first with "
             "`tokenstore-sql rotate-keys --decrypt` before downgrading below revision 0002"
         )
-    op.drop_index(INDEX, table_name=TABLE)
-    with op.batch_alter_table(TABLE) as batch:
+    op.drop_index(f"ix_{table}_token_key_id", table_name=table, schema=schema)
+    with op.batch_alter_table(table, schema=schema) as batch:
         batch.drop_column("token_key_id")
