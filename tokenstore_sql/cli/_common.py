@@ -1,7 +1,8 @@
-"""What every command shares: one-line errors, the --url and --keys options, the engine."""
+"""What every command shares: one-line errors, the --url, --keys and placement options."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -11,7 +12,8 @@ from sqlalchemy import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from ..engines import create_engine, describe_database, sqlite_file_path
-from ..errors import TokenStoreError
+from ..errors import PlacementError, TokenStoreError
+from ..models import DEFAULT_TABLE_PREFIX, SCHEMA_VARIABLE, TABLE_PREFIX_VARIABLE, Placement
 from ..retries import error_code
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -96,6 +98,35 @@ def database(url: str, *, read_only: bool = False) -> Iterator[Engine]:
         raise CommandError(f"database error on {describe_database(engine.url)}{detail}") from None
     finally:
         engine.dispose()
+
+
+def placement_options(command: F) -> F:
+    """Add ``--table-prefix`` and ``--schema``, passed to the command as ``placement``."""
+
+    @functools.wraps(command)
+    def with_placement(*args: Any, table_prefix: str, schema: str | None, **kwargs: Any) -> Any:
+        try:
+            placement = Placement(table_prefix, schema or None)
+        except PlacementError as exc:
+            raise CommandError(str(exc)) from None
+        return command(*args, placement=placement, **kwargs)
+
+    with_schema = click.option(
+        "--schema",
+        envvar=SCHEMA_VARIABLE,
+        metavar="NAME",
+        help="PostgreSQL schema of the tables (default: $TOKENSTORE_SQL_SCHEMA, else the "
+        "search path).",
+    )(with_placement)
+    return click.option(  # type: ignore[return-value]  # the wrapper takes new options
+        "--table-prefix",
+        envvar=TABLE_PREFIX_VARIABLE,
+        default=DEFAULT_TABLE_PREFIX,
+        show_default=True,
+        metavar="PREFIX",
+        help="Prefix of the table names: PREFIXtokens, PREFIXversion "
+        "(or $TOKENSTORE_SQL_TABLE_PREFIX).",
+    )(with_schema)
 
 
 def keys_option(command: F) -> F:

@@ -15,12 +15,14 @@ from .. import maintenance
 from ..crypto import KeyRing
 from ..errors import ImportFormatError
 from ..formats import discover_app_files, globus_app_dir, read_token_file
+from ..models import Placement
 from ..storage import SQLAlchemyTokenStorage
 from ..transfer import CONFLICT_POLICIES, ImportReport, export_token_file, import_token_files
 from ._common import (
     CommandError,
     database,
     keys_option,
+    placement_options,
     url_option,
 )
 
@@ -30,10 +32,11 @@ PROGRESS_BAR_FILES = 5
 
 @click.command()
 @url_option
-def namespaces(url: str) -> None:
+@placement_options
+def namespaces(url: str, placement: Placement) -> None:
     """List the namespaces that hold token data, one per line."""
     with database(url, read_only=True) as engine:
-        storage = SQLAlchemyTokenStorage(engine, create_schema=False)
+        storage = SQLAlchemyTokenStorage(engine, create_schema=False, placement=placement)
         for name in storage.iter_namespaces():
             click.echo(name)
 
@@ -62,6 +65,7 @@ def namespaces(url: str) -> None:
     help="Fill a missing identity_id from the user identity that globus-cli records in "
     "its SQLite database (schema 1).",
 )
+@placement_options
 def import_command(
     url: str,
     keys: str | None,
@@ -70,6 +74,7 @@ def import_command(
     on_conflict: str,
     dry_run: bool,
     identity_from_config: bool,
+    placement: Placement,
 ) -> None:
     """Import globus-sdk token files (JSON or SQLite, any version) into the database.
 
@@ -87,6 +92,7 @@ def import_command(
             identity_from_config=identity_from_config,
             progress=progress,
             encryption_keys=KeyRing.from_text(keys) if keys else None,
+            placement=placement,
         )
     _print_import(report)
 
@@ -131,7 +137,15 @@ def _print_import(report: ImportReport) -> None:
     help="Export this namespace only; repeat for several (default: all).",
 )
 @click.option("--force", is_flag=True, help="Replace PATH if it exists.")
-def export(url: str, keys: str | None, path: str, namespaces: tuple[str, ...], force: bool) -> None:
+@placement_options
+def export(
+    url: str,
+    keys: str | None,
+    path: str,
+    namespaces: tuple[str, ...],
+    force: bool,
+    placement: Placement,
+) -> None:
     """Write token data to PATH as a JSON file that globus-sdk's JSONTokenStorage reads.
 
     The file is created readable by its owner only.
@@ -143,6 +157,7 @@ def export(url: str, keys: str | None, path: str, namespaces: tuple[str, ...], f
             namespaces=namespaces or None,
             overwrite=force,
             encryption_keys=KeyRing.from_text(keys) if keys else None,
+            placement=placement,
         )
     for name, count in written.items():
         click.echo(f"{path}: namespace {name!r}: {count} token(s)")
@@ -184,13 +199,16 @@ def discover(home: str | None) -> None:
 @click.command("remove-namespace")
 @url_option
 @click.argument("namespace")
-def remove_namespace_command(url: str, namespace: str) -> None:
+@placement_options
+def remove_namespace_command(url: str, namespace: str, placement: Placement) -> None:
     """Remove every token of NAMESPACE (logout, offboarding), in one transaction.
 
     Tokens are removed from the database, not revoked at Globus Auth.
     """
     with database(url) as engine:
-        storage = SQLAlchemyTokenStorage(engine, namespace=namespace, create_schema=False)
+        storage = SQLAlchemyTokenStorage(
+            engine, namespace=namespace, create_schema=False, placement=placement
+        )
         removed = storage.remove_namespace()
     click.echo(f"removed {removed} row(s) from namespace {namespace!r}")
 
@@ -198,10 +216,11 @@ def remove_namespace_command(url: str, namespace: str) -> None:
 @click.command()
 @url_option
 @click.option("--dry-run", is_flag=True, help="Only count the rows that would be removed.")
-def prune(url: str, dry_run: bool) -> None:
+@placement_options
+def prune(url: str, dry_run: bool, placement: Placement) -> None:
     """Remove rows that can never be used again: access token expired, no refresh token."""
     with database(url) as engine:
-        count = maintenance.prune(engine, dry_run=dry_run)
+        count = maintenance.prune(engine, dry_run=dry_run, placement=placement)
     verb = "would remove" if dry_run else "removed"
     click.echo(f"{verb} {count} row(s) with an expired access token and no refresh token")
 
@@ -215,14 +234,15 @@ def prune(url: str, dry_run: bool) -> None:
     show_default=True,
     help="Which counts to list; the totals are always printed.",
 )
-def stats(url: str, by: str) -> None:
+@placement_options
+def stats(url: str, by: str, placement: Placement) -> None:
     """Count rows by namespace and by resource server: all, expired, unusable.
 
     Expired rows have an expired access token; unusable ones have no refresh token
     either (prune removes those). Never prints a token.
     """
     with database(url) as engine:
-        found = maintenance.stats(engine)
+        found = maintenance.stats(engine, placement=placement)
     sections = [("namespace", found.by_namespace), ("resource-server", found.by_resource_server)]
     for title, counts in sections:
         if by in (title, "both"):

@@ -5,10 +5,12 @@ from __future__ import annotations
 import click
 
 from ..crypto import KeyRing, generate_key
+from ..models import Placement
 from ..rotation import DEFAULT_BATCH_SIZE, rotate_keys
 from ._common import (
     CommandError,
     database,
+    placement_options,
     url_option,
 )
 
@@ -33,7 +35,10 @@ def generate_key_command() -> None:
 )
 @click.option("--decrypt", is_flag=True, help="Store every token in clear text instead.")
 @click.option("--batch-size", default=DEFAULT_BATCH_SIZE, show_default=True, type=click.IntRange(1))
-def rotate_keys_command(url: str, keys: str | None, decrypt: bool, batch_size: int) -> None:
+@placement_options
+def rotate_keys_command(
+    url: str, keys: str | None, decrypt: bool, batch_size: int, placement: Placement
+) -> None:
     """Re-encrypt every stored token under the first key.
 
     Rows stored in clear are encrypted too. Runs in batches, one transaction each;
@@ -44,7 +49,9 @@ def rotate_keys_command(url: str, keys: str | None, decrypt: bool, batch_size: i
         raise CommandError("no keys: pass --keys or set TOKENSTORE_SQL_KEYS")
     with database(url) as engine:
         ring = KeyRing.from_text(keys) if keys else None
-        report = rotate_keys(engine, ring, decrypt=decrypt, batch_size=batch_size)
+        report = rotate_keys(
+            engine, ring, decrypt=decrypt, batch_size=batch_size, placement=placement
+        )
     target = "clear text" if decrypt or ring is None else f"key {ring.primary_key_id}"
     click.echo(
         f"rewrote {report.rewritten} row(s) under {target}; {report.skipped} changed meanwhile"

@@ -8,11 +8,13 @@ from sqlalchemy.exc import ArgumentError
 
 from .. import schema
 from ..errors import SchemaOutOfDateError, SchemaTooNewError, TokenStoreError
+from ..models import Placement
 from ._common import (
     URL_HELP,
     CommandError,
     PackageTooOldError,
     database,
+    placement_options,
     url_option,
 )
 
@@ -30,7 +32,10 @@ from ._common import (
     help="With --sql: the database to write SQL for (default: the one --url names).",
 )
 @click.argument("revision", default="head")
-def upgrade(url: str | None, sql: bool, dialect: str | None, revision: str) -> None:
+@placement_options
+def upgrade(
+    url: str | None, sql: bool, dialect: str | None, revision: str, placement: Placement
+) -> None:
     """Create or upgrade the schema to REVISION (default: head).
 
     Safe to run from several processes at once: the schema is changed under a database
@@ -41,17 +46,18 @@ def upgrade(url: str | None, sql: bool, dialect: str | None, revision: str) -> N
     MySQL and MariaDB differ in one collation, so name the one you have with --dialect.
     """
     if sql:
-        click.echo(_offline_sql(url, dialect, revision), nl=False)
+        click.echo(_offline_sql(url, dialect, revision, placement), nl=False)
         return
     if url is None:
         raise click.UsageError("Missing option '--url' (or set TOKENSTORE_SQL_URL).")
     with database(url) as engine:
-        schema.migrate(engine, revision)
+        schema.migrate(engine, revision, placement)
         with engine.connect() as connection:
-            click.echo(f"database is at revision {schema.current_revision(connection)}")
+            found = schema.current_revision(connection, placement)
+        click.echo(f"database is at revision {found}")
 
 
-def _offline_sql(url: str | None, dialect: str | None, revision: str) -> str:
+def _offline_sql(url: str | None, dialect: str | None, revision: str, placement: Placement) -> str:
     if dialect is None:
         if url is None:
             raise click.UsageError("--sql needs --dialect, or --url to take the dialect from.")
@@ -61,7 +67,7 @@ def _offline_sql(url: str | None, dialect: str | None, revision: str) -> str:
             raise CommandError("the database URL is not a valid SQLAlchemy URL") from None
     start, _, target = revision.rpartition(":")
     try:
-        return schema.offline_sql(dialect, target, start or None)
+        return schema.offline_sql(dialect, target, start or None, placement)
     except TokenStoreError as exc:
         raise CommandError(str(exc)) from None
 
@@ -69,24 +75,26 @@ def _offline_sql(url: str | None, dialect: str | None, revision: str) -> str:
 @click.command()
 @url_option
 @click.argument("revision")
-def downgrade(url: str, revision: str) -> None:
+@placement_options
+def downgrade(url: str, revision: str, placement: Placement) -> None:
     """Downgrade the schema to REVISION: a revision id, -1 for one step, or base.
 
     Downgrading to base drops the token table and every token in it.
     """
     with database(url) as engine:
-        schema.downgrade(engine, revision)
+        schema.downgrade(engine, revision, placement)
         with engine.connect() as connection:
-            current = schema.current_revision(connection)
+            current = schema.current_revision(connection, placement)
         click.echo(f"database is at revision {current or 'base (no schema)'}")
 
 
 @click.command()
 @url_option
-def current(url: str) -> None:
+@placement_options
+def current(url: str, placement: Placement) -> None:
     """Print the database's revision and whether it is at this package's head."""
     with database(url, read_only=True) as engine, engine.connect() as connection:
-        found = schema.status(connection)
+        found = schema.status(connection, placement)
     if found.current is None:
         click.echo(f"none (no tokenstore-sql schema; head is {found.head})")
     elif found.at_head:
@@ -102,7 +110,8 @@ def current(url: str) -> None:
 
 @click.command()
 @url_option
-def check(url: str) -> None:
+@placement_options
+def check(url: str, placement: Placement) -> None:
     """Exit 0 if the database is at this package's head revision, else non-zero.
 
     For deploy pipelines; changes nothing. Exit status: 0 at head; 1 when an upgrade is
@@ -112,7 +121,7 @@ def check(url: str) -> None:
     """
     with database(url, read_only=True) as engine, engine.connect() as connection:
         try:
-            found = schema.require_head(connection)
+            found = schema.require_head(connection, placement)
         except SchemaTooNewError as exc:
             raise PackageTooOldError(str(exc)) from None
         except SchemaOutOfDateError as exc:  # older, or no schema: exit status 1
