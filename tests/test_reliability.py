@@ -205,9 +205,11 @@ def _use(storage: SQLAlchemyTokenStorage) -> None:
 def test_killed_idle_sessions_are_replaced_at_checkout(
     own_database: tuple[str, URL], namespace: str
 ) -> None:
-    # No retries: the pre-ping alone must notice the dead sessions.
+    # No retries, and pre-ping asked for: the pre-ping alone must notice the dead sessions.
     admin_url, url = own_database
-    storage = _filled_storage(url, namespace, retry=RetryPolicy(attempts=1))
+    storage = _filled_storage(
+        url, namespace, retry=RetryPolicy(attempts=1), engine_options={"pool_pre_ping": True}
+    )
     assert kill_sessions(admin_url, url.database or "") >= 1
     _use(storage)
     storage.close()
@@ -217,9 +219,9 @@ def test_killed_idle_sessions_are_replaced_at_checkout(
 def test_killed_idle_sessions_are_retried_without_pre_ping(
     own_database: tuple[str, URL], namespace: str
 ) -> None:
-    # No pre-ping: the retry policy alone must recover.
+    # No pre-ping (the default): the retry policy alone must recover.
     admin_url, url = own_database
-    storage = _filled_storage(url, namespace, engine_options={"pool_pre_ping": False})
+    storage = _filled_storage(url, namespace)
     assert kill_sessions(admin_url, url.database or "") >= 1
     for _ in range(4):  # each pooled connection is dead in turn
         _use(storage)

@@ -298,3 +298,28 @@ def test_a_forked_child_gets_connections_of_its_own(storage: SQLAlchemyTokenStor
     assert answer == "01", "the child reused the parent's connection or could not read"
     assert storage.get_token_data("child") is not None
     assert storage.get_token_data("rs") is not None
+
+
+def test_reads_on_postgresql_run_in_autocommit_and_writes_in_a_transaction(
+    storage: SQLAlchemyTokenStorage,
+) -> None:
+    # One read statement needs no transaction: no BEGIN and no ROLLBACK round trips.
+    if storage.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL only")
+    modes: list[tuple[str, bool]] = []
+
+    def record(connection: Any, cursor: Any, statement: str, *args: Any) -> None:
+        modes.append((statement.split()[0], connection.connection.dbapi_connection.autocommit))
+
+    event.listen(storage.engine, "before_cursor_execute", record)
+    try:
+        storage.store_token_data_by_resource_server({"a": make_token_data("a")})
+        storage.get_token_data("a")
+        storage.get_token_data_by_resource_server()
+        storage.remove_token_data("a")
+    finally:
+        event.remove(storage.engine, "before_cursor_execute", record)
+    assert modes == [("INSERT", False), ("SELECT", True), ("SELECT", True), ("DELETE", False)]
+    # The pooled connection is back to transactions for the next user of the engine.
+    with storage.engine.connect() as connection:
+        assert connection.connection.dbapi_connection.autocommit is False  # type: ignore[union-attr]

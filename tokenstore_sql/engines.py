@@ -2,10 +2,13 @@
 
 Every engine made here hides bound parameters from SQLAlchemy's errors and logs
 (``hide_parameters=True``) and never logs fetched rows, so a token cannot leak through a
-statement echo or a driver error. Network databases get ``pool_pre_ping``: a connection
-that the server dropped while idle in the pool (restart, idle timeout, killed session)
-is noticed at checkout and replaced, instead of failing the caller's first statement.
-They also get a ``connect_timeout`` (10 s by default): without one, psycopg waits for an
+statement echo or a driver error. Network databases get no ``pool_pre_ping``: a ping
+costs a round trip on every checkout, doubling a lookup's time, and the storages do not
+need it. Every call of theirs is retried (see :mod:`tokenstore_sql.retries`), and a
+connection the server dropped while idle in the pool (restart, idle timeout, killed
+session) fails its first statement before anything is applied, so the call reconnects
+and runs again. Code of your own on such an engine can pass ``pool_pre_ping=True``.
+Network engines get a ``connect_timeout`` (10 s by default): without one, psycopg waits for an
 unreachable host as long as the operating system does (minutes), and a storage call
 could not give up within its retry policy's deadline.
 
@@ -45,7 +48,7 @@ from types import TracebackType
 from typing import Any, Final, TypeVar
 
 import sqlalchemy
-from sqlalchemy import URL, Engine, event, make_url
+from sqlalchemy import URL, Dialect, Engine, event, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -69,7 +72,7 @@ logging.getLogger(f"sqlalchemy.engine.Engine.{ENGINE_LOGGING_NAME}").addFilter(_
 # Execution option that asks for a write transaction (BEGIN IMMEDIATE on our SQLite engines).
 WRITE_TRANSACTION_OPTION: Final = "tokenstore_sql_write"
 # Execution option for a transaction of one read statement, which is consistent on its
-# own: our SQLite engines then send no BEGIN at all.
+# own: our SQLite engines then send no BEGIN at all (see single_read_options).
 SINGLE_READ_OPTION: Final = "tokenstore_sql_single_read"
 SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
 # MySQL closes connections idle for longer than wait_timeout (8 hours by default).
@@ -103,7 +106,6 @@ def create_engine(url: str | URL, **options: Any) -> Engine:
     if backend == "sqlite":
         _create_private_sqlite_file(url)
     else:
-        defaults["pool_pre_ping"] = True
         connect_args = dict(options.pop("connect_args", None) or {})
         if connect_timeout is not None and "connect_timeout" not in url.query:
             connect_args.setdefault("connect_timeout", int(connect_timeout))
@@ -117,6 +119,20 @@ def create_engine(url: str | URL, **options: Any) -> Engine:
     if backend == "sqlite":
         _configure_sqlite(engine, busy_timeout_ms)
     return engine
+
+
+def single_read_options(dialect: Dialect) -> dict[str, Any]:
+    """Give the execution options for a connection whose transaction is one read statement.
+
+    One statement reads a consistent snapshot by itself, so no transaction needs to be
+    opened for it. On PostgreSQL the connection is put in autocommit mode, which spares
+    the round trips of ``BEGIN`` and of the ``ROLLBACK`` at return to the pool (the
+    switch is client-side in psycopg). On SQLite our engines skip the ``BEGIN``. MySQL
+    drivers send a statement to switch autocommit, so there the read stays as it is.
+    """
+    if dialect.name == "postgresql":
+        return {SINGLE_READ_OPTION: True, "isolation_level": "AUTOCOMMIT"}
+    return {SINGLE_READ_OPTION: True}
 
 
 def sqlite_file_path(url: URL) -> Path | None:

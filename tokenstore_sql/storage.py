@@ -20,11 +20,11 @@ from .codec import check_key, rows_for_storage, token_data_from_row
 from .columns import utc_now
 from .crypto import KeyRing
 from .engines import (
-    SINGLE_READ_OPTION,
     WRITE_TRANSACTION_OPTION,
     EngineOwner,
     masked_url,
     reset_pools_after_fork,
+    single_read_options,
 )
 from .models import DEFAULT_PLACEMENT, Placement
 from .retries import RetryPolicy
@@ -39,8 +39,6 @@ URL_VARIABLE = "TOKENSTORE_SQL_URL"
 KEYS_VARIABLE = "TOKENSTORE_SQL_KEYS"
 APP_FILE_SUFFIX = ".tokenstore.db"
 _WRITE = {WRITE_TRANSACTION_OPTION: True}
-# Every read of ours is one statement: on SQLite it needs no BEGIN of its own.
-_SINGLE_READ = {SINGLE_READ_OPTION: True}
 T = TypeVar("T")
 
 
@@ -89,6 +87,8 @@ class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
         self._statements = statements_for(placement)
         self._schema_options = {"create_schema": create_schema, "upgrade_schema": upgrade_schema}
         reset_pools_after_fork(engine)
+        # Every read of ours is one statement: it needs no transaction of its own.
+        self._read_options = single_read_options(engine.dialect)
         try:
             check_dialect(engine.dialect)
             placement.check_dialect(engine.dialect.name)
@@ -261,7 +261,7 @@ class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
 
         def attempt() -> T:
             with engine.connect() as connection:
-                connection.execution_options(**(_WRITE if writes else _SINGLE_READ))
+                connection.execution_options(**(_WRITE if writes else self._read_options))
                 with connection.begin():
                     return work(connection)
 
