@@ -275,6 +275,8 @@ def test_a_session_killed_mid_write_without_retries_applies_nothing(
     own_database: tuple[str, URL], namespace: str, when: str
 ) -> None:
     admin_url, url = own_database
+    if when == "commit" and url.get_backend_name() == "postgresql":
+        pytest.skip("a store is one autocommit statement there: no separate commit to fail")
     storage = _filled_storage(url, namespace, retry=RetryPolicy(attempts=1))
     killed = _kill_first_attempt(storage, admin_url, when)
 

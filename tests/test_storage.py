@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, make_url, text, update
+from sqlalchemy import URL, Engine, event, make_url, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from tokenstore_sql import (
@@ -116,6 +116,9 @@ def test_each_call_sends_one_statement(storage: SQLAlchemyTokenStorage) -> None:
 def test_a_failed_commit_stores_none_of_several_resource_servers(
     storage: SQLAlchemyTokenStorage,
 ) -> None:
+    if storage.engine.dialect.name == "postgresql":
+        pytest.skip("a store is one autocommit statement there: no separate commit to fail")
+
     def fail(connection: Any) -> None:
         raise RuntimeError("commit refused")
 
@@ -128,6 +131,42 @@ def test_a_failed_commit_stores_none_of_several_resource_servers(
     finally:
         event.remove(storage.engine, "commit", fail)
     assert storage.get_token_data_by_resource_server() == {}
+
+
+_REFUSE_C_TRIGGERS = {
+    "sqlite": [
+        "CREATE TRIGGER refuse_c BEFORE INSERT ON tokenstore_sql_tokens "
+        "WHEN NEW.resource_server = 'c' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse_c() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF NEW.resource_server = 'c' THEN RAISE EXCEPTION 'refused'; END IF; "
+        "RETURN NEW; END $$",
+        "CREATE TRIGGER refuse_c BEFORE INSERT ON tokenstore_sql_tokens "
+        "FOR EACH ROW EXECUTE FUNCTION refuse_c()",
+    ],
+    "mysql": [
+        "CREATE TRIGGER refuse_c BEFORE INSERT ON tokenstore_sql_tokens FOR EACH ROW "
+        "BEGIN IF NEW.resource_server = 'c' THEN "
+        "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused'; END IF; END"
+    ],
+}
+
+
+def test_a_store_refused_at_its_last_row_stores_none_of_them(
+    empty_database_url: URL, namespace: str
+) -> None:
+    # The database itself refuses the third row, after the first two were written.
+    with SQLAlchemyTokenStorage(empty_database_url, namespace=namespace) as storage:
+        storage.store_token_data_by_resource_server({"old": make_token_data("old")})
+        with storage.engine.begin() as connection:
+            for statement in _REFUSE_C_TRIGGERS[storage.engine.dialect.name]:
+                connection.exec_driver_sql(statement)
+        with pytest.raises(DatabaseOperationError):
+            storage.store_token_data_by_resource_server(
+                {rs: make_token_data(rs, access_token="new") for rs in ("a", "b", "c")}
+            )
+        assert set(storage.get_token_data_by_resource_server()) == {"old"}
 
 
 def test_store_updates_timestamps_but_keeps_created_at(
@@ -300,10 +339,10 @@ def test_a_forked_child_gets_connections_of_its_own(storage: SQLAlchemyTokenStor
     assert storage.get_token_data("rs") is not None
 
 
-def test_reads_on_postgresql_run_in_autocommit_and_writes_in_a_transaction(
+def test_each_call_on_postgresql_is_one_autocommit_statement(
     storage: SQLAlchemyTokenStorage,
 ) -> None:
-    # One read statement needs no transaction: no BEGIN and no ROLLBACK round trips.
+    # One statement is atomic on its own: no BEGIN, COMMIT or ROLLBACK round trips.
     if storage.engine.dialect.name != "postgresql":
         pytest.skip("PostgreSQL only")
     modes: list[tuple[str, bool]] = []
@@ -319,7 +358,7 @@ def test_reads_on_postgresql_run_in_autocommit_and_writes_in_a_transaction(
         storage.remove_token_data("a")
     finally:
         event.remove(storage.engine, "before_cursor_execute", record)
-    assert modes == [("INSERT", False), ("SELECT", True), ("SELECT", True), ("DELETE", False)]
+    assert modes == [("INSERT", True), ("SELECT", True), ("SELECT", True), ("DELETE", True)]
     # The pooled connection is back to transactions for the next user of the engine.
     with storage.engine.connect() as connection:
         assert connection.connection.dbapi_connection.autocommit is False  # type: ignore[union-attr]

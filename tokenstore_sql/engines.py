@@ -121,18 +121,20 @@ def create_engine(url: str | URL, **options: Any) -> Engine:
     return engine
 
 
-def single_read_options(dialect: Dialect) -> dict[str, Any]:
-    """Give the execution options for a connection whose transaction is one read statement.
+def single_statement_options(dialect: Dialect, *, writes: bool) -> dict[str, Any]:
+    """Give the execution options for a transaction that is one statement.
 
-    One statement reads a consistent snapshot by itself, so no transaction needs to be
-    opened for it. On PostgreSQL the connection is put in autocommit mode, which spares
-    the round trips of ``BEGIN`` and of the ``ROLLBACK`` at return to the pool (the
-    switch is client-side in psycopg). On SQLite our engines skip the ``BEGIN``. MySQL
-    drivers send a statement to switch autocommit, so there the read stays as it is.
+    One statement is atomic and reads a consistent snapshot by itself; a multi-row
+    upsert stores all its rows or none. On PostgreSQL the connection is therefore put in
+    autocommit mode, which spares the round trips of ``BEGIN`` and of the ``COMMIT`` (or
+    of the ``ROLLBACK`` at return to the pool); psycopg switches it client-side. On
+    SQLite our engines send ``BEGIN IMMEDIATE`` for a write and nothing for a read. MySQL
+    drivers send a statement to switch autocommit, which would cost the round trip it
+    saves, so there the transaction stays as it is.
     """
     if dialect.name == "postgresql":
-        return {SINGLE_READ_OPTION: True, "isolation_level": "AUTOCOMMIT"}
-    return {SINGLE_READ_OPTION: True}
+        return {"isolation_level": "AUTOCOMMIT"}
+    return {WRITE_TRANSACTION_OPTION: True} if writes else {SINGLE_READ_OPTION: True}
 
 
 def sqlite_file_path(url: URL) -> Path | None:

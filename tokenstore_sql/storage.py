@@ -2,8 +2,9 @@
 
 Each public call is one transaction on a connection taken from the engine's pool for
 that call alone, so one storage (or one engine shared by many storages) is safe to use
-from many threads. Writes are single atomic upserts; several resource servers are
-stored all or nothing.
+from many threads. Every call is a single statement: writes are atomic upserts, so
+several resource servers are stored all or nothing (on PostgreSQL the statement runs in
+autocommit mode, its own transaction; see ``engines.single_statement_options``).
 """
 
 from __future__ import annotations
@@ -20,11 +21,10 @@ from .codec import check_key, rows_for_storage, token_data_from_row
 from .columns import utc_now
 from .crypto import KeyRing
 from .engines import (
-    WRITE_TRANSACTION_OPTION,
     EngineOwner,
     masked_url,
     reset_pools_after_fork,
-    single_read_options,
+    single_statement_options,
 )
 from .models import DEFAULT_PLACEMENT, Placement
 from .retries import RetryPolicy
@@ -38,7 +38,6 @@ DEFAULT_NAMESPACE = "DEFAULT"
 URL_VARIABLE = "TOKENSTORE_SQL_URL"
 KEYS_VARIABLE = "TOKENSTORE_SQL_KEYS"
 APP_FILE_SUFFIX = ".tokenstore.db"
-_WRITE = {WRITE_TRANSACTION_OPTION: True}
 T = TypeVar("T")
 
 
@@ -87,8 +86,9 @@ class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
         self._statements = statements_for(placement)
         self._schema_options = {"create_schema": create_schema, "upgrade_schema": upgrade_schema}
         reset_pools_after_fork(engine)
-        # Every read of ours is one statement: it needs no transaction of its own.
-        self._read_options = single_read_options(engine.dialect)
+        # Every call of ours is one statement, atomic on its own.
+        self._read_options = single_statement_options(engine.dialect, writes=False)
+        self._write_options = single_statement_options(engine.dialect, writes=True)
         try:
             check_dialect(engine.dialect)
             placement.check_dialect(engine.dialect.name)
@@ -261,7 +261,8 @@ class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
 
         def attempt() -> T:
             with engine.connect() as connection:
-                connection.execution_options(**(_WRITE if writes else self._read_options))
+                options = self._write_options if writes else self._read_options
+                connection.execution_options(**options)
                 with connection.begin():
                     return work(connection)
 
