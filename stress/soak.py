@@ -1,6 +1,6 @@
 """Soak test: N processes run a mixed workload for a while; then check that nothing was lost.
 
-    python stress/soak.py --url URL --processes 4 --seconds 60 --kill-every 2
+    python -m stress.soak --url URL --processes 4 --seconds 60 --kill-every 2
 
 ``--url`` is an admin URL: a scratch database is created there and dropped at the end
 (for SQLite, any ``sqlite://`` URL means a new file in a temporary directory).
@@ -40,9 +40,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import URL, make_url, text
+from sqlalchemy import URL, make_url
 
-from tokenstore_sql import SQLAlchemyTokenStorage, create_engine
+from tests.databases import scratch_database
+from tests.faults import kill_sessions
+from tokenstore_sql import SQLAlchemyTokenStorage
 from tokenstore_sql._sdk import TokenStorageData
 
 NAMESPACES = [f"soak-{n}" for n in range(4)]
@@ -126,35 +128,11 @@ def worker(url: str, index: int, seconds: float, barrier: Any, out: str) -> None
 def kill_loop(admin_url: URL, database: str, every: float, stop: threading.Event) -> list[int]:
     """Every ``every`` seconds, end every session on ``database``; return counts."""
     killed: list[int] = []
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
 
     def run() -> None:
         while not stop.wait(every):
-            with contextlib.suppress(Exception), admin.connect() as connection:
-                if admin.dialect.name == "postgresql":
-                    rows = connection.execute(
-                        text(
-                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                            "WHERE datname = :db AND pid <> pg_backend_pid()"
-                        ),
-                        {"db": database},
-                    ).all()
-                    killed.append(len(rows))
-                else:
-                    ids = connection.execute(
-                        text(
-                            "SELECT id FROM information_schema.processlist "
-                            "WHERE db = :db AND id <> CONNECTION_ID()"
-                        ),
-                        {"db": database},
-                    ).scalars()
-                    count = 0
-                    for session in list(ids):
-                        with contextlib.suppress(Exception):
-                            connection.execute(text(f"KILL {int(session)}"))
-                            count += 1
-                    killed.append(count)
-        admin.dispose()
+            with contextlib.suppress(Exception):
+                killed.append(kill_sessions(admin_url, database))
 
     threading.Thread(target=run, daemon=True).start()
     return killed
@@ -208,25 +186,8 @@ def scratch(args: argparse.Namespace) -> Any:
         with tempfile.TemporaryDirectory() as folder:
             yield make_url(f"sqlite:///{folder}/soak.db"), None
         return
-    name = f"tokenstore_soak_{secrets.token_hex(4)}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    postgres = admin.dialect.name == "postgresql"
-    with admin.connect() as connection:
-        connection.execute(
-            text(f"CREATE DATABASE \"{name}\" ENCODING 'UTF8' TEMPLATE template0")
-            if postgres
-            else text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
-        )
-    try:
-        yield admin_url.set(database=name), admin_url
-    finally:
-        with admin.connect() as connection:
-            connection.execute(
-                text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                if postgres
-                else text(f"DROP DATABASE IF EXISTS `{name}`")
-            )
-        admin.dispose()
+    with scratch_database(args.url, f"tokenstore_soak_{secrets.token_hex(4)}") as url:
+        yield url, admin_url
 
 
 def main() -> int:

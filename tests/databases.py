@@ -101,7 +101,7 @@ def scratch_database(server_url: str, name: str | None = None) -> Iterator[URL]:
     admin_url = make_url(server_url)
     name = name or scratch_name()
     # pre-ping: a test may restart the server while the scratch database is in use
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     try:
         with admin.connect() as connection:
             if admin_url.get_backend_name() == "postgresql":
