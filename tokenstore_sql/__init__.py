@@ -5,6 +5,7 @@ from __future__ import annotations
 # globus-sdk's TokenStorageData, whichever of its 3.x or 4.x modules holds it.
 from ._sdk import TokenStorageData
 from .crypto import KeyRing, generate_key
+from .deploy import alembic_include_name, alembic_include_name_for, upgrade_connection
 from .engines import create_engine
 from .errors import (
     DatabaseOperationError,
@@ -30,7 +31,6 @@ from .models import TOKENS_TABLE, VERSION_TABLE, Placement, TokenRow, metadata
 from .refresh import LockingRefreshTokenAuthorizer, refresh_once
 from .retries import RetryPolicy
 from .rotation import RotationReport, rotate_keys
-from .schema import alembic_include_name, alembic_include_name_for, upgrade_connection
 from .storage import SQLAlchemyTokenStorage
 from .store import TokenStore, user_namespace
 from .transfer import ImportCount, ImportReport, export_token_file, import_token_files

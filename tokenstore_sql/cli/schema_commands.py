@@ -6,7 +6,7 @@ import click
 from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError
 
-from .. import schema
+from .. import deploy, schema
 from ..errors import SchemaOutOfDateError, SchemaTooNewError, TokenStoreError
 from ..models import Placement
 from ._common import (
@@ -28,7 +28,7 @@ from ._common import (
 )
 @click.option(
     "--dialect",
-    type=click.Choice(schema.OFFLINE_DIALECTS),
+    type=click.Choice(deploy.OFFLINE_DIALECTS),
     help="With --sql: the database to write SQL for (default: the one --url names).",
 )
 @click.argument("revision", default="head")
@@ -67,7 +67,7 @@ def _offline_sql(url: str | None, dialect: str | None, revision: str, placement:
             raise CommandError("the database URL is not a valid SQLAlchemy URL") from None
     start, _, target = revision.rpartition(":")
     try:
-        return schema.offline_sql(dialect, target, start or None, placement)
+        return deploy.offline_sql(dialect, target, start or None, placement)
     except TokenStoreError as exc:
         raise CommandError(str(exc)) from None
 
