@@ -4,6 +4,8 @@ from __future__ import annotations
 
 # globus-sdk's TokenStorageData, whichever of its 3.x or 4.x modules holds it.
 from ._sdk import TokenStorageData
+from .async_engines import create_async_engine
+from .async_storage import AsyncSQLAlchemyTokenStorage
 from .crypto import KeyRing, generate_key
 from .deploy import alembic_include_name, alembic_include_name_for, upgrade_connection
 from .engines import create_engine
@@ -40,6 +42,7 @@ __version__ = "0.1.0"
 __all__ = [
     "TOKENS_TABLE",
     "VERSION_TABLE",
+    "AsyncSQLAlchemyTokenStorage",
     "DatabaseOperationError",
     "EncryptionKeyError",
     "ImportCount",
@@ -72,6 +75,7 @@ __all__ = [
     "__version__",
     "alembic_include_name",
     "alembic_include_name_for",
+    "create_async_engine",
     "create_engine",
     "export_token_file",
     "generate_key",

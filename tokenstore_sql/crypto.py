@@ -84,6 +84,15 @@ class KeyRing:
         """Build a ring from comma-separated keys (the form of ``TOKENSTORE_SQL_KEYS``)."""
         return cls(part for part in text.split(",") if part.strip())
 
+    @classmethod
+    def coerce(cls, keys: KeyRing | Iterable[str | bytes] | None) -> KeyRing | None:
+        """Take a ring, keys to build one from (one key passed bare too), or None."""
+        if keys is None or isinstance(keys, KeyRing):
+            return keys
+        if isinstance(keys, (str, bytes)):  # one key passed bare: a common slip, and harmless
+            keys = [keys]
+        return cls(keys)
+
     def __repr__(self) -> str:
         return f"KeyRing(key_ids={list(self.key_ids)!r})"
 

@@ -96,7 +96,20 @@ def create_engine(url: str | URL, **options: Any) -> Engine:
     :param url: a SQLAlchemy database URL
     :param options: passed to :func:`sqlalchemy.create_engine`
     """
+    url, arguments, busy_timeout_ms = engine_arguments(url, options)
+    engine = sqlalchemy.create_engine(url, **arguments)
+    if url.get_backend_name() == "sqlite":
+        configure_sqlite(engine, busy_timeout_ms)
+    return engine
+
+
+def engine_arguments(url: str | URL, options: Mapping[str, Any]) -> tuple[URL, dict[str, Any], int]:
+    """Work out an engine's URL and arguments: tokenstore-sql's defaults, then ``options``.
+
+    :returns: the URL, the keyword arguments for SQLAlchemy, and the SQLite busy timeout
+    """
     url = make_url(url)
+    options = dict(options)
     if options.get("echo") == "debug":
         raise ValueError("echo='debug' logs every fetched row, tokens included; use echo=True")
     busy_timeout_ms = int(options.pop("sqlite_busy_timeout_ms", SQLITE_BUSY_TIMEOUT_MS))
@@ -115,10 +128,7 @@ def create_engine(url: str | URL, **options: Any) -> Engine:
         if "charset" not in url.query:
             # utf8mb4 carries all of Unicode; MySQL's older "utf8" stops at three bytes.
             url = url.update_query_dict({"charset": "utf8mb4"})
-    engine = sqlalchemy.create_engine(url, **{**defaults, **options})
-    if backend == "sqlite":
-        _configure_sqlite(engine, busy_timeout_ms)
-    return engine
+    return url, {**defaults, **options}, busy_timeout_ms
 
 
 def single_statement_options(dialect: Dialect, *, writes: bool) -> dict[str, Any]:
@@ -165,7 +175,8 @@ def _create_private_sqlite_file(url: URL) -> None:
     os.close(fd)
 
 
-def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+def configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+    """Install the SQLite settings above on an engine (the sync side of an async one too)."""
     in_memory = sqlite_file_path(engine.url) is None
 
     @event.listens_for(engine, "connect")

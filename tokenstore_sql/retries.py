@@ -22,15 +22,17 @@ with HY000, so the number is the one reliable handle.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .engines import describe_database
 from .errors import DatabaseOperationError, StorageUnavailableError
@@ -73,27 +75,53 @@ class RetryPolicy:
         :raises StorageUnavailableError: transient failures outlasted the policy
         :raises DatabaseOperationError: the database refused for a lasting reason
         """
-        started = time.monotonic()
-        delay = self.first_delay
-        attempt = 1
+        attempts = _Attempts(self, operation, engine)
         while True:
             try:
                 return transaction()
-            except PoolTimeoutError:
-                # Every pooled connection stayed busy for the pool's whole timeout:
-                # waiting longer here would only stack up more callers.
-                raise StorageUnavailableError(operation, describe_database(engine.url)) from None
-            except DBAPIError as exc:
-                code = error_code(exc)
-                database = describe_database(engine.url)
-                if not is_transient(exc, engine.dialect.name):
-                    raise DatabaseOperationError(operation, database, code) from None
-                waited = time.monotonic() - started
-                if attempt >= self.attempts or waited + delay > self.deadline:
-                    raise StorageUnavailableError(operation, database, code) from None
-            time.sleep(delay * (0.5 + random.random() / 2))
-            delay = min(delay * 2, self.max_delay)
-            attempt += 1
+            except (PoolTimeoutError, DBAPIError) as exc:
+                wait = attempts.wait_after(exc)
+            time.sleep(wait)
+
+    async def run_async(
+        self, operation: str, engine: AsyncEngine, transaction: Callable[[], Awaitable[T]]
+    ) -> T:
+        """Await ``transaction()`` until it succeeds or the policy gives up, as :meth:`run`."""
+        attempts = _Attempts(self, operation, engine)
+        while True:
+            try:
+                return await transaction()
+            except (PoolTimeoutError, DBAPIError) as exc:
+                wait = attempts.wait_after(exc)
+            await asyncio.sleep(wait)
+
+
+class _Attempts:
+    """The state of one call under a policy: when to try again, and when to give up."""
+
+    def __init__(self, policy: RetryPolicy, operation: str, engine: Engine | AsyncEngine) -> None:
+        self.policy, self.operation, self.engine = policy, operation, engine
+        self.started = time.monotonic()
+        self.delay = policy.first_delay
+        self.attempt = 1
+
+    def wait_after(self, exc: PoolTimeoutError | DBAPIError) -> float:
+        """Give the seconds to wait before the next attempt, or raise to give up."""
+        database = describe_database(self.engine.url)
+        if isinstance(exc, PoolTimeoutError):
+            # Every pooled connection stayed busy for the pool's whole timeout: waiting
+            # longer here would only stack up more callers.
+            raise StorageUnavailableError(self.operation, database) from None
+        code = error_code(exc)
+        if not is_transient(exc, self.engine.dialect.name):
+            raise DatabaseOperationError(self.operation, database, code) from None
+        waited = time.monotonic() - self.started
+        if self.attempt >= self.policy.attempts or waited + self.delay > self.policy.deadline:
+            raise StorageUnavailableError(self.operation, database, code) from None
+        wait = self.delay * (0.5 + random.random() / 2)
+        self.delay = min(self.delay * 2, self.policy.max_delay)
+        self.attempt += 1
+        return wait
 
 
 def error_code(exc: DBAPIError) -> str | None:

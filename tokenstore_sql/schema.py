@@ -39,7 +39,7 @@ from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Engine, inspect
 from sqlalchemy.exc import DBAPIError
 
-from .engines import describe_database
+from .engines import WRITE_TRANSACTION_OPTION, describe_database
 from .errors import (
     SchemaError,
     SchemaNotManagedError,
@@ -47,7 +47,7 @@ from .errors import (
     SchemaPrivilegeError,
     SchemaTooNewError,
 )
-from .locks import locked_transaction
+from .locks import lock_on, locked_transaction
 from .models import DEFAULT_PLACEMENT, Placement
 from .retries import error_code
 from .statements import check_dialect
@@ -174,6 +174,37 @@ def ensure_schema(
         migrate(engine, "head", placement, create=create, upgrade=upgrade)
     with _checked_lock:
         _checked.setdefault(engine, set()).add(placement)
+
+
+def is_checked(engine: Engine, placement: Placement) -> bool:
+    """Tell whether this process has found the engine's schema at head already."""
+    with _checked_lock:
+        return placement in _checked.get(engine, ())
+
+
+def ensure_schema_on(
+    connection: Connection, placement: Placement, *, create: bool, upgrade: bool
+) -> None:
+    """Make sure the schema is at head, on a connection with no transaction open.
+
+    As :func:`ensure_schema`, for a caller that holds a connection rather than an engine
+    (the async storage runs it with ``run_sync``). Remembered for the connection's engine.
+    """
+    check_dialect(connection.dialect)
+    placement.check_dialect(connection.dialect.name)
+    with connection.begin():
+        found = status(connection, placement)
+    if not found.at_head:
+        if found.current is None and not create:
+            raise SchemaOutOfDateError(None, found.head)
+        connection.execution_options(**{WRITE_TRANSACTION_OPTION: True})
+        with (
+            connection.begin(),
+            lock_on(connection, SCHEMA_LOCK_NAME, timeout=SCHEMA_LOCK_TIMEOUT_SECONDS),
+        ):
+            migrate_locked(connection, "head", placement, create=create, upgrade=upgrade)
+    with _checked_lock:
+        _checked.setdefault(connection.engine, set()).add(placement)
 
 
 def migrate(

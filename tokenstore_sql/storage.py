@@ -81,7 +81,7 @@ class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
         check_key("namespace", namespace)
         engine = self._hold_engine(url_or_engine, engine_options)
         self.retry = retry or RetryPolicy()
-        self.keys = _key_ring(encryption_keys)
+        self.keys = KeyRing.coerce(encryption_keys)
         self.placement = placement
         self._statements = statements_for(placement)
         self._schema_options = {"create_schema": create_schema, "upgrade_schema": upgrade_schema}
@@ -267,11 +267,3 @@ class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
                     return work(connection)
 
         return self.retry.run(operation, engine, attempt)
-
-
-def _key_ring(keys: KeyRing | Iterable[str | bytes] | None) -> KeyRing | None:
-    if keys is None or isinstance(keys, KeyRing):
-        return keys
-    if isinstance(keys, (str, bytes)):  # one key passed bare: a common slip, and harmless
-        keys = [keys]
-    return KeyRing(keys)

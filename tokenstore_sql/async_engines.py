@@ -1,0 +1,54 @@
+"""Async engines that tokenstore-sql creates: the same defaults on asyncio drivers.
+
+The drivers, chosen to behave like the synchronous ones:
+
+- PostgreSQL: psycopg 3 in its async mode, the very package the sync engines use, so
+  the same SQLSTATEs, connection options and ``connect_timeout``;
+- MySQL/MariaDB: aiomysql, built on PyMySQL (the sync driver), so the same error
+  numbers reach the retry policy;
+- SQLite: aiosqlite, which runs the standard ``sqlite3`` module in a thread per
+  connection, with the same pragmas and ``BEGIN IMMEDIATE`` for writes.
+
+A sync URL names the same database here: ``sqlite:///tokens.db``,
+``postgresql+psycopg://...`` and ``mysql+pymysql://...`` are mapped to these drivers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from sqlalchemy import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import create_async_engine as sqlalchemy_async_engine
+
+from .engines import configure_sqlite, engine_arguments
+
+ASYNC_DRIVERS: Final = {
+    "sqlite": "aiosqlite",
+    "postgresql": "psycopg",
+    "mysql": "aiomysql",
+    "mariadb": "aiomysql",
+}
+
+
+def async_url(url: str | URL) -> URL:
+    """Give the URL with its driver replaced by the asyncio driver for its backend."""
+    url = make_url(url)
+    backend = url.get_backend_name()
+    driver = ASYNC_DRIVERS.get(backend)
+    if driver is None or url.get_driver_name() in (driver, "asyncpg", "asyncmy"):
+        return url
+    return url.set(drivername=f"{backend}+{driver}")
+
+
+def create_async_engine(url: str | URL, **options: Any) -> AsyncEngine:
+    """Create an async engine with tokenstore-sql's defaults; keyword options override them.
+
+    The defaults and options are those of :func:`tokenstore_sql.create_engine`. Share one
+    engine between many storages, within one event loop.
+    """
+    url, arguments, busy_timeout_ms = engine_arguments(async_url(url), options)
+    engine = sqlalchemy_async_engine(url, **arguments)
+    if url.get_backend_name() == "sqlite":
+        configure_sqlite(engine.sync_engine, busy_timeout_ms)
+    return engine

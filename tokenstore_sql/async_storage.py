@@ -1,0 +1,252 @@
+"""``AsyncSQLAlchemyTokenStorage``: the token storage for asyncio web backends.
+
+The same rows and the same semantics as :class:`~tokenstore_sql.SQLAlchemyTokenStorage`,
+awaited instead of blocking: the statements, the validation and encryption of the codec,
+the retry policy and the schema handling are the sync storage's own. Each call is one
+statement in one transaction on a connection of its own, so one storage (or one engine
+shared by many storages) serves any number of concurrent tasks of one event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy import URL
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ._sdk import TokenStorage, TokenStorageData
+from .async_engines import create_async_engine
+from .codec import check_key, rows_for_storage, token_data_from_row
+from .columns import utc_now
+from .crypto import KeyRing
+from .engines import masked_url, single_statement_options
+from .models import DEFAULT_PLACEMENT, Placement
+from .retries import RetryPolicy
+from .schema import ensure_schema_on, is_checked
+from .statements import check_dialect, key_params, statements_for
+from .storage import DEFAULT_NAMESPACE
+
+if TYPE_CHECKING:
+    from globus_sdk import OAuthTokenResponse
+
+T = TypeVar("T")
+
+
+class AsyncSQLAlchemyTokenStorage:
+    """Token data in a SQLite, PostgreSQL or MySQL database, for asyncio code.
+
+    The methods are those of globus-sdk's ``TokenStorage``, as coroutines, and
+    ``iter_namespaces`` as an async iterator. Constructing a storage does no I/O: the
+    first call checks the schema (once per engine and placement in a process), creating
+    it on an empty database; :meth:`check_schema` does that up front.
+
+    :param url_or_engine: a database URL, or an ``AsyncEngine`` (left to its owner); a
+        sync URL is mapped to the async driver (see :func:`create_async_engine`)
+    :param options: ``namespace``, ``create_schema``, ``upgrade_schema``,
+        ``engine_options``, ``retry``, ``encryption_keys``, ``placement``, as for
+        :class:`~tokenstore_sql.SQLAlchemyTokenStorage`
+    """
+
+    def __init__(
+        self,
+        url_or_engine: str | URL | AsyncEngine,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        create_schema: bool = True,
+        upgrade_schema: bool = False,
+        engine_options: Mapping[str, Any] | None = None,
+        retry: RetryPolicy | None = None,
+        encryption_keys: KeyRing | Iterable[str | bytes] | None = None,
+        placement: Placement = DEFAULT_PLACEMENT,
+    ) -> None:
+        check_key("namespace", namespace)
+        self.namespace = namespace
+        self.retry = retry or RetryPolicy()
+        self.keys = KeyRing.coerce(encryption_keys)
+        self.placement = placement
+        self.owns_engine = not isinstance(url_or_engine, AsyncEngine)
+        self.engine = (
+            url_or_engine
+            if isinstance(url_or_engine, AsyncEngine)
+            else create_async_engine(url_or_engine, **(engine_options or {}))
+        )
+        self._closed = False
+        dialect = self.engine.dialect
+        check_dialect(dialect)  # an engine that never connected holds nothing to dispose
+        placement.check_dialect(dialect.name)
+        self._schema = {"create": create_schema, "upgrade": upgrade_schema}
+        self._statements = statements_for(placement)
+        self._read_options = single_statement_options(dialect, writes=False)
+        self._write_options = single_statement_options(dialect, writes=True)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(dialect={self.engine.dialect.name!r}, "
+            f"namespace={self.namespace!r}, url={masked_url(self.engine.url)!r}, "
+            f"table={str(self.placement)!r})"
+        )
+
+    async def __aenter__(self) -> AsyncSQLAlchemyTokenStorage:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Dispose of the engine if this storage created it. Safe to repeat."""
+        if self.owns_engine and not self._closed:
+            self._closed = True
+            await self.engine.dispose()
+
+    async def check_schema(self) -> None:
+        """Check the schema (creating or upgrading it as the options allow), once.
+
+        The check runs on the driver's own connection without blocking the event loop.
+
+        :raises SchemaOutOfDateError: the database needs ``tokenstore-sql upgrade`` first
+        """
+        if is_checked(self.engine.sync_engine, self.placement):
+            return
+
+        async def attempt() -> None:
+            async with self.engine.connect() as connection:
+                await connection.run_sync(ensure_schema_on, self.placement, **self._schema)
+
+        await self.retry.run_async("open the database", self.engine, attempt)
+
+    async def store_token_data_by_resource_server(
+        self, token_data_by_resource_server: Mapping[str, TokenStorageData]
+    ) -> None:
+        """Store token data for one or more resource servers, all or nothing.
+
+        :raises InvalidTokenDataError: on bad input, before anything is written
+        """
+        rows = rows_for_storage(self.namespace, token_data_by_resource_server, self.keys)
+        if not rows:
+            return
+        now = utc_now()
+        for row in rows:
+            row["created_at"] = row["updated_at"] = now
+        statement = self._statements.upsert(self.engine.dialect)
+
+        async def write(connection: AsyncConnection) -> None:
+            await connection.execute(statement, rows)
+
+        await self._in_transaction("store token data", write, writes=True)
+
+    async def store_token_response(self, token_response: OAuthTokenResponse) -> None:
+        """Store the tokens of a globus-sdk token response, as ``TokenStorage`` does.
+
+        The identity comes from the response's ``id_token``, decoded by globus-sdk in a
+        worker thread (it may fetch Globus Auth's keys).
+        """
+        reader = _ResponseReader(self.namespace)
+        await asyncio.to_thread(reader.store_token_response, token_response)
+        await self.store_token_data_by_resource_server(reader.token_data)
+
+    async def get_token_data_by_resource_server(self) -> dict[str, TokenStorageData]:
+        """Retrieve all token data stored in this namespace, by resource server."""
+        params = key_params(self.namespace)
+        statement = self._statements.select_namespace
+
+        async def read(connection: AsyncConnection) -> Any:
+            return (await connection.execute(statement, params)).mappings().all()
+
+        rows = await self._in_transaction("read token data", read)
+        return {
+            row["resource_server"]: token_data_from_row(self.namespace, row, self.keys)
+            for row in rows
+        }
+
+    async def get_token_data(self, resource_server: str) -> TokenStorageData | None:
+        """Retrieve token data for one resource server in this namespace (None if absent)."""
+        check_key("resource server", resource_server)
+        params = key_params(self.namespace, resource_server)
+        statement = self._statements.select_one
+
+        async def read(connection: AsyncConnection) -> Any:
+            return (await connection.execute(statement, params)).mappings().first()
+
+        row = await self._in_transaction("read token data", read)
+        return None if row is None else token_data_from_row(self.namespace, row, self.keys)
+
+    async def remove_token_data(self, resource_server: str) -> bool:
+        """Remove token data for one resource server; True if there was any."""
+        check_key("resource server", resource_server)
+        deleted = await self._delete(
+            "remove token data",
+            self._statements.delete_one,
+            key_params(self.namespace, resource_server),
+        )
+        return deleted > 0
+
+    async def remove_namespace(self) -> int:
+        """Remove all token data of this namespace in one transaction; give the count."""
+        params = key_params(self.namespace)
+        return await self._delete("remove a namespace", self._statements.delete_namespace, params)
+
+    async def iter_namespaces(self) -> AsyncIterator[str]:
+        """Iterate over every namespace that holds token data in this database, in order."""
+        statement = self._statements.select_namespaces()
+
+        async def read(connection: AsyncConnection) -> Any:
+            return (await connection.execute(statement)).scalars().all()
+
+        for name in await self._in_transaction("list namespaces", read):
+            yield name
+
+    async def _delete(self, operation: str, statement: Any, params: dict[str, str]) -> int:
+        async def delete(connection: AsyncConnection) -> int:
+            return int((await connection.execute(statement, params)).rowcount)
+
+        deleted: int = await self._in_transaction(operation, delete, writes=True)
+        return deleted
+
+    async def _in_transaction(
+        self,
+        operation: str,
+        work: Callable[[AsyncConnection], Awaitable[T]],
+        *,
+        writes: bool = False,
+    ) -> T:
+        """Await ``work(connection)`` in one transaction, retried as the policy allows."""
+        await self.check_schema()
+        options = self._write_options if writes else self._read_options
+
+        async def attempt() -> T:
+            async with self.engine.connect() as connection:
+                await connection.execution_options(**options)
+                async with connection.begin():
+                    return await work(connection)
+
+        return await self.retry.run_async(operation, self.engine, attempt)
+
+
+class _ResponseReader(TokenStorage):
+    """globus-sdk's own reading of a token response, keeping the result for the caller."""
+
+    def __init__(self, namespace: str) -> None:
+        super().__init__(namespace=namespace)
+        self.token_data: dict[str, TokenStorageData] = {}
+
+    def store_token_data_by_resource_server(
+        self, token_data_by_resource_server: Mapping[str, TokenStorageData]
+    ) -> None:
+        self.token_data = dict(token_data_by_resource_server)
+
+    def get_token_data_by_resource_server(self) -> dict[str, TokenStorageData]:
+        return dict(self.token_data)
+
+    def get_token_data(self, resource_server: str) -> TokenStorageData | None:
+        return self.token_data.get(resource_server)
+
+    def remove_token_data(self, resource_server: str) -> bool:
+        return self.token_data.pop(resource_server, None) is not None
