@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import URL, Engine, make_url, text
 
-from tokenstore_sql import SQLAlchemyTokenStorage, create_engine
+from tokenstore_sql import (
+    AsyncSQLAlchemyTokenStorage,
+    SQLAlchemyTokenStorage,
+    create_async_engine,
+    create_engine,
+)
 
+from .apis import BlockingAsyncStorage, LoopThread, dispose
 from .databases import SERVER_BACKENDS, Servers, scratch_database
 
 BACKENDS = [
@@ -110,3 +117,52 @@ def storage(engine: Engine, namespace: str) -> Iterator[SQLAlchemyTokenStorage]:
     """Our storage on the backend under test, in a namespace of its own."""
     with SQLAlchemyTokenStorage(engine, namespace=namespace) as made:
         yield made
+
+
+@pytest.fixture(scope="session")
+def loop_thread() -> Iterator[LoopThread]:
+    """An event loop in a thread of its own, for the async storage under the sync suite."""
+    made = LoopThread()
+    yield made
+    made.close()
+
+
+@pytest.fixture(params=["sync", "async"])
+def api(request: pytest.FixtureRequest) -> str:
+    """Each API in turn: SQLAlchemyTokenStorage, AsyncSQLAlchemyTokenStorage."""
+    return str(request.param)
+
+
+@pytest.fixture
+def make_api_storage(
+    api: str, engine: Engine, database_url: URL, loop_thread: LoopThread
+) -> Iterator[Callable[..., Any]]:
+    """A factory of storages of the API under test, all on the test's database.
+
+    The async storage comes behind the sync method names (tests/apis.py), so one test
+    body checks both.
+    """
+    async_engine = create_async_engine(database_url) if api == "async" else None
+    made: list[Any] = []
+
+    def make(namespace: str, **options: Any) -> Any:
+        storage: Any
+        if async_engine is None:
+            storage = SQLAlchemyTokenStorage(engine, namespace=namespace, **options)
+        else:
+            inner = AsyncSQLAlchemyTokenStorage(async_engine, namespace=namespace, **options)
+            storage = BlockingAsyncStorage(inner, loop_thread)
+        made.append(storage)
+        return storage
+
+    yield make
+    for storage in made:
+        storage.close()
+    if async_engine is not None:
+        dispose(async_engine, loop_thread)
+
+
+@pytest.fixture
+def api_storage(make_api_storage: Callable[..., Any], namespace: str) -> Any:
+    """A storage of the API under test, in a namespace of its own."""
+    return make_api_storage(namespace)

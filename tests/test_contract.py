@@ -11,44 +11,56 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
-
-from tokenstore_sql import SQLAlchemyTokenStorage
 
 from .conftest import BACKENDS
 from .sdk import MemoryTokenStorage, SQLiteTokenStorage, TokenStorage, make_token_data
 
 STORAGES = [
-    *(pytest.param(p.values[0], marks=p.marks, id=f"ours-{p.values[0]}") for p in BACKENDS),
+    *(
+        pytest.param(f"{api}:{p.values[0]}", marks=p.marks, id=f"ours-{api}-{p.values[0]}")
+        for p in BACKENDS
+        for api in ("sync", "async")
+    ),
     pytest.param("sdk-memory", id="sdk-memory"),
     pytest.param("sdk-sqlite", id="sdk-sqlite"),
 ]
 
 
 @pytest.fixture(params=STORAGES)
-def backend(request: pytest.FixtureRequest) -> str:
-    """Override: ours on each backend, plus globus-sdk's storages as the reference."""
+def kind(request: pytest.FixtureRequest) -> str:
+    """Ours on each backend through each API, plus globus-sdk's storages as the reference."""
     return str(request.param)
 
 
 @pytest.fixture
-def make_storage(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
+def backend(kind: str) -> str:
+    """Override: the backend of the storage under test."""
+    return kind.rpartition(":")[2]
+
+
+@pytest.fixture
+def api(kind: str) -> str:
+    """Override: the API of the storage under test (ours only)."""
+    return kind.partition(":")[0]
+
+
+@pytest.fixture
+def make_storage(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
     """A factory of storages in a given namespace, all over the same database."""
     made: list[TokenStorage] = []
 
     def make(namespace: str) -> TokenStorage:
         storage: TokenStorage
-        if backend == "sdk-memory":
+        if kind == "sdk-memory":
             shared = getattr(make, "memory", None)
             storage = MemoryTokenStorage(namespace=namespace)
             if shared is not None:
                 storage._tokens = shared  # one in-memory "database" for all namespaces
             make.memory = storage._tokens  # type: ignore[attr-defined]
-        elif backend == "sdk-sqlite":
+        elif kind == "sdk-sqlite":
             storage = SQLiteTokenStorage(tmp_path / "sdk.db", namespace=namespace)
-        else:
-            engine: Engine = request.getfixturevalue("engine")
-            storage = SQLAlchemyTokenStorage(engine, namespace=namespace)
+        else:  # ours; the factory closes what it made
+            return request.getfixturevalue("make_api_storage")(namespace)  # type: ignore[no-any-return]
         made.append(storage)
         return storage
 
@@ -161,7 +173,7 @@ def test_optional_fields_round_trip_as_none(any_storage: TokenStorage) -> None:
     assert (got.identity_id, got.refresh_token, got.token_type) == (None, None, None)
 
 
-@pytest.mark.parametrize("backend", [p for p in STORAGES if p.id != "sdk-memory"], indirect=True)
+@pytest.mark.parametrize("kind", [p for p in STORAGES if p.id != "sdk-memory"], indirect=True)
 def test_iter_namespaces_lists_each_namespace_once(make_storage) -> None:  # type: ignore[no-untyped-def]
     names = [f"iter-{uuid.uuid4()}" for _ in range(3)]
     for name in names:

@@ -42,7 +42,7 @@ def own_engine(empty_database_url: URL) -> Any:
     engine.dispose()
 
 
-def _store_three(storage: SQLAlchemyTokenStorage) -> dict[str, Any]:
+def _store_three(storage: Any) -> dict[str, Any]:
     data = {rs: make_token_data(rs) for rs in ("a.example.org", "b.example.org", "c.example.org")}
     data["c.example.org"].refresh_token = None
     storage.store_token_data_by_resource_server(data)
@@ -50,9 +50,9 @@ def _store_three(storage: SQLAlchemyTokenStorage) -> dict[str, Any]:
 
 
 def test_encrypted_tokens_read_back_and_never_appear_in_the_table(
-    engine: Engine, namespace: str
+    engine: Engine, namespace: str, make_api_storage: Any
 ) -> None:
-    storage = SQLAlchemyTokenStorage(engine, namespace=namespace, encryption_keys=[KEY_A])
+    storage = make_api_storage(namespace, encryption_keys=[KEY_A])
     stored = _store_three(storage)
 
     got = storage.get_token_data_by_resource_server()
@@ -71,9 +71,11 @@ def test_encrypted_tokens_read_back_and_never_appear_in_the_table(
     assert next(r for r in raw if r["resource_server"] == "c.example.org")["refresh_token"] is None
 
 
-def test_a_storage_without_keys_says_keys_are_needed(engine: Engine, namespace: str) -> None:
-    _store_three(SQLAlchemyTokenStorage(engine, namespace=namespace, encryption_keys=[KEY_A]))
-    plain = SQLAlchemyTokenStorage(engine, namespace=namespace)
+def test_a_storage_without_keys_says_keys_are_needed(
+    engine: Engine, namespace: str, make_api_storage: Any
+) -> None:
+    _store_three(make_api_storage(namespace, encryption_keys=[KEY_A]))
+    plain = make_api_storage(namespace)
 
     with pytest.raises(UnreadableTokenDataError) as caught:
         plain.get_token_data("a.example.org")
@@ -86,17 +88,19 @@ def test_a_storage_without_keys_says_keys_are_needed(engine: Engine, namespace: 
 
 
 def test_a_storage_with_other_keys_refuses_rather_than_return_ciphertext(
-    engine: Engine, namespace: str
+    engine: Engine, namespace: str, make_api_storage: Any
 ) -> None:
-    _store_three(SQLAlchemyTokenStorage(engine, namespace=namespace, encryption_keys=[KEY_A]))
-    other = SQLAlchemyTokenStorage(engine, namespace=namespace, encryption_keys=[KEY_B])
+    _store_three(make_api_storage(namespace, encryption_keys=[KEY_A]))
+    other = make_api_storage(namespace, encryption_keys=[KEY_B])
 
     with pytest.raises(UnreadableTokenDataError, match="not in the key ring"):
         other.get_token_data("a.example.org")
 
 
-def test_a_ciphertext_moved_to_another_row_does_not_decrypt(engine: Engine, namespace: str) -> None:
-    storage = SQLAlchemyTokenStorage(engine, namespace=namespace, encryption_keys=[KEY_A])
+def test_a_ciphertext_moved_to_another_row_does_not_decrypt(
+    engine: Engine, namespace: str, make_api_storage: Any
+) -> None:
+    storage = make_api_storage(namespace, encryption_keys=[KEY_A])
     _store_three(storage)
     raw = {row["resource_server"]: row for row in _raw_rows(engine, namespace)}
     with engine.begin() as connection:
@@ -112,10 +116,10 @@ def test_a_ciphertext_moved_to_another_row_does_not_decrypt(engine: Engine, name
 
 
 def test_every_key_of_the_ring_decrypts_and_the_first_encrypts(
-    engine: Engine, namespace: str
+    engine: Engine, namespace: str, make_api_storage: Any
 ) -> None:
-    _store_three(SQLAlchemyTokenStorage(engine, namespace=namespace, encryption_keys=[KEY_A]))
-    both = SQLAlchemyTokenStorage(engine, namespace=namespace, encryption_keys=[KEY_B, KEY_A])
+    _store_three(make_api_storage(namespace, encryption_keys=[KEY_A]))
+    both = make_api_storage(namespace, encryption_keys=[KEY_B, KEY_A])
 
     assert len(both.get_token_data_by_resource_server()) == 3
     both.store_token_data_by_resource_server(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -115,3 +116,9 @@ def test_values_with_sql_in_them_are_just_data(engine: Engine) -> None:
     assert got is not None
     assert (got.resource_server, got.access_token, got.scope) == (hostile, hostile, hostile)
     assert hostile in list(storage.iter_namespaces())
+
+
+@pytest.fixture
+def storage(api_storage: Any) -> Any:
+    """Override: every behaviour here holds for the sync and the async API alike."""
+    return api_storage
