@@ -6,6 +6,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import globus_sdk
 import jwt
@@ -75,9 +76,8 @@ def _exchange_code() -> globus_sdk.OAuthTokenResponse:
 
 
 @pytest.mark.usefixtures("mocked_auth")
-def test_token_response_stores_each_resource_server_with_identity(
-    storage: SQLAlchemyTokenStorage,
-) -> None:
+def test_token_response_stores_each_resource_server_with_identity(api_storage: Any) -> None:
+    storage = api_storage  # both APIs
     response = _exchange_code()
     storage.store_token_response(response)
 
@@ -95,9 +95,8 @@ def test_token_response_stores_each_resource_server_with_identity(
 
 
 @responses.activate
-def test_client_credentials_response_is_stored_without_identity(
-    storage: SQLAlchemyTokenStorage,
-) -> None:
+def test_client_credentials_response_is_stored_without_identity(api_storage: Any) -> None:
+    storage = api_storage  # both APIs
     meta = load_response("auth.oauth2_client_credentials_tokens").metadata
     client = globus_sdk.ConfidentialAppAuthClient(CLIENT_ID, "client-secret")
     response = client.oauth2_client_credentials_tokens(requested_scopes=meta["scope"])

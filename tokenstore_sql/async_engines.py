@@ -36,7 +36,8 @@ def async_url(url: str | URL) -> URL:
     url = make_url(url)
     backend = url.get_backend_name()
     driver = ASYNC_DRIVERS.get(backend)
-    if driver is None or url.get_driver_name() in (driver, "asyncpg", "asyncmy"):
+    named = url.drivername.partition("+")[2]
+    if driver is None or named in (driver, "asyncpg", "asyncmy"):
         return url
     return url.set(drivername=f"{backend}+{driver}")
 
