@@ -114,13 +114,25 @@ def test_a_resource_server_over_255_characters_is_refused(
     _store_expecting(storage, {long_name: make_token_data(long_name)}, ValueError, "256", "255")
 
 
-@pytest.mark.parametrize("namespace", [None, 7, "n" * 256, "bad\x00ns"])
+@pytest.mark.parametrize("namespace", [None, 7, "n" * 256, "\x00" * 128, "bad\ud800ns"])
 def test_a_bad_namespace_is_refused_at_construction(engine: Any, namespace: object) -> None:
     with pytest.raises(InvalidTokenDataError, match="namespace"):
         SQLAlchemyTokenStorage(engine, namespace=namespace)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("resource_server", [None, 3, "x" * 256])
+def test_keys_with_nul_are_stored_as_data(engine: Any) -> None:
+    storage = SQLAlchemyTokenStorage(engine, namespace="bad\x00ns")
+    data = make_token_data("rs\x00", scope="openid", access_token=SECRET, refresh_token=None)
+    storage.store_token_data_by_resource_server({"rs\x00": data})
+
+    got = storage.get_token_data("rs\x00")
+    assert got is not None
+    assert (got.resource_server, got.access_token) == ("rs\x00", SECRET)
+    assert "bad\x00ns" in list(storage.iter_namespaces())
+    assert storage.remove_namespace() == 1
+
+
+@pytest.mark.parametrize("resource_server", [None, 3, "x" * 256, "\x00" * 128, "rs\udfff"])
 def test_lookups_with_a_bad_resource_server_are_refused(
     storage: SQLAlchemyTokenStorage, resource_server: object
 ) -> None:
@@ -128,3 +140,9 @@ def test_lookups_with_a_bad_resource_server_are_refused(
         storage.get_token_data(resource_server)  # type: ignore[arg-type]
     with pytest.raises(InvalidTokenDataError, match="resource server"):
         storage.remove_token_data(resource_server)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def storage(api_storage: Any) -> Any:
+    """Override: every behaviour here holds for the sync and the async API alike."""
+    return api_storage

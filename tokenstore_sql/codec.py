@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from ._sdk import TokenStorageData
-from .columns import KEY_LENGTH
+from .columns import KEY_LENGTH, encode_key
 from .crypto import DecryptionError, KeyRing
 from .errors import InvalidTokenDataError, UnreadableTokenDataError
 
@@ -28,17 +28,25 @@ class _Invalid(InvalidTokenDataError, TypeError):
 
 
 def check_key(what: str, value: object) -> str:
-    """Check a namespace or resource server: a string of at most 255 storable characters.
+    """Check a namespace or resource server: a string of at most 255 stored characters.
+
+    Any text but lone surrogates is a key, NUL included. The limit applies to the key as
+    stored, where NUL and U+FFFF take two characters each (see
+    :func:`~tokenstore_sql.columns.encode_key`).
 
     :param what: the name to use in the message, such as ``"namespace"``
     :raises InvalidTokenDataError: where the value is not a usable key
     """
     if not isinstance(value, str):
         raise _Invalid(f"{what} must be a str, not {type(value).__name__}")
-    _check_text(what, value)
-    if len(value) > KEY_LENGTH:
+    _check_unicode(what, value)
+    stored = len(encode_key(value))
+    if stored > KEY_LENGTH:
+        length = f"{len(value)} characters long"
+        if stored != len(value):
+            length += f" ({stored} as stored, where NUL and U+FFFF take two each)"
         raise InvalidTokenDataError(
-            f"{what} is {len(value)} characters long; at most {KEY_LENGTH} are supported"
+            f"{what} is too long: {length}; at most {KEY_LENGTH} are supported"
         )
     return value
 
@@ -131,6 +139,10 @@ def _row_for(namespace: str, key: object, data: object) -> dict[str, Any]:
 def _check_text(what: str, value: str) -> None:
     if "\x00" in value:
         raise InvalidTokenDataError(f"{what} contains a NUL character, which cannot be stored")
+    _check_unicode(what, value)
+
+
+def _check_unicode(what: str, value: str) -> None:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:

@@ -6,6 +6,12 @@ collations fold case, and even ``utf8mb4_bin`` is PAD SPACE, so ``'a'`` equals `
 The key columns therefore use a binary NO PAD collation: ``utf8mb4_nopad_bin`` on MariaDB,
 ``utf8mb4_0900_bin`` on MySQL 8.
 
+Key text is escaped on its way in and out, the same on every backend, because PostgreSQL
+text cannot hold NUL: U+FFFF (a noncharacter, never used in interchange) is the escape
+character, stored as U+FFFF U+FFFF, and NUL is stored as U+FFFF ``0``. Everything else is
+stored as it is, so ordinary keys read the same in plain SQL. The escape is injective, so
+keys that differ stay different rows.
+
 ``LongText``: token and scope text. MySQL's ``TEXT`` holds 64 KiB; ``MEDIUMTEXT`` (16 MiB)
 leaves room for long scope strings and large tokens.
 
@@ -22,9 +28,68 @@ from sqlalchemy import DateTime, Dialect, String, Text
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from .errors import TokenStoreError, UnreadableTokenDataError
+
 KEY_LENGTH = 255
 MYSQL_NOPAD_BINARY_COLLATION = "utf8mb4_0900_bin"
 MARIADB_NOPAD_BINARY_COLLATION = "utf8mb4_nopad_bin"
+KEY_ESCAPE = "\uffff"
+_ESCAPED_NUL = "0"
+
+
+class MalformedKeyError(UnreadableTokenDataError):
+    """A stored key holds an escape that :func:`encode_key` never writes (say, hand-edited).
+
+    The column type cannot tell a namespace from a resource server, so ``namespace`` and
+    ``resource_server`` both hold the key as stored.
+
+    :ivar stored: the key as stored
+    :ivar position: where the bad escape starts
+    """
+
+    def __init__(self, stored: str, position: int) -> None:
+        self.stored = stored
+        self.position = position
+        self.namespace = self.resource_server = stored
+        follower = stored[position + 1 : position + 2]
+        found = f"followed by {follower!r}" if follower else "at its end"
+        self.problem = (
+            f"the stored namespace or resource server {stored!r} holds U+FFFF {found} "
+            f"at position {position}; only U+FFFF U+FFFF and U+FFFF '0' are valid "
+            "(was the row edited by hand?)"
+        )
+        TokenStoreError.__init__(self, f"stored token data cannot be read: {self.problem}")
+
+
+def encode_key(value: str) -> str:
+    """Escape a key for storage: U+FFFF becomes U+FFFF U+FFFF, NUL becomes U+FFFF ``0``."""
+    if KEY_ESCAPE in value:
+        value = value.replace(KEY_ESCAPE, KEY_ESCAPE * 2)
+    if "\x00" in value:
+        value = value.replace("\x00", KEY_ESCAPE + _ESCAPED_NUL)
+    return value
+
+
+def decode_key(value: str) -> str:
+    """Undo :func:`encode_key`.
+
+    :raises MalformedKeyError: U+FFFF followed by anything but U+FFFF or ``0``, or last
+    """
+    if KEY_ESCAPE not in value:
+        return value
+    parts: list[str] = []
+    start = 0
+    while (escape := value.find(KEY_ESCAPE, start)) != -1:
+        follower = value[escape + 1 : escape + 2]
+        if follower == KEY_ESCAPE:
+            parts.append(value[start : escape + 1])
+        elif follower == _ESCAPED_NUL:
+            parts.append(value[start:escape] + "\x00")
+        else:
+            raise MalformedKeyError(value, escape)
+        start = escape + 2
+    parts.append(value[start:])
+    return "".join(parts)
 
 
 def is_mysql_family(dialect: Dialect) -> bool:
@@ -42,7 +107,11 @@ def exact_key_collation(dialect: Dialect) -> str | None:
 
 
 class ExactKey(TypeDecorator[str]):
-    """A ``VARCHAR`` key that compares exactly (case, trailing spaces, unicode) everywhere."""
+    """A ``VARCHAR`` key that compares exactly (case, trailing spaces, unicode) everywhere.
+
+    Values are escaped with :func:`encode_key` when bound and unescaped with
+    :func:`decode_key` when read, so NUL can be stored on every backend.
+    """
 
     impl = String
     cache_ok = True
@@ -59,6 +128,14 @@ class ExactKey(TypeDecorator[str]):
         return dialect.type_descriptor(
             mysql.VARCHAR(self.length, charset="utf8mb4", collation=collation)
         )
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        """Escape the key (see :func:`encode_key`)."""
+        return None if value is None else encode_key(value)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> str | None:
+        """Unescape the key (see :func:`decode_key`)."""
+        return None if value is None else decode_key(value)
 
 
 LongText: TypeEngine[str] = Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")

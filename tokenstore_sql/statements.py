@@ -139,7 +139,9 @@ class TokenStatements:
             .limit(limit)
         )
         if after is not None:
-            statement = statement.where(tuple_(c.namespace, c.resource_server) > tuple_(*after))
+            # Bound with the key columns' type, so the cursor is escaped as stored keys are.
+            cursor = tuple_(*(bindparam(None, value, type_=c.namespace.type) for value in after))
+            statement = statement.where(tuple_(c.namespace, c.resource_server) > cursor)
         return statement
 
     def update_row_tokens(
