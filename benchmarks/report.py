@@ -106,6 +106,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"{_num(row['ops_per_second'], 0)} | {row['errors']} | "
             f"{_ratio(row['vs_sdk_sqlite'])} |"
         )
+    out += _async_tables(results)
     out += ["", "### Import of a JSON token file", ""]
     out += ["| backend | tokens | seconds | tokens/s |", "| --- | ---: | ---: | ---: |"]
     for backend, row in results["import"].items():
@@ -121,6 +122,50 @@ def markdown(results: dict[str, Any]) -> str:
         met = {True: "yes", False: "**no**", None: "not measured"}[check["met"]]
         out.append(f"| {check['target']} | {check['figures']} | {met} |")
     return "\n".join(out) + "\n"
+
+
+def _async_tables(results: dict[str, Any]) -> list[str]:
+    """Render the async rows: latency beside the sync figures, throughput by task count."""
+    rows = results.get("async", {"latency": [], "throughput": []})
+    meta = results["meta"]
+    out = ["", "### Async storage (asyncio, one engine)", ""]
+    for backend, reason in meta.get("async_skipped", {}).items():
+        out.append(f"Not measured on {backend}: {reason}.")
+    if not rows["latency"] and not rows["throughput"]:
+        return out
+    out += [
+        f"Latency with the database holding {meta['scales'][0]:,} namespace(s), in the "
+        "same rounds as the sync figures; µs per awaited call; ratios of medians.",
+        "",
+        "| operation | storage | median µs | p95 µs | x sync | x SDK SQLite | x floor |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for operation in OPERATIONS:
+        for row in rows["latency"]:
+            if row["operation"] == operation:
+                out.append(
+                    f"| {OPERATION_LABELS[operation]} | {row['label']} | "
+                    f"{_num(row['median_us'])} | {_num(row['p95_us'])} | "
+                    f"{_ratio(row['vs_sync'])} | {_ratio(row['vs_sdk_sqlite'])} | "
+                    f"{_ratio(row['vs_floor'])} |"
+                )
+    out += [
+        "",
+        "Throughput: 90% get / 10% store from N tasks on one event loop, each in its own "
+        f"namespace, {meta['concurrency_seconds']:.2f} s per run, database at "
+        f"{meta['scales'][-1]:,} namespaces; ratios to as many sync threads (separate "
+        "namespaces).",
+        "",
+        "| storage | tasks | ops/s | errors | x sync threads | x SDK SQLite |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows["throughput"]:
+        out.append(
+            f"| {row['label']} | {row['tasks']} | {_num(row['ops_per_second'], 0)} | "
+            f"{row['errors']} | {_ratio(row['vs_sync_threads'])} | "
+            f"{_ratio(row['vs_sdk_sqlite'])} |"
+        )
+    return out
 
 
 def write(results: dict[str, Any], directory: Path) -> tuple[Path, Path]:

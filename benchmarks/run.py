@@ -8,13 +8,14 @@ and dropped afterwards); otherwise they are skipped with the reason printed.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from . import concurrency, machine, report, subjects, targets
+from . import async_rows, concurrency, machine, report, subjects, targets
 from .databases import BACKENDS, available, count_statements, open_database
 from .importing import measure_import, write_import_file
 from .subjects import OPERATIONS, SDK_SQLITE, Subject
@@ -82,9 +83,18 @@ def construct_statements(subject: Subject) -> int:
 
 
 def build(
-    args: argparse.Namespace, chosen: list[str], workdir: Path, stack: contextlib.ExitStack
+    args: argparse.Namespace,
+    chosen: list[str],
+    workdir: Path,
+    stack: contextlib.ExitStack,
+    loop: asyncio.AbstractEventLoop,
+    async_backends: list[str],
 ) -> tuple[list[Subject], dict[str, float]]:
-    """Open every subject at every scale, its data filled to that scale; time the fills."""
+    """Open every subject at every scale, its data filled to that scale; time the fills.
+
+    The async storage, on ``async_backends``, is opened at the first scale (for latency)
+    and the last (for throughput, as the sync threads run there).
+    """
     measured: list[Subject] = []
     fill_seconds: dict[str, float] = {}
     for scale in args.scales:
@@ -93,6 +103,8 @@ def build(
         for backend in chosen:
             database = stack.enter_context(open_database(backend, workdir, str(scale)))
             made += [subjects.tokenstore(database), subjects.floor(database)]
+            if backend in async_backends and scale in (args.scales[0], args.scales[-1]):
+                made.append(async_rows.subject(database, loop))
         made.append(subjects.sdk_sqlite(workdir / f"sdk-{scale}.db"))
         if scale <= args.json_max_scale:
             made.append(subjects.sdk_json(workdir / f"sdk-{scale}.json"))
@@ -114,9 +126,18 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
     chosen, skipped = available(args.backends)
     for backend, reason in skipped.items():
         print(f"skipping {backend}: {reason}")
+    async_skipped = {b: r for b in chosen if (r := async_rows.unavailable(b)) is not None}
+    for backend, reason in async_skipped.items():
+        print(f"skipping async rows on {backend}: {reason}")
     meta: dict[str, Any] = {**machine.describe(), "scales": args.scales, "smoke": args.smoke}
-    meta.update(backends=chosen, skipped=skipped, seconds=args.seconds)
-    measured, meta["preload_seconds"] = build(args, chosen, workdir, stack)
+    meta.update(backends=chosen, skipped=skipped, async_skipped=async_skipped)
+    meta["seconds"] = args.seconds
+    loop = asyncio.new_event_loop()
+    stack.callback(loop.close)  # registered first, so closed after every async engine
+    async_backends = [b for b in chosen if b not in async_skipped]
+    built, meta["preload_seconds"] = build(args, chosen, workdir, stack, loop, async_backends)
+    measured = [s for s in built if s.kind != async_rows.KIND]
+    asyncs = [s for s in built if s.kind == async_rows.KIND]
     first = [s for s in measured if s.scale == args.scales[0]]
     last = [s for s in measured if s.scale == args.scales[-1]]
     ours = [s for s in first if s.kind == "tokenstore-sql"]
@@ -132,15 +153,30 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
     meta["durability"][SDK_SQLITE] = machine.sqlite_durability(path=sdk_first.extra["path"])
     meta["construct_statements"] = {s.backend: construct_statements(s) for s in ours}
     cells = [Cell(s, op) for s in measured for op in OPERATIONS if op in s.ops]
-    print(f"latency: {len(cells)} cells, interleaved, {args.seconds * 0.6:.0f} s")
-    measure(cells, args.seconds * 0.6, min_samples=3 if args.smoke else 5)
-    latency = latency_rows(cells)
+    async_cells: list[Cell] = [
+        async_rows.AsyncCell(s, op)
+        for s in asyncs
+        if s.scale == args.scales[0]
+        for op in async_rows.OPERATIONS
+    ]
+    print(
+        f"latency: {len(cells) + len(async_cells)} cells ({len(async_cells)} async), "
+        f"interleaved, {args.seconds * 0.6:.0f} s"
+    )
+    measure(cells + async_cells, args.seconds * 0.6, min_samples=3 if args.smoke else 5)
+    latency, async_latency = latency_rows(cells), latency_rows(async_cells)
     report.add_ratios(latency)
+    async_rows.latency_ratios(async_latency, latency)
+    async_rows.release(asyncs)
     contenders = [s for s in last if s.kind == "tokenstore-sql" or s.label == SDK_SQLITE]
     modes = len(concurrency.MODES) * len(concurrency.SHARING) * len(contenders)
     meta["concurrency_seconds"] = max(0.05, args.seconds * 0.3 / modes)
     print(f"concurrency: {modes} runs of {meta['concurrency_seconds']:.2f} s")
     conc = concurrency.run_modes(contenders, meta["concurrency_seconds"])
+    async_last = [s for s in asyncs if s.scale == args.scales[-1]]
+    print(f"async throughput: {len(async_rows.TASKS) * len(async_last)} runs")
+    throughput = async_rows.run_throughput(async_last, meta["concurrency_seconds"])
+    async_rows.throughput_ratios(throughput, conc)
     print(f"import: {args.import_namespaces:,} namespaces")
     path = write_import_file(workdir, args.import_namespaces)
     imports = {
@@ -148,6 +184,7 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
         for s in ours
     }
     results = {"meta": meta, "latency": latency, "concurrency": conc, "import": imports}
+    results["async"] = {"latency": async_latency, "throughput": throughput}
     results["scale"] = report.growth(latency)
     results["targets"] = targets.check(results)
     return results

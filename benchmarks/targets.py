@@ -88,6 +88,7 @@ def check(results: dict[str, Any]) -> list[dict[str, Any]]:
     _scale_checks(checks, results)
     _construct_checks(checks, results, latency)
     _concurrency_checks(checks, results)
+    _async_checks(checks, results)
     for backend, limit in IMPORT_TARGETS.items():
         row = results["import"].get(backend, {"status": "not run"})
         target = f"import into {backend} ≥ {limit:,} tokens/s"
@@ -164,3 +165,19 @@ def _concurrency_checks(checks: list[dict[str, Any]], results: dict[str, Any]) -
         ours, theirs = pg[0]["ops_per_second"], sdk[0]["ops_per_second"]
         figures = f"{ratio:.2f}x ({ours:,.0f} vs {theirs:,.0f} ops/s)"
         checks.append({"target": target, "figures": figures, "met": ratio >= 3.0})
+
+
+def _async_checks(checks: list[dict[str, Any]], results: dict[str, Any]) -> None:
+    rows = results.get("async", {}).get("throughput", [])
+    for backend in ("sqlite", "postgresql", "mysql"):
+        ours = [r for r in rows if r["backend"] == backend]
+        if ours:
+            tasks = ", ".join(str(r["tasks"]) for r in ours)
+            errors = sum(r["errors"] for r in ours)
+            checks.append(
+                {
+                    "target": f"{backend} async: zero errors with {tasks} tasks",
+                    "figures": f"{errors} errors in {len(ours)} runs",
+                    "met": errors == 0,
+                }
+            )

@@ -1,7 +1,12 @@
-"""The benchmark's smoke mode runs end to end on SQLite and writes complete results."""
+"""The benchmark's smoke mode runs end to end on SQLite and writes complete results.
+
+The async rows also run on their own, briefly, on every backend: their errors are
+counted rather than raised, so only a test sees them.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -9,6 +14,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import URL
+
+from benchmarks import async_rows
+from benchmarks.databases import Database
+from benchmarks.timing import measure
 
 ROOT = Path(__file__).resolve().parent.parent
 OPERATIONS = {"get_hit", "get_miss", "get_all", "store_1", "store_3", "remove", "construct"}
@@ -20,10 +30,12 @@ STORAGES = {
     "globus-sdk MemoryTokenStorage",
 }
 NO_CONSTRUCT = {"floor: sqlite3", "globus-sdk MemoryTokenStorage"}
+ASYNC_LABEL = "tokenstore-sql async (sqlite)"
+ASYNC_OPERATIONS = {"get_hit", "get_all", "store_1", "store_3", "remove"}
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def output(tmp_path_factory: pytest.TempPathFactory) -> Path:
     output = tmp_path_factory.mktemp("bench")
     environ = {
         key: value for key, value in os.environ.items() if not key.startswith("TOKENSTORE_SQL_")
@@ -48,6 +60,11 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict:
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert (output / "results.md").read_text(encoding="utf-8").startswith("Run of ")
+    return output
+
+
+@pytest.fixture(scope="module")
+def results(output: Path) -> dict:
     return json.loads((output / "results.json").read_text(encoding="utf-8"))
 
 
@@ -111,3 +128,51 @@ def test_import_targets_and_durability_are_reported(results: dict) -> None:
     }
     assert all(check["met"] in (True, False, None) for check in results["targets"])
     assert any(check["met"] is not None for check in results["targets"])
+
+
+def test_async_rows_sit_beside_the_sync_figures(results: dict, output: Path) -> None:
+    rows = results["async"]
+    assert results["meta"]["async_skipped"] == {}
+    measured = {(row["label"], row["operation"]) for row in rows["latency"]}
+    assert measured == {(ASYNC_LABEL, operation) for operation in ASYNC_OPERATIONS}
+    for row in rows["latency"]:
+        assert row["scale"] == results["meta"]["scales"][0], row
+        assert 0 < row["median_us"] <= row["p95_us"], row
+        assert row["samples"] >= 3, row
+        assert (row["vs_sync"] or 0) > 0, row
+        assert (row["vs_sdk_sqlite"] or 0) > 0, row
+        assert (row["vs_floor"] or 0) > 0, row
+    assert [(row["label"], row["tasks"]) for row in rows["throughput"]] == [
+        (ASYNC_LABEL, 1),
+        (ASYNC_LABEL, 16),
+        (ASYNC_LABEL, 256),
+    ]
+    for row in rows["throughput"]:
+        assert row["ops"] > 0, row
+        assert row["ops_per_second"] > 0, row
+        assert row["errors"] == 0, row
+        assert row["error_kinds"] == {}, row
+        # 1 and 16 tasks have sync threads to compare with; 256 has none
+        assert (row["vs_sync_threads"] is None) == (row["tasks"] == 256), row
+    checks = {check["target"]: check["met"] for check in results["targets"]}
+    assert checks["sqlite async: zero errors with 1, 16, 256 tasks"] is True
+    markdown = (output / "results.md").read_text(encoding="utf-8")
+    assert "### Async storage (asyncio, one engine)" in markdown
+    assert f"| {ASYNC_LABEL} | 256 |" in markdown
+
+
+def test_async_rows_run_without_errors_on_every_backend(backend: str, database_url: URL) -> None:
+    loop = asyncio.new_event_loop()
+    subject = async_rows.subject(Database(backend, database_url), loop)
+    try:
+        cells = [async_rows.AsyncCell(subject, operation) for operation in async_rows.OPERATIONS]
+        measure(cells, seconds=0.05, min_samples=2)
+        throughput = async_rows.run_throughput([subject], seconds=0.05)
+    finally:
+        subject.close()
+        loop.close()
+    assert all(0 < cell.median() <= cell.p95() for cell in cells)
+    assert [row["tasks"] for row in throughput] == list(async_rows.TASKS)
+    for row in throughput:
+        assert row["ops"] > 0, row
+        assert row["errors"] == 0, row

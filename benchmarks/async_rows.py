@@ -1,0 +1,224 @@
+"""Async rows: tokenstore-sql's asyncio storage, measured beside its sync figures.
+
+Latency: the async storage's operations are cells in the same shuffled rounds as the
+sync ones (:mod:`.timing`). Each slice runs its batches inside the run's one event loop,
+so the clock sees ``await storage.operation()`` and not the cost of entering the loop,
+and machine noise falls on sync and async alike. Throughput: 1, 16 and 256 tasks on one
+event loop share one engine (the pool the sync threads get), each task in a namespace
+of its own, running the sync threads' 90% get / 10% store mix for the same window; an
+exception counts as an error and the task goes on. Operations per second are over the
+wall time until the last task has finished its last call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from importlib.util import find_spec
+from typing import Any, Final
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tokenstore_sql import AsyncSQLAlchemyTokenStorage, create_async_engine
+from tokenstore_sql.async_engines import ASYNC_DRIVERS
+
+from .concurrency import WRITE_SHARE
+from .data import HIT, REMOVED, RESOURCE_SERVERS, by_resource_server
+from .databases import Database
+from .subjects import SDK_SQLITE, SERVER_POOL, Op, Subject
+from .timing import Cell
+
+KIND: Final = "tokenstore-sql async"
+OPERATIONS: Final = ("get_hit", "get_all", "store_1", "store_3", "remove")
+TASKS: Final = (1, 16, 256)
+SHARING: Final = "separate"
+
+
+def unavailable(backend: str) -> str | None:
+    """Say why the async rows of ``backend`` cannot run here (None: they can).
+
+    The drivers come with the package's ``async`` extra.
+    """
+    for needed in ("greenlet", ASYNC_DRIVERS[backend]):
+        if find_spec(needed) is None:
+            return f"{needed} is not installed (pip install 'tokenstore-sql[async]')"
+    return None
+
+
+def _storage(engine: AsyncEngine, namespace: str) -> AsyncSQLAlchemyTokenStorage:
+    return AsyncSQLAlchemyTokenStorage(engine, namespace=namespace)
+
+
+def subject(database: Database, loop: asyncio.AbstractEventLoop) -> Subject:
+    """Measure the async storage over one shared engine, on ``loop``."""
+    options = {} if database.backend == "sqlite" else SERVER_POOL
+    engine = create_async_engine(database.url, **options)
+    read = _storage(engine, "bench-async-read")
+    write = _storage(engine, "bench-async-write")
+    loop.run_until_complete(read.store_token_data_by_resource_server(by_resource_server()))
+    one, three = by_resource_server((HIT,)), by_resource_server(RESOURCE_SERVERS[:3])
+    removed = by_resource_server((REMOVED,))
+    ops = {
+        "get_hit": Op(lambda: read.get_token_data(HIT)),
+        "get_all": Op(read.get_token_data_by_resource_server),
+        "store_1": Op(lambda: write.store_token_data_by_resource_server(one)),
+        "store_3": Op(lambda: write.store_token_data_by_resource_server(three)),
+        "remove": Op(
+            lambda: write.remove_token_data(REMOVED),
+            setup=lambda: write.store_token_data_by_resource_server(removed),
+        ),
+    }
+    return Subject(
+        f"{KIND} ({database.backend})",
+        KIND,
+        database.backend,
+        ops,
+        lambda: loop.run_until_complete(engine.dispose()),
+        extra={"engine": engine, "loop": loop},
+    )
+
+
+def release(subjects: list[Subject]) -> None:
+    """Close the pooled connections of every async engine (the engines stay usable).
+
+    aiosqlite runs a thread per connection; the sync concurrency runs fork worker
+    processes next, and a fork is safest with no other thread alive.
+    """
+    for item in subjects:
+        item.extra["loop"].run_until_complete(item.extra["engine"].dispose())
+
+
+async def _time_batch(op: Op, calls: int) -> float:
+    run = op.run
+    if op.setup is not None:
+        await op.setup()
+    started = time.perf_counter()
+    for _ in range(calls):
+        await run()
+    elapsed = time.perf_counter() - started
+    if op.cleanup is not None:
+        await op.cleanup()
+    return elapsed / calls
+
+
+class AsyncCell(Cell):
+    """A cell whose operation returns awaitables, timed inside its subject's event loop."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the subject's engine belongs to."""
+        loop: asyncio.AbstractEventLoop = self.subject.extra["loop"]
+        return loop
+
+    def time_calls(self, calls: int) -> float:
+        """Time ``calls`` awaited calls; return seconds per call."""
+        return self.loop.run_until_complete(_time_batch(self.op, calls))
+
+    def take_slice(self, seconds: float) -> None:
+        """Take samples until ``seconds`` have passed, all in one run of the loop."""
+        self.loop.run_until_complete(self._slice(seconds))
+
+    async def _slice(self, seconds: float) -> None:
+        slice_end = time.perf_counter() + seconds
+        while True:
+            self.samples.append(await _time_batch(self.op, self.batch))
+            if time.perf_counter() >= slice_end:
+                return
+
+
+def namespaces(tasks: int) -> list[str]:
+    """Name the namespace of each task (none shared with the sync threads)."""
+    return [f"bench-async-conc-{index}" for index in range(tasks)]
+
+
+async def _work(storage: AsyncSQLAlchemyTokenStorage, stop: float, seed: int) -> Counter[str]:
+    rng = random.Random(seed)
+    one = by_resource_server((HIT,))
+    counts: Counter[str] = Counter()
+    while time.monotonic() < stop:
+        try:
+            if rng.random() < WRITE_SHARE:
+                await storage.store_token_data_by_resource_server(one)
+            else:
+                await storage.get_token_data(HIT)
+            counts["ops"] += 1
+        except Exception as exc:
+            counts[f"error:{type(exc).__name__}"] += 1
+    return counts
+
+
+async def _seed(engine: AsyncEngine, names: list[str]) -> None:
+    data = by_resource_server()
+    await asyncio.gather(
+        *(_storage(engine, name).store_token_data_by_resource_server(data) for name in names)
+    )
+
+
+async def _run_tasks(engine: AsyncEngine, tasks: int, seconds: float) -> tuple[Counter[str], float]:
+    storages = [_storage(engine, name) for name in namespaces(tasks)]
+    began = time.monotonic()
+    counts = await asyncio.gather(
+        *(_work(storage, began + seconds, index) for index, storage in enumerate(storages))
+    )
+    elapsed = time.monotonic() - began
+    for storage in storages:
+        await storage.aclose()
+    return sum(counts, Counter()), elapsed
+
+
+def run_throughput(subjects: list[Subject], seconds: float) -> list[dict[str, Any]]:
+    """Run the mix with every task count on every subject; subjects run back to back."""
+    for item in subjects:
+        item.extra["loop"].run_until_complete(_seed(item.extra["engine"], namespaces(max(TASKS))))
+    rows = []
+    for tasks in TASKS:
+        for item in subjects:
+            run = _run_tasks(item.extra["engine"], tasks, seconds)
+            counts, elapsed = item.extra["loop"].run_until_complete(run)
+            errors = {k[6:]: v for k, v in counts.items() if k.startswith("error:")}
+            rows.append(
+                {
+                    "label": item.label,
+                    "backend": item.backend,
+                    "tasks": tasks,
+                    "sharing": SHARING,
+                    "seconds": elapsed,
+                    "ops": counts["ops"],
+                    "ops_per_second": counts["ops"] / elapsed,
+                    "errors": sum(errors.values()),
+                    "error_kinds": errors,
+                }
+            )
+    return rows
+
+
+def latency_ratios(rows: list[dict[str, Any]], sync_rows: list[dict[str, Any]]) -> None:
+    """Give each async latency row its ratios to the sync storage, SDK SQLite and the floor."""
+    medians = {(r["scale"], r["label"], r["operation"]): r["median_us"] for r in sync_rows}
+    for row in rows:
+        key = row["scale"], row["operation"]
+        for name, label in (
+            ("vs_sync", f"tokenstore-sql ({row['backend']})"),
+            ("vs_sdk_sqlite", SDK_SQLITE),
+            ("vs_floor", row["floor"]),
+        ):
+            base = medians.get((key[0], label, key[1]))
+            row[name] = row["median_us"] / base if base else None
+
+
+def throughput_ratios(rows: list[dict[str, Any]], sync_rows: list[dict[str, Any]]) -> None:
+    """Ratios to as many sync threads (separate namespaces) of tokenstore-sql and SDK SQLite."""
+    rates = {
+        (r["label"], r["workers"]): r["ops_per_second"]
+        for r in sync_rows
+        if r["mode"] == "threads" and r["sharing"] == SHARING
+    }
+    for row in rows:
+        for name, label in (
+            ("vs_sync_threads", f"tokenstore-sql ({row['backend']})"),
+            ("vs_sdk_sqlite", SDK_SQLITE),
+        ):
+            base = rates.get((label, row["tasks"]))
+            row[name] = row["ops_per_second"] / base if base else None
