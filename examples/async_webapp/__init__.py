@@ -1,0 +1,7 @@
+"""An example Starlette (ASGI) application: Globus login, per-user async token storage."""
+
+from __future__ import annotations
+
+from .app import create_app, settings_from_environment
+
+__all__ = ["create_app", "settings_from_environment"]

@@ -1,0 +1,226 @@
+"""The async example web application, through its ASGI layer, with Globus Auth mocked offline.
+
+httpx drives the real Starlette app (sessions, routes, lifespan) in the test's event
+loop, so two users' requests run at once against one async engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+import pytest
+from sqlalchemy import URL
+from starlette.applications import Starlette
+
+from examples.async_webapp import create_app
+
+from .conftest import assert_nothing_checked_out
+from .fake_auth import AUTH_RS, TRANSFER, FakeAuth, mocked
+from .test_webapp import _free_port
+
+pytestmark = pytest.mark.anyio
+
+ROOT = Path(__file__).resolve().parent.parent
+ALICE = str(uuid.uuid4())
+BOB = str(uuid.uuid4())
+
+
+@pytest.fixture
+def auth() -> Iterator[FakeAuth]:
+    made = FakeAuth()
+    with mocked(made):
+        yield made
+
+
+@pytest.fixture
+def settings(database_url: URL, auth: FakeAuth) -> dict[str, Any]:
+    return {
+        "GLOBUS_CLIENT_ID": auth.client_id,
+        "GLOBUS_CLIENT_SECRET": "client-secret",
+        "TOKENSTORE_SQL_URL": database_url.render_as_string(hide_password=False),
+        # an app label of this test's own keeps it apart in a shared database
+        "TOKENSTORE_APP": f"test-{uuid.uuid4().hex[:8]}",
+        "SECRET_KEY": "test-secret-key",
+    }
+
+
+@pytest.fixture
+async def app(settings: dict[str, Any]) -> AsyncIterator[Starlette]:
+    made = create_app(settings)
+    async with made.router.lifespan_context(made):
+        yield made
+        assert_nothing_checked_out(made.state.engine.sync_engine)
+
+
+@asynccontextmanager
+async def _browser(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    """A browser of its own: a cookie jar, so a session, per client."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost:5000") as made:
+        yield made
+
+
+async def _log_in(client: httpx.AsyncClient, auth: FakeAuth, identity_id: str, name: str) -> None:
+    started = await client.get("/login")
+    assert started.status_code == 302
+    authorize = urlparse(started.headers["location"])
+    assert authorize.netloc == "auth.globus.org"
+    query = parse_qs(authorize.query)
+    assert query["access_type"] == ["offline"]  # refresh tokens were asked for
+    code = auth.login_code(identity_id, name)
+    back = await client.get("/callback", params={"code": code, "state": query["state"][0]})
+    assert back.status_code == 302
+
+
+async def _tokens(app: Starlette, identity_id: str) -> dict[str, Any]:
+    tokens: dict[str, Any] = await app.state.storage_for(
+        identity_id
+    ).get_token_data_by_resource_server()
+    return tokens
+
+
+async def _csrf(client: httpx.AsyncClient) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', (await client.get("/")).text)
+    assert found is not None
+    return found.group(1)
+
+
+async def test_two_users_at_once_each_see_only_their_own_tokens(
+    app: Starlette, auth: FakeAuth
+) -> None:
+    async with _browser(app) as alice, _browser(app) as bob:
+        await asyncio.gather(_log_in(alice, auth, ALICE, "alice"), _log_in(bob, auth, BOB, "bob"))
+        alice_page, bob_page = await asyncio.gather(alice.get("/profile"), bob.get("/profile"))
+    alice_tokens, bob_tokens = await _tokens(app, ALICE), await _tokens(app, BOB)
+
+    assert alice_page.status_code == bob_page.status_code == 200
+    assert sorted(alice_tokens) == sorted(bob_tokens) == [AUTH_RS, TRANSFER]
+    assert {d.identity_id for d in alice_tokens.values()} == {ALICE}
+    assert {d.identity_id for d in bob_tokens.values()} == {BOB}
+    assert "Signed in as alice" in alice_page.text
+    assert ALICE in alice_page.text
+    assert "bob" not in alice_page.text
+    assert BOB not in alice_page.text
+    assert "Signed in as bob" in bob_page.text
+    assert ALICE not in bob_page.text
+    # each page was built from its own user's stored token, and no page shows a token
+    assert sorted(auth.userinfo_tokens) == sorted(
+        [alice_tokens[AUTH_RS].access_token, bob_tokens[AUTH_RS].access_token]
+    )
+    for data in (*alice_tokens.values(), *bob_tokens.values()):
+        assert data.access_token not in alice_page.text + bob_page.text
+        assert data.refresh_token not in alice_page.text + bob_page.text
+
+
+async def test_logout_revokes_and_removes_only_that_users_tokens(
+    app: Starlette, auth: FakeAuth
+) -> None:
+    async with _browser(app) as alice, _browser(app) as bob:
+        await asyncio.gather(_log_in(alice, auth, ALICE, "alice"), _log_in(bob, auth, BOB, "bob"))
+        alice_tokens = await _tokens(app, ALICE)
+
+        refused = await alice.post("/logout", data={"csrf": "forged"})
+        assert refused.status_code == 400
+        assert sorted(await _tokens(app, ALICE)) == [AUTH_RS, TRANSFER]
+
+        out = await alice.post("/logout", data={"csrf": await _csrf(alice)})
+
+        assert out.status_code == 303
+        assert await _tokens(app, ALICE) == {}
+        assert sorted(await _tokens(app, BOB)) == [AUTH_RS, TRANSFER]
+        assert sorted(auth.revoked) == sorted(
+            token for d in alice_tokens.values() for token in (d.access_token, d.refresh_token)
+        )
+        assert (await alice.get("/profile")).headers["location"] == "/login"
+        assert "Signed in as bob" in (await bob.get("/profile")).text
+
+
+async def test_a_callback_with_a_forged_state_stores_nothing(
+    app: Starlette, auth: FakeAuth, settings: dict[str, Any]
+) -> None:
+    async with _browser(app) as client:
+        await client.get("/login")
+        code = auth.login_code(ALICE, "alice")
+
+        answer = await client.get("/callback", params={"code": code, "state": "forged"})
+
+    assert answer.status_code == 400
+    assert auth.code_exchanges == 0
+    storage = app.state.storage_for(ALICE)
+    ours = [
+        ns async for ns in storage.iter_namespaces() if ns.startswith(settings["TOKENSTORE_APP"])
+    ]
+    assert ours == []
+
+
+async def test_requests_at_once_refresh_an_expired_token_once(
+    app: Starlette, auth: FakeAuth
+) -> None:
+    storage = app.state.storage_for(ALICE)
+    async with _browser(app) as alice:
+        await _log_in(alice, auth, ALICE, "alice")
+        before = await storage.get_token_data(AUTH_RS)
+        before.expires_at_seconds = int(time.time()) - 5
+        await storage.store_token_data_by_resource_server({AUTH_RS: before})
+        auth.refresh_delay = 0.2  # the three requests all find the token expired
+
+        pages = await asyncio.gather(*(alice.get("/profile") for _ in range(3)))
+
+    after = await storage.get_token_data(AUTH_RS)
+    assert [page.status_code for page in pages] == [200, 200, 200]
+    assert auth.refresh_calls == 1
+    assert after.access_token != before.access_token
+    assert after.identity_id == ALICE
+    assert after.expires_at_seconds > time.time() + 3600
+    assert auth.userinfo_tokens == [after.access_token] * 3
+
+
+@pytest.mark.sqlite
+def test_the_one_command_serves_the_app_on_sqlite(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GLOBUS_CLIENT")}
+    env.update(WEBAPP_PORT=str(port), PYTHONPATH=str(ROOT))
+    env.pop("TOKENSTORE_SQL_URL", None)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "examples.async_webapp"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        body = ""
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not body:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as reply:
+                    body = reply.read().decode()
+            except OSError:
+                assert server.poll() is None, server.communicate()[1]
+                time.sleep(0.2)
+        login = urllib.request.Request(f"http://127.0.0.1:{port}/login")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(login, timeout=2)
+    finally:
+        server.terminate()
+        _, stderr = server.communicate(timeout=10)
+    assert "Log in with Globus" not in body
+    assert "GLOBUS_CLIENT_ID and GLOBUS_CLIENT_SECRET are not set" in body
+    assert refused.value.code == 503
+    assert f"redirect URL http://localhost:{port}/callback" in stderr
+    assert (tmp_path / "webapp-tokens.db").exists()
