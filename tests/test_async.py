@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -211,3 +213,24 @@ def test_repr_hides_the_password_and_names_the_table() -> None:
 )
 def test_sync_urls_map_to_async_drivers(given: str, expected: str) -> None:
     assert async_url(given).drivername == expected
+
+
+def test_the_sync_api_works_without_the_asyncio_extension(tmp_path: Any) -> None:
+    # greenlet missing, as without the async extra: the sync storage must not need it.
+    script = (
+        "import sys; sys.modules['greenlet'] = None\n"
+        "import tokenstore_sql\n"
+        f"s = tokenstore_sql.SQLAlchemyTokenStorage('sqlite:///{tmp_path / 't.db'}')\n"
+        "print(s.get_token_data('rs'))\n"
+        "try:\n"
+        "    tokenstore_sql.AsyncSQLAlchemyTokenStorage\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "None"
+    assert "pip install 'tokenstore-sql[async]'" in lines[1]

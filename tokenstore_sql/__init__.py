@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING
+
 # globus-sdk's TokenStorageData, whichever of its 3.x or 4.x modules holds it.
 from ._sdk import TokenStorageData
-from .async_engines import create_async_engine
-from .async_storage import AsyncSQLAlchemyTokenStorage
 from .crypto import KeyRing, generate_key
 from .deploy import alembic_include_name, alembic_include_name_for, upgrade_connection
 from .engines import create_engine
@@ -37,7 +38,32 @@ from .storage import SQLAlchemyTokenStorage
 from .store import TokenStore, user_namespace
 from .transfer import ImportCount, ImportReport, export_token_file, import_token_files
 
+if TYPE_CHECKING:
+    from .async_engines import create_async_engine
+    from .async_storage import AsyncSQLAlchemyTokenStorage
+
 __version__ = "0.1.0"
+
+# The async API needs SQLAlchemy's asyncio extension (the "async" extra): loaded on first
+# use, so that the sync API works without it.
+_ASYNC_NAMES = {
+    "AsyncSQLAlchemyTokenStorage": "async_storage",
+    "create_async_engine": "async_engines",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _ASYNC_NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    try:
+        loaded = importlib.import_module(f".{module}", __name__)
+    except ImportError as exc:
+        raise ImportError(
+            f"{name} needs the async extra: pip install 'tokenstore-sql[async]' ({exc})"
+        ) from None
+    return getattr(loaded, name)
+
 
 __all__ = [
     "TOKENS_TABLE",
