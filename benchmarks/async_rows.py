@@ -13,22 +13,25 @@ wall time until the last task has finished its last call.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import random
 import time
 from collections import Counter
 from importlib.util import find_spec
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from tokenstore_sql import AsyncSQLAlchemyTokenStorage, create_async_engine
-from tokenstore_sql.async_engines import ASYNC_DRIVERS
+import tokenstore_sql
 
 from .concurrency import WRITE_SHARE
 from .data import HIT, REMOVED, RESOURCE_SERVERS, by_resource_server
 from .databases import Database
 from .subjects import SDK_SQLITE, SERVER_POOL, Op, Subject
 from .timing import Cell
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from tokenstore_sql import AsyncSQLAlchemyTokenStorage
 
 KIND: Final = "tokenstore-sql async"
 OPERATIONS: Final = ("get_hit", "get_all", "store_1", "store_3", "remove")
@@ -39,22 +42,26 @@ SHARING: Final = "separate"
 def unavailable(backend: str) -> str | None:
     """Say why the async rows of ``backend`` cannot run here (None: they can).
 
-    The drivers come with the package's ``async`` extra.
+    The async API and its drivers come with the package's ``async`` extra; without it,
+    the sync rows still run.
     """
-    for needed in ("greenlet", ASYNC_DRIVERS[backend]):
-        if find_spec(needed) is None:
-            return f"{needed} is not installed (pip install 'tokenstore-sql[async]')"
-    return None
+    extra = "pip install 'tokenstore-sql[async]'"
+    try:
+        engines = importlib.import_module("tokenstore_sql.async_engines")
+    except ImportError:
+        return f"SQLAlchemy's asyncio extension is not installed ({extra})"
+    driver = engines.ASYNC_DRIVERS[backend]
+    return None if find_spec(driver) else f"{driver} is not installed ({extra})"
 
 
 def _storage(engine: AsyncEngine, namespace: str) -> AsyncSQLAlchemyTokenStorage:
-    return AsyncSQLAlchemyTokenStorage(engine, namespace=namespace)
+    return tokenstore_sql.AsyncSQLAlchemyTokenStorage(engine, namespace=namespace)
 
 
 def subject(database: Database, loop: asyncio.AbstractEventLoop) -> Subject:
     """Measure the async storage over one shared engine, on ``loop``."""
     options = {} if database.backend == "sqlite" else SERVER_POOL
-    engine = create_async_engine(database.url, **options)
+    engine = tokenstore_sql.create_async_engine(database.url, **options)
     read = _storage(engine, "bench-async-read")
     write = _storage(engine, "bench-async-write")
     loop.run_until_complete(read.store_token_data_by_resource_server(by_resource_server()))

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import sqlite3
 from datetime import datetime, timezone
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,9 @@ def describe() -> dict[str, str]:
     """Describe the date, the machine and the versions that matter, as short strings."""
     packages = ("tokenstore-sql", "globus-sdk", "sqlalchemy", "psycopg", "pymysql")
     versions = [f"{name} {version(name)}" for name in packages]
+    for name in ("aiosqlite", "aiomysql"):  # the async rows' drivers, where installed
+        with contextlib.suppress(PackageNotFoundError):
+            versions.append(f"{name} {version(name)}")
     versions.insert(0, f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}")
     return {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

@@ -170,11 +170,13 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
     async_rows.release(asyncs)
     contenders = [s for s in last if s.kind == "tokenstore-sql" or s.label == SDK_SQLITE]
     modes = len(concurrency.MODES) * len(concurrency.SHARING) * len(contenders)
-    meta["concurrency_seconds"] = max(0.05, args.seconds * 0.3 / modes)
+    async_last = [s for s in asyncs if s.scale == args.scales[-1]]
+    async_runs = len(async_rows.TASKS) * len(async_last)
+    # the sync and async runs share one budget, each run as long as the others
+    meta["concurrency_seconds"] = max(0.05, args.seconds * 0.3 / (modes + async_runs))
     print(f"concurrency: {modes} runs of {meta['concurrency_seconds']:.2f} s")
     conc = concurrency.run_modes(contenders, meta["concurrency_seconds"])
-    async_last = [s for s in asyncs if s.scale == args.scales[-1]]
-    print(f"async throughput: {len(async_rows.TASKS) * len(async_last)} runs")
+    print(f"async throughput: {async_runs} runs of {meta['concurrency_seconds']:.2f} s")
     throughput = async_rows.run_throughput(async_last, meta["concurrency_seconds"])
     async_rows.throughput_ratios(throughput, conc)
     print(f"import: {args.import_namespaces:,} namespaces")

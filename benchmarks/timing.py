@@ -13,6 +13,7 @@ import math
 import random
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .subjects import Op, Subject
@@ -78,7 +79,7 @@ def time_batch(op: Op, calls: int) -> float:
     return elapsed / calls
 
 
-def measure(cells: list[Cell], seconds: float, min_samples: int, seed: int = 0) -> None:
+def measure(cells: Sequence[Cell], seconds: float, min_samples: int, seed: int = 0) -> None:
     """Sample every cell in shuffled rounds until ``seconds`` pass and each has enough."""
     rng = random.Random(seed)
     for cell in cells:

@@ -13,19 +13,23 @@ Token storage calls are awaited on the event loop (``AsyncSQLAlchemyTokenStorage
 per request, over one async engine). globus-sdk is synchronous, so each of its network
 calls (code exchange, id_token check, userinfo, refresh, revoke) runs in a worker thread
 (``run_in_threadpool``): a slow Globus Auth holds up only the request that waits for it.
+
+Requests of one user that find an expired access token at once refresh it once: an
+asyncio lock per user and resource server, within this process. Several worker
+processes do not share that lock; where Globus Auth rotates refresh tokens, run the
+sync ``tokenstore_sql.refresh_once`` (a database lock) in a thread instead, as the Flask
+example's authorizer does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 import os
 import secrets
 import time
 import weakref
 from collections.abc import AsyncIterator, Mapping
-from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -35,7 +39,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from tokenstore_sql import (
@@ -45,6 +49,8 @@ from tokenstore_sql import (
     create_async_engine,
     user_namespace,
 )
+
+from .pages import page
 
 AUTH = "auth.globus.org"
 SCOPES = "openid profile email"
@@ -82,52 +88,14 @@ def _is_fresh(data: TokenStorageData) -> bool:
     return time.time() <= data.expires_at_seconds - EXPIRY_MARGIN_SECONDS
 
 
-def _page(
-    request: Request,
-    *,
-    problem: str | None = None,
-    userinfo: Mapping[str, Any] | None = None,
-    tokens: Mapping[str, TokenStorageData] | None = None,
-    status_code: int = 200,
-) -> HTMLResponse:
-    e, name = html.escape, request.session.get("name")
-    out = ["<!doctype html><title>tokenstore-sql example</title><h1>tokenstore-sql example</h1>"]
-    if problem:
-        out.append(f"<p><strong>{e(problem)}</strong></p>")
-    if name:
-        out.append(
-            f'<p>Signed in as {e(name)}.</p><p><a href="/profile">Your Globus profile and '
-            'stored tokens</a></p><form method="post" action="/logout">'
-            f'<input type="hidden" name="csrf" value="{e(request.session.get("csrf", ""))}">'
-            "<button>Log out</button></form>"
-        )
-    elif not problem:
-        out.append('<p><a href="/login">Log in with Globus</a></p>')
-    if userinfo is not None:
-        out.append(
-            f"<h2>Globus Auth says</h2><p>{e(str(userinfo.get('name')))} "
-            f"({e(str(userinfo.get('preferred_username')))}), identity "
-            f"{e(str(userinfo.get('sub')))}</p><h2>Stored for you</h2><table><tr>"
-            "<th>resource server</th><th>scope</th><th>access token expires</th></tr>"
-        )
-        for data in (tokens or {}).values():
-            expires = datetime.fromtimestamp(data.expires_at_seconds, timezone.utc)
-            out.append(
-                f"<tr><td>{e(data.resource_server)}</td><td>{e(data.scope or '')}</td>"
-                f"<td>{expires}</td></tr>"
-            )
-        out.append("</table>")
-    return HTMLResponse("\n".join(out), status_code=status_code)
-
-
 def create_app(settings: Mapping[str, Any] | None = None) -> Starlette:
     """Build the Starlette app over one async engine, disposed of at shutdown."""
-    config = {"BASE_URL": DEFAULT_BASE_URL, "TOKENSTORE_APP": None}
+    config: dict[str, Any] = {"BASE_URL": DEFAULT_BASE_URL, "TOKENSTORE_APP": None}
     config.update(settings_from_environment() if settings is None else settings)
     engine = create_async_engine(config["TOKENSTORE_SQL_URL"])
     redirect_uri = config["BASE_URL"].rstrip("/") + "/callback"
     missing = MISSING_CREDENTIALS.format(redirect_uri=redirect_uri)
-    # One refresh at a time per user and resource server in this process (see README).
+    # One refresh at a time per user and resource server (see the module docstring).
     refresh_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     def configured() -> bool:
@@ -174,11 +142,11 @@ def create_app(settings: Mapping[str, Any] | None = None) -> Starlette:
             return renewed
 
     async def index(request: Request) -> Response:
-        return _page(request, problem=None if configured() else missing)
+        return page(request, problem=None if configured() else missing)
 
     async def login(request: Request) -> Response:
         if not configured():
-            return _page(request, problem=missing, status_code=503)
+            return page(request, problem=missing, status_code=503)
         state = secrets.token_urlsafe(24)
         request.session["oauth_state"] = state
         client = login_client()  # starting the flow and its URL need no network
@@ -188,13 +156,13 @@ def create_app(settings: Mapping[str, Any] | None = None) -> Starlette:
     async def callback(request: Request) -> Response:
         query = request.query_params
         if "error" in query:
-            return _page(
+            return page(
                 request, problem=f"Login was not completed: {query['error']}", status_code=400
             )
         expected = request.session.pop("oauth_state", None)
         if not expected or not _same(expected, query.get("state", "")):
             problem = "This login link is stale or forged; please log in again."
-            return _page(request, problem=problem, status_code=400)
+            return page(request, problem=problem, status_code=400)
         client = login_client()
         client.oauth2_start_flow(redirect_uri, SCOPES, refresh_tokens=True, state=expected)
         tokens = await run_in_threadpool(
@@ -226,7 +194,7 @@ def create_app(settings: Mapping[str, Any] | None = None) -> Starlette:
             request.session.clear()
             return RedirectResponse("/login", status_code=302)
         stored = await storage.get_token_data_by_resource_server()
-        return _page(request, userinfo=userinfo.data, tokens=stored)
+        return page(request, userinfo=userinfo.data, tokens=stored)
 
     async def logout(request: Request) -> Response:
         identity_id, csrf = request.session.get("identity_id"), request.session.get("csrf")
