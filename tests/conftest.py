@@ -163,6 +163,25 @@ def make_api_storage(
 
 
 @pytest.fixture
+def open_api_storage(api: str, loop_thread: LoopThread) -> Iterator[Callable[..., Any]]:
+    """A factory of storages of the API under test on any URL, each with its own engine."""
+    made: list[Any] = []
+
+    def open_storage(url: URL, **options: Any) -> Any:
+        storage: Any
+        if api == "sync":
+            storage = SQLAlchemyTokenStorage(url, **options)
+        else:
+            storage = BlockingAsyncStorage(AsyncSQLAlchemyTokenStorage(url, **options), loop_thread)
+        made.append(storage)
+        return storage
+
+    yield open_storage
+    for storage in made:
+        storage.close()
+
+
+@pytest.fixture
 def api_storage(make_api_storage: Callable[..., Any], namespace: str) -> Any:
     """A storage of the API under test, in a namespace of its own."""
     return make_api_storage(namespace)

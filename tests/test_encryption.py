@@ -228,8 +228,8 @@ def test_malformed_keys_are_refused_without_showing_them(bad: str) -> None:
         assert bad not in str(caught.value)
 
 
-def test_reprs_never_show_keys(engine: Engine, namespace: str) -> None:
-    storage = SQLAlchemyTokenStorage(engine, namespace=namespace, encryption_keys=[KEY_A])
+def test_reprs_never_show_keys(make_api_storage: Any, namespace: str) -> None:
+    storage = make_api_storage(namespace, encryption_keys=[KEY_A])
     assert KEY_A not in repr(storage)
     assert KEY_A not in repr(storage.keys)
     assert KeyRing([KEY_A]).primary_key_id in repr(storage.keys)
@@ -237,13 +237,15 @@ def test_reprs_never_show_keys(engine: Engine, namespace: str) -> None:
 
 @pytest.mark.parametrize("echo", [False, True])
 def test_sqlalchemy_logging_shows_no_token_even_at_debug(
-    database_url: URL, namespace: str, caplog: pytest.LogCaptureFixture, echo: bool
+    open_api_storage: Any,
+    database_url: URL,
+    namespace: str,
+    caplog: pytest.LogCaptureFixture,
+    echo: bool,
 ) -> None:
     caplog.set_level(logging.DEBUG)  # the host application logs everything,
     caplog.set_level(logging.DEBUG, logger="sqlalchemy.engine")  # SQLAlchemy's rows too
-    storage = SQLAlchemyTokenStorage(
-        database_url, namespace=namespace, engine_options={"echo": echo}
-    )
+    storage = open_api_storage(database_url, namespace=namespace, engine_options={"echo": echo})
     data = make_token_data(
         "rs", access_token="LOGGED-ACCESS-SECRET", refresh_token="LOGGED-REFRESH-SECRET"
     )

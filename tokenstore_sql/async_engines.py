@@ -11,10 +11,12 @@ The drivers, chosen to behave like the synchronous ones:
 
 A sync URL names the same database here: ``sqlite:///tokens.db``,
 ``postgresql+psycopg://...`` and ``mysql+pymysql://...`` are mapped to these drivers.
+Neither psycopg nor aiomysql logs bound values; aiosqlite does, and is silenced below.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Final
 
 from sqlalchemy import URL, make_url
@@ -22,6 +24,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.asyncio import create_async_engine as sqlalchemy_async_engine
 
 from .engines import configure_sqlite, engine_arguments
+
+# aiosqlite logs each operation at DEBUG with its statement and bound values, tokens
+# included, on one process-wide logger. As with the engines' own logger (engines.py), a
+# filter drops its records below INFO, even where the application logs everything.
+logging.getLogger("aiosqlite").addFilter(lambda record: record.levelno >= logging.INFO)
 
 ASYNC_DRIVERS: Final = {
     "sqlite": "aiosqlite",
