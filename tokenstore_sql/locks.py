@@ -70,17 +70,30 @@ def locked_transaction(
     :raises StorageUnavailableError: the lock could not be had within ``timeout``
     """
     check_dialect(engine.dialect)
-    with engine.connect() as connection:
-        connection = connection.execution_options(**{WRITE_TRANSACTION_OPTION: True})
-        taken = False
-        try:
-            with connection.begin():
-                _take(connection, name, timeout)
-                taken = True
-                yield connection
-        finally:
-            if taken:
-                _release(connection, name)
+    with engine.connect() as connection, locked_transaction_on(connection, name, timeout=timeout):
+        yield connection
+
+
+@contextmanager
+def locked_transaction_on(
+    connection: Connection, name: str, *, timeout: int = DEFAULT_LOCK_TIMEOUT_SECONDS
+) -> Iterator[Connection]:
+    """As :func:`locked_transaction`, on a caller's connection that has no transaction open.
+
+    For a caller that holds a connection rather than an engine (the async storage's
+    schema check, run with ``run_sync``). The connection is left asking for write
+    transactions.
+    """
+    connection.execution_options(**{WRITE_TRANSACTION_OPTION: True})
+    taken = False
+    try:
+        with connection.begin():
+            _take(connection, name, timeout)
+            taken = True
+            yield connection
+    finally:
+        if taken:
+            _release(connection, name)
 
 
 @contextmanager

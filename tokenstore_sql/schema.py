@@ -39,7 +39,7 @@ from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Engine, inspect
 from sqlalchemy.exc import DBAPIError
 
-from .engines import WRITE_TRANSACTION_OPTION, describe_database
+from .engines import describe_database
 from .errors import (
     SchemaError,
     SchemaNotManagedError,
@@ -47,7 +47,7 @@ from .errors import (
     SchemaPrivilegeError,
     SchemaTooNewError,
 )
-from .locks import lock_on, locked_transaction
+from .locks import locked_transaction, locked_transaction_on
 from .models import DEFAULT_PLACEMENT, Placement
 from .retries import error_code
 from .statements import check_dialect
@@ -197,10 +197,9 @@ def ensure_schema_on(
     if not found.at_head:
         if found.current is None and not create:
             raise SchemaOutOfDateError(None, found.head)
-        connection.execution_options(**{WRITE_TRANSACTION_OPTION: True})
-        with (
-            connection.begin(),
-            lock_on(connection, SCHEMA_LOCK_NAME, timeout=SCHEMA_LOCK_TIMEOUT_SECONDS),
+        # As migrate(): the lock is released only once the migration has committed.
+        with locked_transaction_on(
+            connection, SCHEMA_LOCK_NAME, timeout=SCHEMA_LOCK_TIMEOUT_SECONDS
         ):
             migrate_locked(connection, "head", placement, create=create, upgrade=upgrade)
     with _checked_lock:
