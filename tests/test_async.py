@@ -7,19 +7,26 @@ The behaviours both APIs share run on the async storage in the common suite (see
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 import random
+import stat
 import subprocess
 import sys
+import time
 from typing import Any
 
 import pytest
-from sqlalchemy import URL, event, make_url
+from sqlalchemy import URL, Engine, event, make_url
 
 from tokenstore_sql import (
     AsyncSQLAlchemyTokenStorage,
     Placement,
+    RetryPolicy,
     SchemaOutOfDateError,
     SQLAlchemyTokenStorage,
+    StorageUnavailableError,
+    async_storage,
     create_async_engine,
     create_engine,
     generate_key,
@@ -27,7 +34,8 @@ from tokenstore_sql import (
 )
 from tokenstore_sql.async_engines import async_url
 
-from .faults import kill_sessions
+from .conftest import SERVER_PARAMS
+from .faults import TcpProxy, kill_session, kill_sessions, session_id
 from .sdk import make_token_data
 
 KEY_A = generate_key()
@@ -64,15 +72,18 @@ def test_each_api_reads_what_the_other_wrote(url: URL, namespace: str) -> None:
 
 def test_hundreds_of_tasks_on_one_engine_make_no_errors(url: URL, namespace: str) -> None:
     resource_servers = [f"rs{i}.example.org" for i in range(8)]
+    rng = random.Random(7)
+    plan = [(i, rng.choice(resource_servers)) for i in range(TASKS)]  # every 10th writes
+    written: dict[str, set[str]] = {rs: set() for rs in resource_servers}
+    for i, rs in plan[::10]:
+        written[rs].add(f"task-{i}")
 
-    async def main() -> tuple[list[Any], dict[str, Any]]:
+    async def main() -> tuple[list[Any], dict[str, Any], int]:
         engine = create_async_engine(url)
         storage = AsyncSQLAlchemyTokenStorage(engine, namespace=namespace)
         await storage.check_schema()
-        rng = random.Random(7)
 
-        async def task(i: int) -> Any:
-            rs = rng.choice(resource_servers)
+        async def task(i: int, rs: str) -> Any:
             if i % 10 == 0:
                 data = make_token_data(rs, access_token=f"task-{i}")
                 await storage.store_token_data_by_resource_server({rs: data})
@@ -82,17 +93,22 @@ def test_hundreds_of_tasks_on_one_engine_make_no_errors(url: URL, namespace: str
         await storage.store_token_data_by_resource_server(
             {rs: make_token_data(rs) for rs in resource_servers}
         )
-        results = await asyncio.gather(*(task(i) for i in range(TASKS)), return_exceptions=True)
+        results = await asyncio.gather(*(task(i, rs) for i, rs in plan), return_exceptions=True)
         final = await storage.get_token_data_by_resource_server()
+        checked_out = engine.sync_engine.pool.checkedout()  # type: ignore[attr-defined]
         await engine.dispose()
-        return results, final
+        return results, final, checked_out
 
-    results, final = asyncio.run(main())
-    errors = [r for r in results if isinstance(r, BaseException)]
-    assert errors == []
+    results, final, checked_out = asyncio.run(main())
+    assert [r for r in results if isinstance(r, BaseException)] == []
+    assert checked_out == 0
+    for (i, rs), read in zip(plan, results, strict=True):
+        if i % 10:  # a whole row of this resource server: the first value or a task's
+            assert read.resource_server == rs
+            assert read.access_token in {f"access-{rs}-SECRET", *written[rs]}
     assert sorted(final) == resource_servers
-    reads = [r for i, r in enumerate(results) if i % 10]
-    assert all(r is not None for r in reads)
+    for rs, data in final.items():
+        assert data.access_token in (written[rs] or {f"access-{rs}-SECRET"})
 
 
 def test_concurrent_upserts_of_one_key_leave_one_whole_value(url: URL, namespace: str) -> None:
@@ -136,8 +152,14 @@ def test_constructing_a_storage_does_no_io(url: URL) -> None:
 def test_an_empty_database_gets_the_schema_at_head_without_blocking_the_loop(
     empty_database_url: URL,
 ) -> None:
-    async def main() -> int:
-        ticks = 0
+    ticks = 0
+    ticks_at_statements: list[int] = []  # the ticker's count as each statement is sent
+
+    def record(*args: Any) -> None:
+        ticks_at_statements.append(ticks)
+
+    async def main() -> None:
+        nonlocal ticks
         done = asyncio.Event()
 
         async def ticker() -> None:
@@ -151,14 +173,84 @@ def test_an_empty_database_gets_the_schema_at_head_without_blocking_the_loop(
             await storage.check_schema()
         done.set()
         await running
-        return ticks
 
-    ticks = asyncio.run(main())
-    assert ticks > 1  # the loop ran other work while the migrations ran
+    # Every engine's statements, whichever engine the check might use.
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        asyncio.run(main())
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+    # The migrations sent many statements, and the loop ran other work while they ran:
+    # the ticker moved on between most of them (blocking calls would freeze its count).
+    assert len(ticks_at_statements) > 5
+    pairs = list(itertools.pairwise(ticks_at_statements))
+    assert sum(after > before for before, after in pairs) > len(pairs) / 2
     engine = create_engine(empty_database_url)
     with engine.connect() as connection:
         assert schema.current_revision(connection) == schema.head_revision()
     engine.dispose()
+
+
+def test_concurrent_first_calls_check_the_schema_once(
+    empty_database_url: URL, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checks: list[object] = []
+
+    def counted(*args: Any, **kwargs: Any) -> None:
+        checks.append(args[1])
+        schema.ensure_schema_on(*args, **kwargs)
+
+    monkeypatch.setattr(async_storage, "ensure_schema_on", counted)
+
+    async def main() -> list[Any]:
+        engine = create_async_engine(empty_database_url)
+        storages = [AsyncSQLAlchemyTokenStorage(engine, namespace=namespace) for _ in range(50)]
+        found = await asyncio.gather(*(s.get_token_data("rs") for s in storages))
+        await engine.dispose()
+        return found
+
+    assert asyncio.run(main()) == [None] * 50
+    assert checks == [Placement()]
+
+
+def test_engines_opening_an_empty_database_at_once_all_succeed(empty_database_url: URL) -> None:
+    # Separate engines, as separate processes would have: the database lock decides.
+    async def open_and_store(n: int) -> None:
+        async with AsyncSQLAlchemyTokenStorage(empty_database_url, namespace=f"n{n}") as storage:
+            await storage.store_token_data_by_resource_server({"rs": make_token_data("rs")})
+
+    async def main() -> None:
+        await asyncio.gather(*(open_and_store(n) for n in range(6)))
+
+    asyncio.run(main())
+    with SQLAlchemyTokenStorage(empty_database_url) as storage:
+        assert [f"n{n}" for n in range(6)] == [n for n in storage.iter_namespaces()]
+
+
+def test_tasks_cancelled_mid_call_leave_the_engine_clean(url: URL, namespace: str) -> None:
+    # Request handlers are cancelled when their client hangs up, at any await.
+    async def main() -> list[Any]:
+        engine = create_async_engine(url)
+        storage = AsyncSQLAlchemyTokenStorage(engine, namespace=namespace)
+        await storage.store_token_data_by_resource_server({"rs": make_token_data("rs")})
+        for delay in (0.0, 0.002, 0.01, 0.05):
+            calls = [
+                storage.get_token_data("rs")
+                if i % 3
+                else storage.store_token_data_by_resource_server({"rs": make_token_data("rs")})
+                for i in range(60)
+            ]
+            tasks = [asyncio.create_task(call) for call in calls]
+            await asyncio.sleep(delay)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        found = await asyncio.gather(*(storage.get_token_data("rs") for _ in range(30)))
+        await engine.dispose()
+        return found
+
+    assert all(data is not None for data in asyncio.run(main()))
 
 
 def test_an_outdated_schema_is_a_clear_error(empty_database_url: URL) -> None:
@@ -191,6 +283,105 @@ def test_killed_sessions_are_retried(
     assert all(r is not None for r in asyncio.run(main()))
 
 
+@pytest.mark.parametrize("backend", SERVER_PARAMS, indirect=True)
+def test_a_session_killed_mid_write_is_retried_and_applied_whole(
+    backend: str, server_url: str, empty_database_url: URL, namespace: str
+) -> None:
+    killed: list[int] = []
+
+    def kill_under_the_insert(connection: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if not killed and statement.upper().startswith("INSERT"):
+            driver_connection = connection.connection.dbapi_connection.driver_connection
+            killed.append(session_id(driver_connection))
+            kill_session(server_url, killed[0])
+
+    async def main() -> dict[str, Any]:
+        engine = create_async_engine(empty_database_url)
+        async with AsyncSQLAlchemyTokenStorage(engine, namespace=namespace) as storage:
+            await storage.check_schema()
+            event.listen(engine.sync_engine, "before_cursor_execute", kill_under_the_insert)
+            await storage.store_token_data_by_resource_server(
+                {rs: make_token_data(rs, access_token=f"new-{rs}") for rs in ("a", "b", "c")}
+            )
+            stored = await storage.get_token_data_by_resource_server()
+        await engine.dispose()
+        return stored
+
+    stored = asyncio.run(main())
+    assert len(killed) == 1
+    assert {rs: data.access_token for rs, data in stored.items()} == {
+        rs: f"new-{rs}" for rs in ("a", "b", "c")
+    }
+
+
+@pytest.mark.parametrize("backend", SERVER_PARAMS, indirect=True)
+def test_a_short_outage_is_ridden_out_and_a_lasting_one_reported(
+    backend: str, database_url: URL, namespace: str
+) -> None:
+    default_port = 5432 if backend == "postgresql" else 3306
+    proxy = TcpProxy(database_url.host or "127.0.0.1", database_url.port or default_port)
+    url = proxy.url_for(database_url)
+
+    async def main() -> None:
+        retry = RetryPolicy(attempts=50, deadline=3.0)
+        async with AsyncSQLAlchemyTokenStorage(url, namespace=namespace, retry=retry) as storage:
+            await storage.store_token_data_by_resource_server({"rs": make_token_data("rs")})
+            proxy.stop()  # every connection cut, new ones refused, for a second
+            asyncio.get_running_loop().call_later(1.0, proxy.start)
+            started = time.monotonic()
+            assert await storage.get_token_data("rs") is not None
+            assert time.monotonic() - started > 0.5
+            proxy.stop()  # and now for good
+            with pytest.raises(StorageUnavailableError) as caught:
+                await storage.get_token_data("rs")
+            assert time.monotonic() - started < 8.0
+            assert url.database in str(caught.value)
+            assert "SECRET" not in str(caught.value)
+
+    try:
+        asyncio.run(main())
+    finally:
+        proxy.stop()
+
+
+def test_async_engines_have_the_sync_engines_defaults(url: URL, namespace: str) -> None:
+    with pytest.raises(ValueError, match="fetched row"):
+        create_async_engine(url, echo="debug")
+    statements: list[str] = []
+    connect_params: dict[str, Any] = {}
+
+    async def main() -> tuple[list[str], dict[str, Any]]:
+        engine = create_async_engine(url)
+        sync_engine = engine.sync_engine
+        event.listen(sync_engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+        event.listen(sync_engine, "do_connect", lambda *a: connect_params.update(a[3]))
+        async with AsyncSQLAlchemyTokenStorage(engine, namespace=namespace) as storage:
+            await storage.check_schema()
+            statements.clear()
+            await storage.store_token_data_by_resource_server({"rs": make_token_data("rs")})
+            await storage.get_token_data("rs")
+            sent = list(statements)
+        pragmas = {}
+        if engine.dialect.name == "sqlite":
+            async with engine.connect() as connection:
+                for name in ("journal_mode", "synchronous", "busy_timeout"):
+                    pragmas[name] = (await connection.exec_driver_sql(f"PRAGMA {name}")).scalar()
+        await engine.dispose()
+        assert sync_engine.hide_parameters
+        return sent, pragmas
+
+    statements, pragmas = asyncio.run(main())
+    # One statement per call; SQLite writes take the write lock up front.
+    if url.get_backend_name() == "sqlite":
+        assert statements[0] == "BEGIN IMMEDIATE"
+        assert len(statements) == 3
+        assert pragmas == {"journal_mode": "wal", "synchronous": 2, "busy_timeout": 30_000}
+        assert stat.S_IMODE(os.stat(url.database or "").st_mode) == 0o600
+    else:
+        assert len(statements) == 2
+        assert connect_params["connect_timeout"] == 10
+
+
 def test_repr_hides_the_password_and_names_the_table() -> None:
     url = make_url("postgresql+psycopg://app:hunter2@db.example.org/tokens")
     storage = AsyncSQLAlchemyTokenStorage(url, namespace="user-1")
@@ -204,9 +395,12 @@ def test_repr_hides_the_password_and_names_the_table() -> None:
     ("given", "expected"),
     [
         ("sqlite:///tokens.db", "sqlite+aiosqlite"),
+        ("sqlite+pysqlite:///tokens.db", "sqlite+aiosqlite"),
+        ("sqlite+aiosqlite:///tokens.db", "sqlite+aiosqlite"),
         ("postgresql://h/db", "postgresql+psycopg"),
         ("postgresql+psycopg://h/db", "postgresql+psycopg"),
         ("postgresql+asyncpg://h/db", "postgresql+asyncpg"),
+        ("mysql://h/db", "mysql+aiomysql"),
         ("mysql+pymysql://h/db", "mysql+aiomysql"),
         ("mariadb+pymysql://h/db", "mariadb+aiomysql"),
     ],

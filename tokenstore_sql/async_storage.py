@@ -10,11 +10,13 @@ shared by many storages) serves any number of concurrent tasks of one event loop
 from __future__ import annotations
 
 import asyncio
+import threading
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import URL
+from sqlalchemy import URL, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ._sdk import TokenStorage, TokenStorageData
@@ -22,7 +24,7 @@ from .async_engines import create_async_engine
 from .codec import check_key, rows_for_storage, token_data_from_row
 from .columns import utc_now
 from .crypto import KeyRing
-from .engines import masked_url, single_statement_options
+from .engines import masked_url, reset_pools_after_fork, single_statement_options
 from .models import DEFAULT_PLACEMENT, Placement
 from .retries import RetryPolicy
 from .schema import ensure_schema_on, is_checked
@@ -34,6 +36,12 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+# One lock per engine and placement, so that concurrent first calls check the schema once.
+_schema_locks: weakref.WeakKeyDictionary[Engine, dict[Placement, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
+_schema_locks_guard = threading.Lock()
+
 
 class AsyncSQLAlchemyTokenStorage:
     """Token data in a SQLite, PostgreSQL or MySQL database, for asyncio code.
@@ -41,10 +49,12 @@ class AsyncSQLAlchemyTokenStorage:
     The methods are those of globus-sdk's ``TokenStorage``, as coroutines, and
     ``iter_namespaces`` as an async iterator. Constructing a storage does no I/O: the
     first call checks the schema (once per engine and placement in a process), creating
-    it on an empty database; :meth:`check_schema` does that up front.
+    it on an empty database; :meth:`check_schema` does that up front (in an ASGI app's
+    lifespan, say). An engine's pooled connections belong to the event loop that opened
+    them: use an engine, and the storages on it, within one loop.
 
-    :param url_or_engine: a database URL, or an ``AsyncEngine`` (left to its owner); a
-        sync URL is mapped to the async driver (see :func:`create_async_engine`)
+    :param url_or_async_engine: a database URL, or an ``AsyncEngine`` (left to its
+        owner); a sync URL is mapped to the async driver (see :func:`create_async_engine`)
     :param options: ``namespace``, ``create_schema``, ``upgrade_schema``,
         ``engine_options``, ``retry``, ``encryption_keys``, ``placement``, as for
         :class:`~tokenstore_sql.SQLAlchemyTokenStorage`
@@ -52,7 +62,7 @@ class AsyncSQLAlchemyTokenStorage:
 
     def __init__(
         self,
-        url_or_engine: str | URL | AsyncEngine,
+        url_or_async_engine: str | URL | AsyncEngine,
         *,
         namespace: str = DEFAULT_NAMESPACE,
         create_schema: bool = True,
@@ -67,11 +77,11 @@ class AsyncSQLAlchemyTokenStorage:
         self.retry = retry or RetryPolicy()
         self.keys = KeyRing.coerce(encryption_keys)
         self.placement = placement
-        self.owns_engine = not isinstance(url_or_engine, AsyncEngine)
+        self.owns_engine = not isinstance(url_or_async_engine, AsyncEngine)
         self.engine = (
-            url_or_engine
-            if isinstance(url_or_engine, AsyncEngine)
-            else create_async_engine(url_or_engine, **(engine_options or {}))
+            url_or_async_engine
+            if isinstance(url_or_async_engine, AsyncEngine)
+            else create_async_engine(url_or_async_engine, **(engine_options or {}))
         )
         self._closed = False
         dialect = self.engine.dialect
@@ -79,6 +89,7 @@ class AsyncSQLAlchemyTokenStorage:
         placement.check_dialect(dialect.name)
         self._schema = {"create": create_schema, "upgrade": upgrade_schema}
         self._statements = statements_for(placement)
+        reset_pools_after_fork(self.engine.sync_engine)
         self._read_options = single_statement_options(dialect, writes=False)
         self._write_options = single_statement_options(dialect, writes=True)
 
@@ -109,18 +120,23 @@ class AsyncSQLAlchemyTokenStorage:
     async def check_schema(self) -> None:
         """Check the schema (creating or upgrading it as the options allow), once.
 
-        The check runs on the driver's own connection without blocking the event loop.
+        Once per engine and placement in a process: concurrent first calls wait for one
+        check. It runs on the driver's own connection without blocking the event loop.
 
         :raises SchemaOutOfDateError: the database needs ``tokenstore-sql upgrade`` first
         """
-        if is_checked(self.engine.sync_engine, self.placement):
+        engine = self.engine.sync_engine
+        if is_checked(engine, self.placement):
             return
+        with _schema_locks_guard:
+            lock = _schema_locks.setdefault(engine, {}).setdefault(self.placement, asyncio.Lock())
+        async with lock:
+            if not is_checked(engine, self.placement):  # else another task just checked it
+                await self.retry.run_async("open the database", self.engine, self._check_once)
 
-        async def attempt() -> None:
-            async with self.engine.connect() as connection:
-                await connection.run_sync(ensure_schema_on, self.placement, **self._schema)
-
-        await self.retry.run_async("open the database", self.engine, attempt)
+    async def _check_once(self) -> None:
+        async with self.engine.connect() as connection:
+            await connection.run_sync(ensure_schema_on, self.placement, **self._schema)
 
     async def store_token_data_by_resource_server(
         self, token_data_by_resource_server: Mapping[str, TokenStorageData]
