@@ -115,13 +115,15 @@ def test_a_resource_server_over_255_characters_is_refused(
 
 
 @pytest.mark.parametrize("namespace", [None, 7, "n" * 256, "\x00" * 128, "bad\ud800ns"])
-def test_a_bad_namespace_is_refused_at_construction(engine: Any, namespace: object) -> None:
+def test_a_bad_namespace_is_refused_at_construction(
+    make_api_storage: Any, namespace: object
+) -> None:
     with pytest.raises(InvalidTokenDataError, match="namespace"):
-        SQLAlchemyTokenStorage(engine, namespace=namespace)  # type: ignore[arg-type]
+        make_api_storage(namespace)
 
 
-def test_keys_with_nul_are_stored_as_data(engine: Any) -> None:
-    storage = SQLAlchemyTokenStorage(engine, namespace="bad\x00ns")
+def test_keys_with_nul_are_stored_as_data(make_api_storage: Any) -> None:
+    storage = make_api_storage("bad\x00ns")
     data = make_token_data("rs\x00", scope="openid", access_token=SECRET, refresh_token=None)
     storage.store_token_data_by_resource_server({"rs\x00": data})
 

@@ -86,7 +86,8 @@ def test_repr_names_dialect_and_namespace_and_hides_the_password() -> None:
     assert "hunter2" not in shown
 
 
-def test_repr_and_str_of_a_storage_never_show_tokens(storage: SQLAlchemyTokenStorage) -> None:
+def test_repr_and_str_of_a_storage_never_show_tokens(api_storage: Any) -> None:
+    storage = api_storage  # either API
     storage.store_token_data_by_resource_server({"rs": make_token_data("rs")})
     assert "SECRET" not in repr(storage)
     assert "SECRET" not in str(storage)
@@ -154,19 +155,22 @@ _REFUSE_C_TRIGGERS = {
 
 
 def test_a_store_refused_at_its_last_row_stores_none_of_them(
-    empty_database_url: URL, namespace: str
+    open_api_storage: Any, empty_database_url: URL, namespace: str
 ) -> None:
     # The database itself refuses the third row, after the first two were written.
-    with SQLAlchemyTokenStorage(empty_database_url, namespace=namespace) as storage:
-        storage.store_token_data_by_resource_server({"old": make_token_data("old")})
-        with storage.engine.begin() as connection:
-            for statement in _REFUSE_C_TRIGGERS[storage.engine.dialect.name]:
-                connection.exec_driver_sql(statement)
-        with pytest.raises(DatabaseOperationError):
-            storage.store_token_data_by_resource_server(
-                {rs: make_token_data(rs, access_token="new") for rs in ("a", "b", "c")}
-            )
-        assert set(storage.get_token_data_by_resource_server()) == {"old"}
+    storage = open_api_storage(empty_database_url, namespace=namespace)  # either API
+    storage.store_token_data_by_resource_server({"old": make_token_data("old")})
+    engine = create_engine(empty_database_url)
+    with engine.begin() as connection:
+        for statement in _REFUSE_C_TRIGGERS[engine.dialect.name]:
+            connection.exec_driver_sql(statement)
+    engine.dispose()
+    with pytest.raises(DatabaseOperationError) as caught:
+        storage.store_token_data_by_resource_server(
+            {rs: make_token_data(rs, access_token=f"SECRET-{rs}") for rs in ("a", "b", "c")}
+        )
+    assert "SECRET" not in str(caught.value)
+    assert set(storage.get_token_data_by_resource_server()) == {"old"}
 
 
 def test_store_updates_timestamps_but_keeps_created_at(
