@@ -7,10 +7,7 @@ loop, so two users' requests run at once against one async engine.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -30,11 +27,10 @@ from examples.async_webapp import create_app
 
 from .conftest import assert_nothing_checked_out
 from .fake_auth import AUTH_RS, TRANSFER, FakeAuth, mocked
-from .test_webapp import _free_port
+from .web_examples import app_settings, serve_example
 
 pytestmark = pytest.mark.anyio
 
-ROOT = Path(__file__).resolve().parent.parent
 ALICE = str(uuid.uuid4())
 BOB = str(uuid.uuid4())
 
@@ -48,14 +44,7 @@ def auth() -> Iterator[FakeAuth]:
 
 @pytest.fixture
 def settings(database_url: URL, auth: FakeAuth) -> dict[str, Any]:
-    return {
-        "GLOBUS_CLIENT_ID": auth.client_id,
-        "GLOBUS_CLIENT_SECRET": "client-secret",
-        "TOKENSTORE_SQL_URL": database_url.render_as_string(hide_password=False),
-        # an app label of this test's own keeps it apart in a shared database
-        "TOKENSTORE_APP": f"test-{uuid.uuid4().hex[:8]}",
-        "SECRET_KEY": "test-secret-key",
-    }
+    return app_settings(auth, database_url)
 
 
 @pytest.fixture
@@ -191,36 +180,11 @@ async def test_requests_at_once_refresh_an_expired_token_once(
 
 @pytest.mark.sqlite
 def test_the_one_command_serves_the_app_on_sqlite(tmp_path: Path) -> None:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GLOBUS_CLIENT")}
-    env.update(WEBAPP_PORT=str(port), PYTHONPATH=str(ROOT))
-    env.pop("TOKENSTORE_SQL_URL", None)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "examples.async_webapp"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        body = ""
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and not body:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as reply:
-                    body = reply.read().decode()
-            except OSError:
-                assert server.poll() is None, server.communicate()[1]
-                time.sleep(0.2)
-        login = urllib.request.Request(f"http://127.0.0.1:{port}/login")
+    with serve_example("examples.async_webapp", tmp_path) as server:
+        assert "Log in with Globus" not in server.index
+        assert "GLOBUS_CLIENT_ID and GLOBUS_CLIENT_SECRET are not set" in server.index
         with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(login, timeout=2)
-    finally:
-        server.terminate()
-        _, stderr = server.communicate(timeout=10)
-    assert "Log in with Globus" not in body
-    assert "GLOBUS_CLIENT_ID and GLOBUS_CLIENT_SECRET are not set" in body
+            urllib.request.urlopen(server.url("/login"), timeout=2)
     assert refused.value.code == 503
-    assert f"redirect URL http://localhost:{port}/callback" in stderr
+    assert f"redirect URL http://localhost:{server.port}/callback" in server.stderr
     assert (tmp_path / "webapp-tokens.db").exists()

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,8 +17,8 @@ from examples.webapp import create_app
 from tokenstore_sql import TokenStore
 
 from .fake_auth import AUTH_RS, TRANSFER, FakeAuth, mocked
+from .web_examples import app_settings, serve_example
 
-ROOT = Path(__file__).resolve().parent.parent
 ALICE = str(uuid.uuid4())
 BOB = str(uuid.uuid4())
 
@@ -37,16 +32,7 @@ def auth() -> Iterator[FakeAuth]:
 
 @pytest.fixture
 def app(database_url: URL, auth: FakeAuth) -> Iterator[Flask]:
-    made = create_app(
-        {
-            "GLOBUS_CLIENT_ID": auth.client_id,
-            "GLOBUS_CLIENT_SECRET": "client-secret",
-            "TOKENSTORE_SQL_URL": database_url.render_as_string(hide_password=False),
-            # an app label of this test's own keeps it apart in a shared database
-            "TOKENSTORE_APP": f"test-{uuid.uuid4().hex[:8]}",
-            "SECRET_KEY": "test-secret-key",
-        }
-    )
+    made = create_app(app_settings(auth, database_url))
     yield made
     made.extensions["token_store"].close()
 
@@ -171,41 +157,11 @@ def test_without_credentials_the_app_starts_and_says_what_is_missing(tmp_path: P
     assert login.status_code == 503
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.sqlite
 def test_the_one_command_serves_the_app_on_sqlite(tmp_path: Path) -> None:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GLOBUS_CLIENT")}
-    env.update(WEBAPP_PORT=str(port), PYTHONPATH=str(ROOT))
-    env.pop("TOKENSTORE_SQL_URL", None)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "examples.webapp"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        body = ""
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and not body:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as reply:
-                    body = reply.read().decode()
-            except OSError:
-                assert server.poll() is None, server.communicate()[1]
-                time.sleep(0.2)
-    finally:
-        server.terminate()
-        _, stderr = server.communicate(timeout=10)
-    assert "Log in with Globus" not in body
-    assert "GLOBUS_CLIENT_ID and GLOBUS_CLIENT_SECRET are not set" in body
-    assert "GLOBUS_CLIENT_ID and GLOBUS_CLIENT_SECRET are not set" in stderr
-    assert f"redirect URL http://localhost:{port}/callback" in stderr
+    with serve_example("examples.webapp", tmp_path) as server:
+        assert "Log in with Globus" not in server.index
+        assert "GLOBUS_CLIENT_ID and GLOBUS_CLIENT_SECRET are not set" in server.index
+    assert "GLOBUS_CLIENT_ID and GLOBUS_CLIENT_SECRET are not set" in server.stderr
+    assert f"redirect URL http://localhost:{server.port}/callback" in server.stderr
     assert (tmp_path / "webapp-tokens.db").exists()

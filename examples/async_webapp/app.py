@@ -1,7 +1,8 @@
 """A Starlette (ASGI) application that logs users in with Globus and keeps their tokens in SQL.
 
-The async twin of ``examples/webapp``, with the same pages, settings and namespaces
-(the two can share a database and a Globus client registration):
+The async twin of ``examples/webapp``, with the same pages, settings
+(``examples/settings.py``) and namespaces (the two can share a database and a Globus
+client registration):
 
 - ``/login`` and ``/callback``: Globus Auth's authorization code flow, with refresh
   tokens; the tokens land in the user's own namespace of one shared database.
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import secrets
 import time
 import weakref
@@ -50,33 +50,19 @@ from tokenstore_sql import (
     user_namespace,
 )
 
+from ..settings import (
+    AUTH,
+    MISSING_CREDENTIALS,
+    SCOPES,
+    callback_url,
+    complete_settings,
+    has_credentials,
+    login_client,
+)
 from .pages import page
 
-AUTH = "auth.globus.org"
-SCOPES = "openid profile email"
-DEFAULT_URL = "sqlite:///webapp-tokens.db"
-DEFAULT_BASE_URL = "http://localhost:5000"
 # As globus-sdk's authorizers: a token this close to its expiry counts as expired.
 EXPIRY_MARGIN_SECONDS = 60
-MISSING_CREDENTIALS = (
-    "GLOBUS_CLIENT_ID and GLOBUS_CLIENT_SECRET are not set. Register a confidential client "
-    "(a portal or science gateway) at https://app.globus.org/settings/developers with the "
-    "redirect URL {redirect_uri}, then start the app again with both variables set."
-)
-
-
-def settings_from_environment() -> dict[str, Any]:
-    """Read the app's settings from environment variables (those of ``examples/webapp``)."""
-    return {
-        "GLOBUS_CLIENT_ID": os.environ.get("GLOBUS_CLIENT_ID", ""),
-        "GLOBUS_CLIENT_SECRET": os.environ.get("GLOBUS_CLIENT_SECRET", ""),
-        "TOKENSTORE_SQL_URL": os.environ.get("TOKENSTORE_SQL_URL") or DEFAULT_URL,
-        "TOKENSTORE_APP": os.environ.get("TOKENSTORE_APP") or None,
-        "BASE_URL": os.environ.get("WEBAPP_BASE_URL")
-        or f"http://localhost:{os.environ.get('WEBAPP_PORT') or 5000}",
-        # Signs the session cookie; without one, sessions end when the process restarts.
-        "SECRET_KEY": os.environ.get("WEBAPP_SECRET_KEY") or secrets.token_hex(32),
-    }
 
 
 def _same(expected: str, given: str) -> bool:
@@ -90,22 +76,12 @@ def _is_fresh(data: TokenStorageData) -> bool:
 
 def create_app(settings: Mapping[str, Any] | None = None) -> Starlette:
     """Build the Starlette app over one async engine, disposed of at shutdown."""
-    config: dict[str, Any] = {"BASE_URL": DEFAULT_BASE_URL, "TOKENSTORE_APP": None}
-    config.update(settings_from_environment() if settings is None else settings)
+    config = complete_settings(settings)
     engine = create_async_engine(config["TOKENSTORE_SQL_URL"])
-    redirect_uri = config["BASE_URL"].rstrip("/") + "/callback"
+    redirect_uri = callback_url(config["BASE_URL"])
     missing = MISSING_CREDENTIALS.format(redirect_uri=redirect_uri)
     # One refresh at a time per user and resource server (see the module docstring).
     refresh_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-
-    def configured() -> bool:
-        return bool(config.get("GLOBUS_CLIENT_ID") and config.get("GLOBUS_CLIENT_SECRET"))
-
-    def login_client() -> globus_sdk.ConfidentialAppAuthClient:
-        # One per request: the client holds the state of the flow it starts.
-        return globus_sdk.ConfidentialAppAuthClient(
-            config["GLOBUS_CLIENT_ID"], config["GLOBUS_CLIENT_SECRET"]
-        )
 
     def storage_for(identity_id: str) -> AsyncSQLAlchemyTokenStorage:
         """Return a user's storage over the shared engine; no I/O."""
@@ -125,7 +101,7 @@ def create_app(settings: Mapping[str, Any] | None = None) -> Starlette:
                 raise MissingTokenDataError(storage.namespace, rs, "no refresh token")
             if _is_fresh(data):
                 return data
-            client = login_client()
+            client = login_client(config)
             response = await run_in_threadpool(client.oauth2_refresh_token, data.refresh_token)
             tokens = response.by_resource_server[rs]
             renewed = TokenStorageData(
@@ -142,14 +118,14 @@ def create_app(settings: Mapping[str, Any] | None = None) -> Starlette:
             return renewed
 
     async def index(request: Request) -> Response:
-        return page(request, problem=None if configured() else missing)
+        return page(request, problem=None if has_credentials(config) else missing)
 
     async def login(request: Request) -> Response:
-        if not configured():
+        if not has_credentials(config):
             return page(request, problem=missing, status_code=503)
         state = secrets.token_urlsafe(24)
         request.session["oauth_state"] = state
-        client = login_client()  # starting the flow and its URL need no network
+        client = login_client(config)  # starting the flow and its URL need no network
         client.oauth2_start_flow(redirect_uri, SCOPES, refresh_tokens=True, state=state)
         return RedirectResponse(client.oauth2_get_authorize_url(), status_code=302)
 
@@ -163,7 +139,7 @@ def create_app(settings: Mapping[str, Any] | None = None) -> Starlette:
         if not expected or not _same(expected, query.get("state", "")):
             problem = "This login link is stale or forged; please log in again."
             return page(request, problem=problem, status_code=400)
-        client = login_client()
+        client = login_client(config)
         client.oauth2_start_flow(redirect_uri, SCOPES, refresh_tokens=True, state=expected)
         tokens = await run_in_threadpool(
             client.oauth2_exchange_code_for_tokens, query.get("code", "")
@@ -207,7 +183,7 @@ def create_app(settings: Mapping[str, Any] | None = None) -> Starlette:
         storage = storage_for(identity_id)
         stored = await storage.get_token_data_by_resource_server()
         tokens = [t for d in stored.values() for t in (d.access_token, d.refresh_token) if t]
-        await run_in_threadpool(_revoke, login_client(), tokens)
+        await run_in_threadpool(_revoke, login_client(config), tokens)
         await storage.remove_namespace()
         request.session.clear()
         return RedirectResponse("/", status_code=303)

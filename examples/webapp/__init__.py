@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from .app import create_app, settings_from_environment
+from ..settings import settings_from_environment
+from .app import create_app
 
 __all__ = ["create_app", "settings_from_environment"]

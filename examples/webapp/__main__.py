@@ -2,7 +2,8 @@
 
 Environment: GLOBUS_CLIENT_ID and GLOBUS_CLIENT_SECRET (a confidential client whose
 redirect URL is http://localhost:5000/callback); optionally TOKENSTORE_SQL_URL (default:
-an SQLite file, webapp-tokens.db), WEBAPP_SECRET_KEY, WEBAPP_BASE_URL, WEBAPP_PORT.
+an SQLite file, webapp-tokens.db), WEBAPP_SECRET_KEY, WEBAPP_BASE_URL, WEBAPP_PORT
+(see ``examples/settings.py``).
 This is Flask's development server: for production, serve ``create_app()`` with a WSGI
 server such as gunicorn, with as many worker processes as you like.
 """
@@ -11,7 +12,8 @@ from __future__ import annotations
 
 import os
 
-from .app import create_app, explain_missing_settings, settings_from_environment
+from ..settings import explain_missing_settings, settings_from_environment
+from .app import create_app
 
 
 def main() -> None:

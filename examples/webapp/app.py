@@ -6,16 +6,15 @@
   access token is refreshed through the SDK, once across every worker process.
 - ``/logout``: revokes the user's tokens and removes them from the database.
 
-Configuration comes from the environment (see ``settings_from_environment``) or from
-the mapping given to :func:`create_app` (as the tests do).
+Configuration comes from the environment (see ``settings_from_environment`` in
+``examples/settings.py``, shared with ``examples/async_webapp``) or from the mapping
+given to :func:`create_app` (as the tests do).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
-import sys
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -26,14 +25,14 @@ from werkzeug.wrappers.response import Response
 
 from tokenstore_sql import MissingTokenDataError, TokenStore
 
-AUTH = "auth.globus.org"
-SCOPES = "openid profile email"
-DEFAULT_URL = "sqlite:///webapp-tokens.db"
-DEFAULT_BASE_URL = "http://localhost:5000"
-MISSING_CREDENTIALS = (
-    "GLOBUS_CLIENT_ID and GLOBUS_CLIENT_SECRET are not set. Register a confidential client "
-    "(a portal or science gateway) at https://app.globus.org/settings/developers with the "
-    "redirect URL {redirect_uri}, then start the app again with both variables set."
+from ..settings import (
+    AUTH,
+    MISSING_CREDENTIALS,
+    SCOPES,
+    callback_url,
+    complete_settings,
+    has_credentials,
+    login_client,
 )
 
 PAGE = """<!doctype html>
@@ -65,38 +64,14 @@ PAGE = """<!doctype html>
 """
 
 
-def settings_from_environment() -> dict[str, Any]:
-    """Read the app's settings from environment variables."""
-    return {
-        "GLOBUS_CLIENT_ID": os.environ.get("GLOBUS_CLIENT_ID", ""),
-        "GLOBUS_CLIENT_SECRET": os.environ.get("GLOBUS_CLIENT_SECRET", ""),
-        "TOKENSTORE_SQL_URL": os.environ.get("TOKENSTORE_SQL_URL") or DEFAULT_URL,
-        "TOKENSTORE_APP": os.environ.get("TOKENSTORE_APP") or None,
-        "BASE_URL": os.environ.get("WEBAPP_BASE_URL")
-        or f"http://localhost:{os.environ.get('WEBAPP_PORT') or 5000}",
-        # Signs the session cookie; without one, sessions end when the process restarts.
-        "SECRET_KEY": os.environ.get("WEBAPP_SECRET_KEY") or secrets.token_hex(32),
-    }
-
-
 def create_app(settings: Mapping[str, Any] | None = None) -> Flask:
     """Build the Flask app and its ``TokenStore`` (one engine for every user)."""
     app = Flask(__name__)
-    app.config.update(settings_from_environment() if settings is None else settings)
-    app.config.setdefault("BASE_URL", DEFAULT_BASE_URL)
-    app.config.setdefault("TOKENSTORE_APP", None)
+    app.config.update(complete_settings(settings))
     store = TokenStore(app.config["TOKENSTORE_SQL_URL"], app=app.config["TOKENSTORE_APP"])
     app.extensions["token_store"] = store
-    redirect_uri = app.config["BASE_URL"].rstrip("/") + "/callback"
-
-    def configured() -> bool:
-        return bool(app.config.get("GLOBUS_CLIENT_ID") and app.config.get("GLOBUS_CLIENT_SECRET"))
-
-    def login_client() -> globus_sdk.ConfidentialAppAuthClient:
-        # One per request: the client holds the state of the flow it starts.
-        return globus_sdk.ConfidentialAppAuthClient(
-            app.config["GLOBUS_CLIENT_ID"], app.config["GLOBUS_CLIENT_SECRET"]
-        )
+    redirect_uri = callback_url(app.config["BASE_URL"])
+    missing = MISSING_CREDENTIALS.format(redirect_uri=redirect_uri)
 
     def page(**values: Any) -> str:
         return render_template_string(
@@ -105,7 +80,7 @@ def create_app(settings: Mapping[str, Any] | None = None) -> Flask:
 
     def forget_user(identity_id: str) -> None:
         """Revoke the user's tokens at Globus Auth, then remove them from the database."""
-        client = login_client()
+        client = login_client(app.config)
         for data in store.for_user(identity_id).get_token_data_by_resource_server().values():
             for token in (data.access_token, data.refresh_token):
                 # removing the tokens below is what matters to this app, revoked or not
@@ -116,16 +91,15 @@ def create_app(settings: Mapping[str, Any] | None = None) -> Flask:
 
     @app.get("/")
     def index() -> str:
-        problem = None if configured() else MISSING_CREDENTIALS.format(redirect_uri=redirect_uri)
-        return page(problem=problem)
+        return page(problem=None if has_credentials(app.config) else missing)
 
     @app.get("/login")
     def login() -> Response | tuple[str, int]:
-        if not configured():
-            return page(problem=MISSING_CREDENTIALS.format(redirect_uri=redirect_uri)), 503
+        if not has_credentials(app.config):
+            return page(problem=missing), 503
         state = secrets.token_urlsafe(24)
         session["oauth_state"] = state
-        client = login_client()
+        client = login_client(app.config)
         client.oauth2_start_flow(redirect_uri, SCOPES, refresh_tokens=True, state=state)
         return redirect(client.oauth2_get_authorize_url())
 
@@ -136,7 +110,7 @@ def create_app(settings: Mapping[str, Any] | None = None) -> Flask:
         expected = session.pop("oauth_state", None)
         if not expected or not secrets.compare_digest(expected, request.args.get("state", "")):
             return page(problem="This login link is stale or forged; please log in again."), 400
-        client = login_client()
+        client = login_client(app.config)
         client.oauth2_start_flow(redirect_uri, SCOPES, refresh_tokens=True, state=expected)
         tokens = client.oauth2_exchange_code_for_tokens(request.args.get("code", ""))
         claims = tokens.decode_id_token()
@@ -156,7 +130,7 @@ def create_app(settings: Mapping[str, Any] | None = None) -> Flask:
         if identity_id is None:
             return redirect(url_for("login"))
         try:
-            authorizer = store.authorizer(identity_id, AUTH, login_client())
+            authorizer = store.authorizer(identity_id, AUTH, login_client(app.config))
             userinfo = globus_sdk.AuthClient(authorizer=authorizer).userinfo()
         except (MissingTokenDataError, globus_sdk.AuthAPIError):
             # Nothing stored, or Auth refused the refresh token: a new login is needed.
@@ -186,10 +160,3 @@ def create_app(settings: Mapping[str, Any] | None = None) -> Flask:
         return redirect(url_for("index"))
 
     return app
-
-
-def explain_missing_settings(settings: Mapping[str, Any], stream: Any = sys.stderr) -> None:
-    """Say at start-up what is missing for a real login, without stopping the app."""
-    if not (settings.get("GLOBUS_CLIENT_ID") and settings.get("GLOBUS_CLIENT_SECRET")):
-        redirect_uri = str(settings.get("BASE_URL", DEFAULT_BASE_URL)).rstrip("/") + "/callback"
-        print(MISSING_CREDENTIALS.format(redirect_uri=redirect_uri), file=stream)

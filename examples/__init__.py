@@ -1,0 +1,1 @@
+"""The examples: ``quickstart.py`` (a script) and the web apps ``webapp`` and ``async_webapp``."""
