@@ -17,15 +17,17 @@ import importlib
 import random
 import time
 from collections import Counter
+from collections.abc import Awaitable
 from importlib.util import find_spec
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import tokenstore_sql
 
-from .concurrency import WRITE_SHARE
-from .data import HIT, REMOVED, RESOURCE_SERVERS, by_resource_server
+from .concurrency import ERROR, mix_call, throughput_row
+from .data import STORE_ONE, by_resource_server
 from .databases import Database
-from .subjects import SDK_SQLITE, SERVER_POOL, Op, Subject
+from .report import median_ratios, ratio
+from .subjects import SDK_SQLITE, Op, Subject, pool_options, storage_ops, tokenstore_label
 from .timing import Cell
 
 if TYPE_CHECKING:
@@ -37,6 +39,7 @@ KIND: Final = "tokenstore-sql async"
 OPERATIONS: Final = ("get_hit", "get_all", "store_1", "store_3", "remove")
 TASKS: Final = (1, 16, 256)
 SHARING: Final = "separate"
+T = TypeVar("T")
 
 
 def unavailable(backend: str) -> str | None:
@@ -59,32 +62,30 @@ def _storage(engine: AsyncEngine, namespace: str) -> AsyncSQLAlchemyTokenStorage
 
 
 def subject(database: Database, loop: asyncio.AbstractEventLoop) -> Subject:
-    """Measure the async storage over one shared engine, on ``loop``."""
-    options = {} if database.backend == "sqlite" else SERVER_POOL
-    engine = tokenstore_sql.create_async_engine(database.url, **options)
+    """Measure the async storage over one shared engine, on ``loop``.
+
+    Its operations are the sync storages' (:func:`.subjects.storage_ops`), those in
+    OPERATIONS; each call gives a coroutine, which its cell awaits.
+    """
+    engine = tokenstore_sql.create_async_engine(database.url, **pool_options(database.backend))
     read = _storage(engine, "bench-async-read")
     write = _storage(engine, "bench-async-write")
     loop.run_until_complete(read.store_token_data_by_resource_server(by_resource_server()))
-    one, three = by_resource_server((HIT,)), by_resource_server(RESOURCE_SERVERS[:3])
-    removed = by_resource_server((REMOVED,))
-    ops = {
-        "get_hit": Op(lambda: read.get_token_data(HIT)),
-        "get_all": Op(read.get_token_data_by_resource_server),
-        "store_1": Op(lambda: write.store_token_data_by_resource_server(one)),
-        "store_3": Op(lambda: write.store_token_data_by_resource_server(three)),
-        "remove": Op(
-            lambda: write.remove_token_data(REMOVED),
-            setup=lambda: write.store_token_data_by_resource_server(removed),
-        ),
-    }
+    ops = storage_ops(read, write)
     return Subject(
         f"{KIND} ({database.backend})",
         KIND,
         database.backend,
-        ops,
+        {name: ops[name] for name in OPERATIONS},
         lambda: loop.run_until_complete(engine.dispose()),
         extra={"engine": engine, "loop": loop},
     )
+
+
+def _on_loop(item: Subject, awaitable: Awaitable[T]) -> T:
+    """Run ``awaitable`` to its end on the event loop of the subject's engine."""
+    loop: asyncio.AbstractEventLoop = item.extra["loop"]
+    return loop.run_until_complete(awaitable)
 
 
 def release(subjects: list[Subject]) -> None:
@@ -94,7 +95,7 @@ def release(subjects: list[Subject]) -> None:
     processes next, and a fork is safest with no other thread alive.
     """
     for item in subjects:
-        item.extra["loop"].run_until_complete(item.extra["engine"].dispose())
+        _on_loop(item, item.extra["engine"].dispose())
 
 
 async def _time_batch(op: Op, calls: int) -> float:
@@ -113,19 +114,13 @@ async def _time_batch(op: Op, calls: int) -> float:
 class AsyncCell(Cell):
     """A cell whose operation returns awaitables, timed inside its subject's event loop."""
 
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        """The event loop the subject's engine belongs to."""
-        loop: asyncio.AbstractEventLoop = self.subject.extra["loop"]
-        return loop
-
     def time_calls(self, calls: int) -> float:
         """Time ``calls`` awaited calls; return seconds per call."""
-        return self.loop.run_until_complete(_time_batch(self.op, calls))
+        return _on_loop(self.subject, _time_batch(self.op, calls))
 
     def take_slice(self, seconds: float) -> None:
         """Take samples until ``seconds`` have passed, all in one run of the loop."""
-        self.loop.run_until_complete(self._slice(seconds))
+        _on_loop(self.subject, self._slice(seconds))
 
     async def _slice(self, seconds: float) -> None:
         slice_end = time.perf_counter() + seconds
@@ -142,17 +137,14 @@ def namespaces(tasks: int) -> list[str]:
 
 async def _work(storage: AsyncSQLAlchemyTokenStorage, stop: float, seed: int) -> Counter[str]:
     rng = random.Random(seed)
-    one = by_resource_server((HIT,))
+    one = by_resource_server(STORE_ONE)
     counts: Counter[str] = Counter()
     while time.monotonic() < stop:
         try:
-            if rng.random() < WRITE_SHARE:
-                await storage.store_token_data_by_resource_server(one)
-            else:
-                await storage.get_token_data(HIT)
+            await mix_call(storage, rng, one)
             counts["ops"] += 1
         except Exception as exc:
-            counts[f"error:{type(exc).__name__}"] += 1
+            counts[f"{ERROR}{type(exc).__name__}"] += 1
     return counts
 
 
@@ -178,41 +170,27 @@ async def _run_tasks(engine: AsyncEngine, tasks: int, seconds: float) -> tuple[C
 def run_throughput(subjects: list[Subject], seconds: float) -> list[dict[str, Any]]:
     """Run the mix with every task count on every subject; subjects run back to back."""
     for item in subjects:
-        item.extra["loop"].run_until_complete(_seed(item.extra["engine"], namespaces(max(TASKS))))
+        _on_loop(item, _seed(item.extra["engine"], namespaces(max(TASKS))))
     rows = []
     for tasks in TASKS:
         for item in subjects:
-            run = _run_tasks(item.extra["engine"], tasks, seconds)
-            counts, elapsed = item.extra["loop"].run_until_complete(run)
-            errors = {k[6:]: v for k, v in counts.items() if k.startswith("error:")}
-            rows.append(
-                {
-                    "label": item.label,
-                    "backend": item.backend,
-                    "tasks": tasks,
-                    "sharing": SHARING,
-                    "seconds": elapsed,
-                    "ops": counts["ops"],
-                    "ops_per_second": counts["ops"] / elapsed,
-                    "errors": sum(errors.values()),
-                    "error_kinds": errors,
-                }
-            )
+            counts, elapsed = _on_loop(item, _run_tasks(item.extra["engine"], tasks, seconds))
+            run = {"backend": item.backend, "tasks": tasks, "sharing": SHARING}
+            rows.append(throughput_row(item.label, run, counts, elapsed))
     return rows
 
 
 def latency_ratios(rows: list[dict[str, Any]], sync_rows: list[dict[str, Any]]) -> None:
     """Give each async latency row its ratios to the sync storage, SDK SQLite and the floor."""
-    medians = {(r["scale"], r["label"], r["operation"]): r["median_us"] for r in sync_rows}
-    for row in rows:
-        key = row["scale"], row["operation"]
-        for name, label in (
-            ("vs_sync", f"tokenstore-sql ({row['backend']})"),
-            ("vs_sdk_sqlite", SDK_SQLITE),
-            ("vs_floor", row["floor"]),
-        ):
-            base = medians.get((key[0], label, key[1]))
-            row[name] = row["median_us"] / base if base else None
+    median_ratios(
+        rows,
+        sync_rows,
+        lambda row: {
+            "vs_sync": tokenstore_label(row["backend"]),
+            "vs_sdk_sqlite": SDK_SQLITE,
+            "vs_floor": row["floor"],
+        },
+    )
 
 
 def throughput_ratios(rows: list[dict[str, Any]], sync_rows: list[dict[str, Any]]) -> None:
@@ -224,8 +202,7 @@ def throughput_ratios(rows: list[dict[str, Any]], sync_rows: list[dict[str, Any]
     }
     for row in rows:
         for name, label in (
-            ("vs_sync_threads", f"tokenstore-sql ({row['backend']})"),
+            ("vs_sync_threads", tokenstore_label(row["backend"])),
             ("vs_sdk_sqlite", SDK_SQLITE),
         ):
-            base = rates.get((label, row["tasks"]))
-            row[name] = row["ops_per_second"] / base if base else None
+            row[name] = ratio(row["ops_per_second"], rates.get((label, row["tasks"])))

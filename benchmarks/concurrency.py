@@ -14,20 +14,25 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tokenstore_sql import SQLAlchemyTokenStorage
+from sqlalchemy import make_url
+
+from tokenstore_sql import SQLAlchemyTokenStorage, TokenStorageData
 from tokenstore_sql._sdk import TokenStorage
 
-from .data import HIT, by_resource_server
+from .data import HIT, STORE_ONE, by_resource_server
+from .report import ratio
 from .sdk import SQLiteTokenStorage, close_storage
-from .subjects import SDK_SQLITE, SERVER_POOL
+from .subjects import SDK_SQLITE, Storage, pool_options
 
 MODES = (("threads", 1), ("threads", 4), ("threads", 16), ("processes", 4))
 SHARING = ("separate", "one")
 WRITE_SHARE = 0.1
+# A worker counts "ops", and each error under ERROR + the exception's type name.
+ERROR = "error:"
 
 
 @dataclass(frozen=True)
@@ -42,27 +47,50 @@ class WorkerSpec:
 def open_storage(spec: WorkerSpec) -> TokenStorage:
     """Open a storage in a worker process (tokenstore-sql gets an engine of its own)."""
     if spec.kind == "tokenstore-sql":
-        options = {} if spec.target.startswith("sqlite") else SERVER_POOL
+        options = pool_options(make_url(spec.target).get_backend_name())
         return SQLAlchemyTokenStorage(spec.target, namespace=spec.namespace, engine_options=options)
     return SQLiteTokenStorage(spec.target, namespace=spec.namespace)
+
+
+def mix_call(storage: Storage, rng: random.Random, one: Mapping[str, TokenStorageData]) -> Any:
+    """Make the mix's next call: store ``one`` (with chance WRITE_SHARE), else get (hit).
+
+    The async storage's call gives a coroutine to await.
+    """
+    if rng.random() < WRITE_SHARE:
+        return storage.store_token_data_by_resource_server(one)
+    return storage.get_token_data(HIT)
 
 
 def work(storage: TokenStorage, seconds: float, seed: int) -> Counter[str]:
     """Run the mix for ``seconds``; count operations and errors by exception type."""
     rng = random.Random(seed)
-    one = by_resource_server((HIT,))
+    one = by_resource_server(STORE_ONE)
     counts: Counter[str] = Counter()
     stop = time.monotonic() + seconds
     while time.monotonic() < stop:
         try:
-            if rng.random() < WRITE_SHARE:
-                storage.store_token_data_by_resource_server(one)
-            else:
-                storage.get_token_data(HIT)
+            mix_call(storage, rng, one)
             counts["ops"] += 1
         except Exception as exc:
-            counts[f"error:{type(exc).__name__}"] += 1
+            counts[f"{ERROR}{type(exc).__name__}"] += 1
     return counts
+
+
+def throughput_row(
+    label: str, run: dict[str, Any], counts: Counter[str], seconds: float
+) -> dict[str, Any]:
+    """One result row: ``label`` and what ``run`` was, then its ``counts`` over ``seconds``."""
+    errors = {k.removeprefix(ERROR): v for k, v in counts.items() if k.startswith(ERROR)}
+    return {
+        "label": label,
+        **run,
+        "seconds": seconds,
+        "ops": counts["ops"],
+        "ops_per_second": counts["ops"] / seconds,
+        "errors": sum(errors.values()),
+        "error_kinds": errors,
+    }
 
 
 def _worker_thread(
@@ -134,7 +162,7 @@ def run_processes(specs: list[WorkerSpec], seconds: float) -> Counter[str]:
         try:
             total += queue.get(timeout=seconds + 60)
         except Exception:
-            total["error:WorkerLost"] += 1
+            total[f"{ERROR}WorkerLost"] += 1
     for process in processes:
         process.join()
     return total
@@ -158,14 +186,30 @@ def _storage_makers(
     )
 
 
+def _seed(make: Callable[[str], TokenStorage]) -> None:
+    """Store five resource servers in every namespace a worker may use."""
+    for name in {*namespaces(16, "separate"), *namespaces(1, "one")}:
+        storage = make(name)
+        storage.store_token_data_by_resource_server(by_resource_server())
+        close_storage(storage)
+
+
+def _add_sdk_ratios(rows: list[dict[str, Any]]) -> None:
+    """Give each row its ratio to SDK SQLite's row of the same mode, workers and sharing."""
+
+    def run(row: dict[str, Any]) -> tuple[str, int, str]:
+        return row["mode"], row["workers"], row["sharing"]
+
+    sdk = {run(row): row["ops_per_second"] for row in rows if row["label"] == SDK_SQLITE}
+    for row in rows:
+        row["vs_sdk_sqlite"] = ratio(row["ops_per_second"], sdk.get(run(row)))
+
+
 def run_modes(subjects: list[Any], seconds: float) -> list[dict[str, Any]]:
     """Measure every mode on every subject; within a mode the subjects run back to back."""
     makers = {subject.label: _storage_makers(subject) for subject in subjects}
     for make, _ in makers.values():
-        for name in {*namespaces(16, "separate"), *namespaces(1, "one")}:
-            storage = make(name)
-            storage.store_token_data_by_resource_server(by_resource_server())
-            close_storage(storage)
+        _seed(make)
     rows = []
     for mode, workers in MODES:
         for sharing in SHARING:
@@ -176,23 +220,7 @@ def run_modes(subjects: list[Any], seconds: float) -> list[dict[str, Any]]:
                     counts = run_threads(make, names, seconds)
                 else:
                     counts = run_processes([spec(name) for name in names], seconds)
-                errors = {k[6:]: v for k, v in counts.items() if k.startswith("error:")}
-                rows.append(
-                    {
-                        "label": subject.label,
-                        "mode": mode,
-                        "workers": workers,
-                        "sharing": sharing,
-                        "seconds": seconds,
-                        "ops": counts["ops"],
-                        "ops_per_second": counts["ops"] / seconds,
-                        "errors": sum(errors.values()),
-                        "error_kinds": errors,
-                    }
-                )
-    sdk = {(r["mode"], r["workers"], r["sharing"]): r for r in rows if r["label"] == SDK_SQLITE}
-    for row in rows:
-        base = sdk.get((row["mode"], row["workers"], row["sharing"]))
-        usable = base is not None and base["ops_per_second"] > 0
-        row["vs_sdk_sqlite"] = row["ops_per_second"] / base["ops_per_second"] if usable else None
+                run = {"mode": mode, "workers": workers, "sharing": sharing}
+                rows.append(throughput_row(subject.label, run, counts, seconds))
+    _add_sdk_ratios(rows)
     return rows

@@ -20,6 +20,9 @@ RESOURCE_SERVERS: Final = (
 HIT: Final = RESOURCE_SERVERS[1]
 MISS: Final = "absent.example.org"
 REMOVED: Final = "removed.example.org"
+# What the operations "store 1" and "store 3" write; the concurrency mix stores STORE_ONE.
+STORE_ONE: Final = (HIT,)
+STORE_THREE: Final = RESOURCE_SERVERS[:3]
 # The columns of tokenstore-sql's table, in the order the fill and floor statements use.
 COLUMNS: Final = tuple(column.name for column in TokenRow.__table__.columns)
 # Plausible sizes: Globus access and refresh tokens are about 70 characters.

@@ -3,21 +3,40 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .subjects import OPERATION_LABELS, OPERATIONS, SDK_SQLITE
 
 
+def ratio(value: float, base: float | None) -> float | None:
+    """Divide ``value`` by ``base``; None where there is no base (or it is zero)."""
+    return value / base if base else None
+
+
+def median_ratios(
+    rows: list[dict[str, Any]],
+    measured: list[dict[str, Any]],
+    bases: Callable[[dict[str, Any]], dict[str, str]],
+) -> None:
+    """Give each latency row the ratios ``bases(row)`` names, each with the label it is over.
+
+    A ratio is the row's median over the median, in ``measured``, of that label at the
+    row's scale and operation.
+    """
+    medians = {(r["scale"], r["label"], r["operation"]): r["median_us"] for r in measured}
+    for row in rows:
+        for name, label in bases(row).items():
+            base = medians.get((row["scale"], label, row["operation"]))
+            row[name] = ratio(row["median_us"], base)
+
+
 def add_ratios(latency: list[dict[str, Any]]) -> None:
     """Give each latency row its ratio to globus-sdk's SQLite storage and to its floor."""
-    medians = {(r["scale"], r["label"], r["operation"]): r["median_us"] for r in latency}
-    for row in latency:
-        scale, operation = row["scale"], row["operation"]
-        sdk = medians.get((scale, SDK_SQLITE, operation))
-        floor = medians.get((scale, row["floor"], operation))
-        row["vs_sdk_sqlite"] = row["median_us"] / sdk if sdk else None
-        row["vs_floor"] = row["median_us"] / floor if floor else None
+    median_ratios(
+        latency, latency, lambda row: {"vs_sdk_sqlite": SDK_SQLITE, "vs_floor": row["floor"]}
+    )
 
 
 def growth(latency: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -45,7 +64,7 @@ def _num(value: float | None, digits: int = 1) -> str:
     return f"{value:.{digits}f}"
 
 
-def _ratio(value: float | None) -> str:
+def _times(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}x"
 
 
@@ -71,8 +90,8 @@ def markdown(results: dict[str, Any]) -> str:
             if row is not None:
                 out.append(
                     f"| {OPERATION_LABELS[operation]} | {label} | {_num(row['median_us'])} | "
-                    f"{_num(row['p95_us'])} | {_ratio(row['vs_sdk_sqlite'])} | "
-                    f"{_ratio(row['vs_floor'])} |"
+                    f"{_num(row['p95_us'])} | {_times(row['vs_sdk_sqlite'])} | "
+                    f"{_times(row['vs_floor'])} |"
                 )
     out += [
         "",
@@ -88,7 +107,7 @@ def markdown(results: dict[str, Any]) -> str:
             cells = [_num(entry["medians_us"].get(str(s))) for s in scales]
             out.append(
                 f"| {OPERATION_LABELS[operation]} | {entry['label']} | {' | '.join(cells)} | "
-                f"{_ratio(entry['growth'])} |"
+                f"{_times(entry['growth'])} |"
             )
     out += [
         "",
@@ -104,7 +123,7 @@ def markdown(results: dict[str, Any]) -> str:
         out.append(
             f"| {row['label']} | {row['workers']} {row['mode']} | {row['sharing']} | "
             f"{_num(row['ops_per_second'], 0)} | {row['errors']} | "
-            f"{_ratio(row['vs_sdk_sqlite'])} |"
+            f"{_times(row['vs_sdk_sqlite'])} |"
         )
     out += _async_tables(results)
     out += ["", "### Import of a JSON token file", ""]
@@ -146,8 +165,8 @@ def _async_tables(results: dict[str, Any]) -> list[str]:
                 out.append(
                     f"| {OPERATION_LABELS[operation]} | {row['label']} | "
                     f"{_num(row['median_us'])} | {_num(row['p95_us'])} | "
-                    f"{_ratio(row['vs_sync'])} | {_ratio(row['vs_sdk_sqlite'])} | "
-                    f"{_ratio(row['vs_floor'])} |"
+                    f"{_times(row['vs_sync'])} | {_times(row['vs_sdk_sqlite'])} | "
+                    f"{_times(row['vs_floor'])} |"
                 )
     out += [
         "",
@@ -162,8 +181,8 @@ def _async_tables(results: dict[str, Any]) -> list[str]:
     for row in rows["throughput"]:
         out.append(
             f"| {row['label']} | {row['tasks']} | {_num(row['ops_per_second'], 0)} | "
-            f"{row['errors']} | {_ratio(row['vs_sync_threads'])} | "
-            f"{_ratio(row['vs_sdk_sqlite'])} |"
+            f"{row['errors']} | {_times(row['vs_sync_threads'])} | "
+            f"{_times(row['vs_sdk_sqlite'])} |"
         )
     return out
 

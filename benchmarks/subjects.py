@@ -6,16 +6,24 @@ An operation may have an untimed ``setup`` (run before each timed call) and an u
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import tokenstore_sql
-from tokenstore_sql import SQLAlchemyTokenStorage
+from tokenstore_sql import SQLAlchemyTokenStorage, TokenStorageData
 from tokenstore_sql._sdk import TokenStorage
 
-from .data import HIT, MISS, REMOVED, RESOURCE_SERVERS, by_resource_server
+from .data import (
+    HIT,
+    MISS,
+    REMOVED,
+    RESOURCE_SERVERS,
+    STORE_ONE,
+    STORE_THREE,
+    by_resource_server,
+)
 from .databases import DRIVERS, Database, fill, fill_sdk_json, fill_sdk_sqlite
 from .floor import Floor
 from .sdk import JSONTokenStorage, MemoryTokenStorage, SQLiteTokenStorage, close_storage
@@ -33,6 +41,16 @@ OPERATION_LABELS = {
 SDK_SQLITE = "globus-sdk SQLiteTokenStorage"
 # Engines of the benchmark hold a connection per thread of the 16-thread runs.
 SERVER_POOL = {"pool_size": 16, "max_overflow": 4}
+
+
+def tokenstore_label(backend: str) -> str:
+    """Label tokenstore-sql's (sync) storage on ``backend``."""
+    return f"tokenstore-sql ({backend})"
+
+
+def pool_options(backend: str) -> dict[str, int]:
+    """Give the pool of a benchmark engine on ``backend`` (SQLite keeps its default)."""
+    return {} if backend == "sqlite" else SERVER_POOL
 
 
 @dataclass
@@ -63,14 +81,28 @@ class Subject:
         return f"floor: {DRIVERS[self.backend]}"
 
 
-def storage_ops(
-    read: TokenStorage, write: TokenStorage, construct: Op | None = None
-) -> dict[str, Op]:
-    """Give the operations of any ``TokenStorage``; ``read`` gets five resource servers first."""
-    read.store_token_data_by_resource_server(by_resource_server())
-    one, three = by_resource_server((HIT,)), by_resource_server(RESOURCE_SERVERS[:3])
+class Storage(Protocol):
+    """What the operations call: a ``TokenStorage``, or the async storage.
+
+    The async storage's calls give coroutines, which its cells await.
+    """
+
+    def get_token_data(self, resource_server: str, /) -> Any: ...
+
+    def get_token_data_by_resource_server(self) -> Any: ...
+
+    def store_token_data_by_resource_server(
+        self, data: Mapping[str, TokenStorageData], /
+    ) -> Any: ...
+
+    def remove_token_data(self, resource_server: str, /) -> Any: ...
+
+
+def storage_ops(read: Storage, write: Storage) -> dict[str, Op]:
+    """Give the operations of a storage, sync or async; ``read`` holds five resource servers."""
+    one, three = by_resource_server(STORE_ONE), by_resource_server(STORE_THREE)
     removed = by_resource_server((REMOVED,))
-    ops = {
+    return {
         "get_hit": Op(lambda: read.get_token_data(HIT)),
         "get_miss": Op(lambda: read.get_token_data(MISS)),
         "get_all": Op(read.get_token_data_by_resource_server),
@@ -81,6 +113,14 @@ def storage_ops(
             setup=lambda: write.store_token_data_by_resource_server(removed),
         ),
     }
+
+
+def filled_ops(
+    read: TokenStorage, write: TokenStorage, construct: Op | None = None
+) -> dict[str, Op]:
+    """Store five resource servers in ``read``; give the operations, and ``construct`` if any."""
+    read.store_token_data_by_resource_server(by_resource_server())
+    ops = storage_ops(read, write)
     if construct is not None:
         ops["construct"] = construct
     return ops
@@ -88,17 +128,16 @@ def storage_ops(
 
 def tokenstore(database: Database, **engine_options: Any) -> Subject:
     """Measure tokenstore-sql over one shared engine, as a web backend uses it."""
-    if database.backend != "sqlite":
-        engine_options = {**SERVER_POOL, **engine_options}
+    engine_options = {**pool_options(database.backend), **engine_options}
     engine = tokenstore_sql.create_engine(database.url, **engine_options)
     read = SQLAlchemyTokenStorage(engine, namespace="bench-ours-read")
     write = SQLAlchemyTokenStorage(engine, namespace="bench-ours-write")
     construct = Op(lambda: SQLAlchemyTokenStorage(engine, namespace="bench-request"))
     return Subject(
-        f"tokenstore-sql ({database.backend})",
+        tokenstore_label(database.backend),
         "tokenstore-sql",
         database.backend,
-        storage_ops(read, write, construct),
+        filled_ops(read, write, construct),
         engine.dispose,
         grow=lambda target: fill(database, target),
         extra={"engine": engine, "url": database.url},
@@ -113,8 +152,8 @@ def floor(database: Database) -> Subject:
         "get_hit": Op(bare.get_hit),
         "get_miss": Op(bare.get_miss),
         "get_all": Op(bare.get_all),
-        "store_1": Op(lambda: bare.store((HIT,))),
-        "store_3": Op(lambda: bare.store(RESOURCE_SERVERS[:3])),
+        "store_1": Op(lambda: bare.store(STORE_ONE)),
+        "store_3": Op(lambda: bare.store(STORE_THREE)),
         "remove": Op(bare.remove, setup=bare.put_removed),
     }
     return Subject(
@@ -133,51 +172,51 @@ def _closing_constructor(make: Callable[[], TokenStorage]) -> Op:
     return Op(lambda: made.append(make()), cleanup=cleanup)
 
 
-def sdk_sqlite(path: Path) -> Subject:
-    """Measure globus-sdk's ``SQLiteTokenStorage``: one file, one connection per storage."""
-    read = SQLiteTokenStorage(path, namespace="bench-read")
-    write = SQLiteTokenStorage(path, namespace="bench-write")
-    held = [1]
+def _sdk_file(
+    label: str,
+    open_at: Callable[[str], TokenStorage],
+    fill_file: Callable[[Path, int, int], None],
+    path: Path,
+) -> Subject:
+    """Measure a globus-sdk storage kept in one file; ``open_at`` opens it at a namespace."""
+    read, write = open_at("bench-read"), open_at("bench-write")
+    held = [1]  # namespaces the file holds
 
     def grow(target: int) -> None:
-        fill_sdk_sqlite(path, held[0], target)
+        fill_file(path, held[0], target)
         held[0] = max(held[0], target)
 
-    construct = _closing_constructor(lambda: SQLiteTokenStorage(path, namespace="bench-request"))
-    return Subject(
+    def close() -> None:
+        close_storage(read)
+        close_storage(write)
+
+    construct = _closing_constructor(lambda: open_at("bench-request"))
+    ops = filled_ops(read, write, construct)
+    return Subject(label, "globus-sdk", "sqlite", ops, close, grow=grow, extra={"path": path})
+
+
+def sdk_sqlite(path: Path) -> Subject:
+    """Measure globus-sdk's ``SQLiteTokenStorage``: one file, one connection per storage."""
+    return _sdk_file(
         SDK_SQLITE,
-        "globus-sdk",
-        "sqlite",
-        storage_ops(read, write, construct),
-        lambda: (read.close(), write.close()),
-        grow=grow,
-        extra={"path": path},
+        lambda namespace: SQLiteTokenStorage(path, namespace=namespace),
+        fill_sdk_sqlite,
+        path,
     )
 
 
 def sdk_json(path: Path) -> Subject:
     """Measure globus-sdk's ``JSONTokenStorage``: each call reads (a write rewrites) one file."""
-    read = JSONTokenStorage(path, namespace="bench-read")
-    write = JSONTokenStorage(path, namespace="bench-write")
-    held = [1]
-
-    def grow(target: int) -> None:
-        fill_sdk_json(path, held[0], target)
-        held[0] = max(held[0], target)
-
-    construct = _closing_constructor(lambda: JSONTokenStorage(path, namespace="bench-request"))
-    return Subject(
+    return _sdk_file(
         "globus-sdk JSONTokenStorage",
-        "globus-sdk",
-        "sqlite",
-        storage_ops(read, write, construct),
-        lambda: None,
-        grow=grow,
+        lambda namespace: JSONTokenStorage(path, namespace=namespace),
+        fill_sdk_json,
+        path,
     )
 
 
 def sdk_memory() -> Subject:
     """Measure globus-sdk's ``MemoryTokenStorage`` (data lives in the instance: no construct)."""
     storage = MemoryTokenStorage(namespace="bench-read")
-    ops = storage_ops(storage, storage)
+    ops = filled_ops(storage, storage)
     return Subject("globus-sdk MemoryTokenStorage", "globus-sdk", "sqlite", ops, lambda: None)

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from .subjects import OPERATION_LABELS, SDK_SQLITE
+from .subjects import OPERATION_LABELS, SDK_SQLITE, tokenstore_label
 
 GETS = ("get_hit", "get_miss", "get_all")
 STORES = ("store_1", "store_3")
 SCALE_LIMIT = 1.25
 CONSTRUCT_LIMIT_US = 5.0
 IMPORT_TARGETS = {"sqlite": 20_000, "postgresql": 10_000, "mysql": 10_000}
-
-
-def _ours(backend: str) -> str:
-    return f"tokenstore-sql ({backend})"
 
 
 def _ratio_check(
@@ -34,7 +30,7 @@ def check(results: dict[str, Any]) -> list[dict[str, Any]]:
     first = meta["scales"][0]
     latency = {(r["label"], r["operation"]): r for r in results["latency"] if r["scale"] == first}
     checks: list[dict[str, Any]] = []
-    sqlite = _ours("sqlite")
+    sqlite = tokenstore_label("sqlite")
     _ratio_check(
         checks,
         "SQLite get (hit) ≤ 0.10x SDK SQLite",
@@ -81,7 +77,7 @@ def check(results: dict[str, Any]) -> list[dict[str, Any]]:
             _ratio_check(
                 checks,
                 f"{backend} {OPERATION_LABELS[operation]} ≤ {limit}x floor",
-                latency.get((_ours(backend), operation)),
+                latency.get((tokenstore_label(backend), operation)),
                 "vs_floor",
                 limit,
             )
@@ -104,9 +100,8 @@ def check(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _scale_checks(checks: list[dict[str, Any]], results: dict[str, Any]) -> None:
     for backend in ("sqlite", "postgresql", "mysql"):
-        entries = [
-            e for e in results["scale"] if e["label"] == _ours(backend) and e["growth"] is not None
-        ]
+        ours = tokenstore_label(backend)
+        entries = [e for e in results["scale"] if e["label"] == ours and e["growth"] is not None]
         target = f"{backend}: every operation at the largest scale ≤ {SCALE_LIMIT}x its cost at 1"
         if not entries:
             checks.append({"target": target, "figures": "-", "met": None})
@@ -122,7 +117,7 @@ def _construct_checks(
 ) -> None:
     statements = results["meta"].get("construct_statements", {})
     for backend, sent in statements.items():
-        row = latency.get((_ours(backend), "construct"))
+        row = latency.get((tokenstore_label(backend), "construct"))
         target = f"{backend}: construct over a shared engine ≤ {CONSTRUCT_LIMIT_US} µs, no I/O"
         if row is None:
             checks.append({"target": target, "figures": "-", "met": None})
@@ -135,7 +130,7 @@ def _construct_checks(
 def _concurrency_checks(checks: list[dict[str, Any]], results: dict[str, Any]) -> None:
     rows = results["concurrency"]
     for backend in ("sqlite", "postgresql", "mysql"):
-        ours = [r for r in rows if r["label"] == _ours(backend)]
+        ours = [r for r in rows if r["label"] == tokenstore_label(backend)]
         if ours:
             errors = sum(r["errors"] for r in ours)
             checks.append(
@@ -145,11 +140,12 @@ def _concurrency_checks(checks: list[dict[str, Any]], results: dict[str, Any]) -
                     "met": errors == 0,
                 }
             )
+    postgresql = tokenstore_label("postgresql")
     for sharing in ("separate", "one"):
         pg = [
             r
             for r in rows
-            if r["label"] == _ours("postgresql") and r["workers"] == 16 and r["sharing"] == sharing
+            if r["label"] == postgresql and r["workers"] == 16 and r["sharing"] == sharing
         ]
         sdk = [
             r
