@@ -17,13 +17,15 @@ Neither psycopg nor aiomysql logs bound values; aiosqlite does, and is silenced 
 from __future__ import annotations
 
 import logging
-from typing import Any, Final
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Final, TypeVar
 
 from sqlalchemy import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.asyncio import create_async_engine as sqlalchemy_async_engine
 
-from .engines import configure_sqlite, engine_arguments
+from .engines import configure_sqlite, engine_arguments, reset_pools_after_fork
 
 # aiosqlite logs each operation at DEBUG with its statement and bound values, tokens
 # included, on one process-wide logger. As with the engines' own logger (engines.py), a
@@ -60,3 +62,51 @@ def create_async_engine(url: str | URL, **options: Any) -> AsyncEngine:
     if url.get_backend_name() == "sqlite":
         configure_sqlite(engine.sync_engine, busy_timeout_ms)
     return engine
+
+
+Owner = TypeVar("Owner", bound="AsyncEngineOwner")
+
+
+class AsyncEngineOwner:
+    """Holds an async engine that was either given (left alone) or created here (disposed).
+
+    The async twin of :class:`tokenstore_sql.engines.EngineOwner`: :meth:`aclose`
+    disposes of the engine only if it was created from a URL, is safe to repeat, and
+    runs at the end of an ``async with`` block. Held engines get fresh pools in a
+    forked child.
+    """
+
+    engine: AsyncEngine
+    owns_engine: bool
+    _closed: bool
+
+    def _hold_engine(
+        self, url_or_engine: str | URL | AsyncEngine, engine_options: Mapping[str, Any] | None
+    ) -> AsyncEngine:
+        if isinstance(url_or_engine, AsyncEngine):
+            self.engine, self.owns_engine = url_or_engine, False
+        else:
+            options = dict(engine_options or {})
+            self.engine, self.owns_engine = create_async_engine(url_or_engine, **options), True
+        self._closed = False
+        reset_pools_after_fork(self.engine.sync_engine)
+        return self.engine
+
+    async def __aenter__(self: Owner) -> Owner:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Dispose of the engine if it was created here. Safe to repeat."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.owns_engine:
+            await self.engine.dispose()

@@ -13,18 +13,17 @@ import asyncio
 import threading
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import URL, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ._sdk import TokenStorage, TokenStorageData
-from .async_engines import create_async_engine
+from .async_engines import AsyncEngineOwner
 from .codec import check_key, rows_for_storage, token_data_from_row
 from .columns import utc_now
 from .crypto import KeyRing
-from .engines import masked_url, reset_pools_after_fork, single_statement_options
+from .engines import masked_url, single_statement_options
 from .models import DEFAULT_PLACEMENT, Placement
 from .retries import RetryPolicy
 from .schema import ensure_schema_on, is_checked
@@ -43,7 +42,7 @@ _schema_locks: weakref.WeakKeyDictionary[Engine, dict[Placement, asyncio.Lock]] 
 _schema_locks_guard = threading.Lock()
 
 
-class AsyncSQLAlchemyTokenStorage:
+class AsyncSQLAlchemyTokenStorage(AsyncEngineOwner):
     """Token data in a SQLite, PostgreSQL or MySQL database, for asyncio code.
 
     The methods are those of globus-sdk's ``TokenStorage``, as coroutines, and
@@ -77,19 +76,11 @@ class AsyncSQLAlchemyTokenStorage:
         self.retry = retry or RetryPolicy()
         self.keys = KeyRing.coerce(encryption_keys)
         self.placement = placement
-        self.owns_engine = not isinstance(url_or_async_engine, AsyncEngine)
-        self.engine = (
-            url_or_async_engine
-            if isinstance(url_or_async_engine, AsyncEngine)
-            else create_async_engine(url_or_async_engine, **(engine_options or {}))
-        )
-        self._closed = False
-        dialect = self.engine.dialect
+        dialect = self._hold_engine(url_or_async_engine, engine_options).dialect
         check_dialect(dialect)  # an engine that never connected holds nothing to dispose
         placement.check_dialect(dialect.name)
         self._schema = {"create": create_schema, "upgrade": upgrade_schema}
         self._statements = statements_for(placement)
-        reset_pools_after_fork(self.engine.sync_engine)
         self._read_options = single_statement_options(dialect, writes=False)
         self._write_options = single_statement_options(dialect, writes=True)
 
@@ -99,23 +90,6 @@ class AsyncSQLAlchemyTokenStorage:
             f"namespace={self.namespace!r}, url={masked_url(self.engine.url)!r}, "
             f"table={str(self.placement)!r})"
         )
-
-    async def __aenter__(self) -> AsyncSQLAlchemyTokenStorage:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Dispose of the engine if this storage created it. Safe to repeat."""
-        if self.owns_engine and not self._closed:
-            self._closed = True
-            await self.engine.dispose()
 
     async def check_schema(self) -> None:
         """Check the schema (creating or upgrading it as the options allow), once.
