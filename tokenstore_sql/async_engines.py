@@ -25,7 +25,8 @@ from sqlalchemy import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.asyncio import create_async_engine as sqlalchemy_async_engine
 
-from .engines import configure_sqlite, engine_arguments, reset_pools_after_fork
+from .engines import engine_arguments, reset_pools_after_fork, sqlite_file_path
+from .transactions import configure_sqlite
 
 # aiosqlite logs each operation at DEBUG with its statement and bound values, tokens
 # included, on one process-wide logger. As with the engines' own logger (engines.py), a
@@ -60,7 +61,8 @@ def create_async_engine(url: str | URL, **options: Any) -> AsyncEngine:
     url, arguments, busy_timeout_ms = engine_arguments(async_url(url), options)
     engine = sqlalchemy_async_engine(url, **arguments)
     if url.get_backend_name() == "sqlite":
-        configure_sqlite(engine.sync_engine, busy_timeout_ms)
+        in_memory = sqlite_file_path(url) is None
+        configure_sqlite(engine.sync_engine, busy_timeout_ms, in_memory=in_memory)
     return engine
 
 

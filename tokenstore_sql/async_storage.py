@@ -23,12 +23,13 @@ from .async_engines import AsyncEngineOwner
 from .codec import check_key, rows_for_storage, token_data_from_row
 from .columns import utc_now
 from .crypto import KeyRing
-from .engines import masked_url, single_statement_options
+from .engines import masked_url
 from .models import DEFAULT_PLACEMENT, Placement
 from .retries import RetryPolicy
 from .schema import ensure_schema_on, is_checked
 from .statements import check_dialect, key_params, statements_for
 from .storage import DEFAULT_NAMESPACE
+from .transactions import single_statement_options
 
 if TYPE_CHECKING:
     from globus_sdk import OAuthTokenResponse

@@ -12,20 +12,11 @@ Network engines get a ``connect_timeout`` (10 s by default): without one, psycop
 unreachable host as long as the operating system does (minutes), and a storage call
 could not give up within its retry policy's deadline.
 
-SQLite files are set up for several processes writing at once, without trading
-durability for speed:
-
-- ``journal_mode=WAL``: readers never block the writer and the writer never blocks
-  readers; the mode is stored in the file, so every process agrees.
-- ``synchronous=FULL``: every commit is synced to disk before it returns.
-- ``busy_timeout``: a writer waits for the lock (30 s by default) instead of failing
-  with "database is locked" at once.
-- Write transactions start with ``BEGIN IMMEDIATE``: the write lock is taken up front,
-  while the busy timeout applies, rather than on upgrade from a read lock, where SQLite
-  reports a conflict without waiting. This needs the driver's own transaction handling
-  switched off, which is done per connection.
-- A database file that does not exist yet is created readable by its owner only, as
-  globus-sdk's own file storages are.
+SQLite files get the settings described in :mod:`tokenstore_sql.transactions` (WAL,
+every commit synced, a busy timeout, ``BEGIN IMMEDIATE`` for writes), and a database file
+that does not exist yet is created readable by its owner only, as globus-sdk's own file
+storages are. MySQL engines that use PyMySQL run single statements without ``BEGIN``
+and send no ``COMMIT`` or ``ROLLBACK`` when no transaction is open (same module).
 
 After ``os.fork()`` (a pre-loading web server), a child must not use the connections it
 inherited: they are the parent's sockets. Engines used by storages are tracked, and in a
@@ -48,11 +39,10 @@ from types import TracebackType
 from typing import Any, Final, TypeVar
 
 import sqlalchemy
-from sqlalchemy import URL, Dialect, Engine, event, make_url
-from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy import URL, Engine, make_url
 
 from .errors import DatabaseOperationError
+from .transactions import configure_mysql, configure_sqlite
 
 # Engines made here log as "sqlalchemy.engine.Engine.tokenstore_sql". SQLAlchemy logs
 # fetched rows (tokens included) at DEBUG; a filter on that logger drops every record
@@ -69,11 +59,6 @@ class _NoRowLogging(logging.Filter):
 
 logging.getLogger(f"sqlalchemy.engine.Engine.{ENGINE_LOGGING_NAME}").addFilter(_NoRowLogging())
 
-# Execution option that asks for a write transaction (BEGIN IMMEDIATE on our SQLite engines).
-WRITE_TRANSACTION_OPTION: Final = "tokenstore_sql_write"
-# Execution option for a transaction of one read statement, which is consistent on its
-# own: our SQLite engines then send no BEGIN at all (see single_read_options).
-SINGLE_READ_OPTION: Final = "tokenstore_sql_single_read"
 SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
 # MySQL closes connections idle for longer than wait_timeout (8 hours by default).
 MYSQL_POOL_RECYCLE_SECONDS: Final = 3600
@@ -98,8 +83,11 @@ def create_engine(url: str | URL, **options: Any) -> Engine:
     """
     url, arguments, busy_timeout_ms = engine_arguments(url, options)
     engine = sqlalchemy.create_engine(url, **arguments)
-    if url.get_backend_name() == "sqlite":
-        configure_sqlite(engine, busy_timeout_ms)
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        configure_sqlite(engine, busy_timeout_ms, in_memory=sqlite_file_path(url) is None)
+    elif backend in ("mysql", "mariadb") and engine.dialect.driver == "pymysql":
+        configure_mysql(engine)
     return engine
 
 
@@ -131,22 +119,6 @@ def engine_arguments(url: str | URL, options: Mapping[str, Any]) -> tuple[URL, d
     return url, {**defaults, **options}, busy_timeout_ms
 
 
-def single_statement_options(dialect: Dialect, *, writes: bool) -> dict[str, Any]:
-    """Give the execution options for a transaction that is one statement.
-
-    One statement is atomic and reads a consistent snapshot by itself; a multi-row
-    upsert stores all its rows or none. On PostgreSQL the connection is therefore put in
-    autocommit mode, which spares the round trips of ``BEGIN`` and of the ``COMMIT`` (or
-    of the ``ROLLBACK`` at return to the pool); psycopg switches it client-side. On
-    SQLite our engines send ``BEGIN IMMEDIATE`` for a write and nothing for a read. MySQL
-    drivers send a statement to switch autocommit, which would cost the round trip it
-    saves, so there the transaction stays as it is.
-    """
-    if dialect.name == "postgresql":
-        return {"isolation_level": "AUTOCOMMIT"}
-    return {WRITE_TRANSACTION_OPTION: True} if writes else {SINGLE_READ_OPTION: True}
-
-
 def sqlite_file_path(url: URL) -> Path | None:
     """Return the file behind a SQLite URL, or None for an in-memory database."""
     database = url.database
@@ -173,30 +145,6 @@ def _create_private_sqlite_file(url: URL) -> None:
             "create the database file", describe_database(url), code
         ) from None
     os.close(fd)
-
-
-def configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
-    """Install the SQLite settings above on an engine (the sync side of an async one too)."""
-    in_memory = sqlite_file_path(engine.url) is None
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry) -> None:
-        # Off with pysqlite's implicit BEGIN; the "begin" hook below issues our own.
-        dbapi_connection.isolation_level = None  # sqlite3's switch for driver-level BEGINs
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_ms:d}")
-        if not in_memory:
-            cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = FULL")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: sqlalchemy.Connection) -> None:
-        options = connection.get_execution_options()
-        if options.get(WRITE_TRANSACTION_OPTION, False):
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-        elif not options.get(SINGLE_READ_OPTION, False):
-            connection.exec_driver_sql("BEGIN")
 
 
 def describe_database(url: URL) -> str:

@@ -26,9 +26,10 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from .columns import is_mysql_family
-from .engines import WRITE_TRANSACTION_OPTION, describe_database
+from .engines import describe_database
 from .errors import StorageUnavailableError
 from .statements import check_dialect
+from .transactions import WRITE_TRANSACTION_OPTION
 
 DEFAULT_LOCK_TIMEOUT_SECONDS: Final = 30
 MYSQL_LOCK_NAME_LENGTH: Final = 64

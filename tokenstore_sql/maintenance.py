@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine
 
-from .engines import WRITE_TRANSACTION_OPTION
 from .models import DEFAULT_PLACEMENT, Placement
 from .retries import RetryPolicy
 from .schema import ensure_schema
 from .statements import statements_for
+from .transactions import WRITE_TRANSACTION_OPTION
 
 
 @dataclass(frozen=True)

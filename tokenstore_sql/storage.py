@@ -4,7 +4,7 @@ Each public call is one transaction on a connection taken from the engine's pool
 that call alone, so one storage (or one engine shared by many storages) is safe to use
 from many threads. Every call is a single statement: writes are atomic upserts, so
 several resource servers are stored all or nothing (on PostgreSQL the statement runs in
-autocommit mode, its own transaction; see ``engines.single_statement_options``).
+autocommit mode, its own transaction; see ``transactions.single_statement_options``).
 """
 
 from __future__ import annotations
@@ -20,16 +20,12 @@ from ._sdk import TokenStorage, TokenStorageData, default_app_path
 from .codec import check_key, rows_for_storage, token_data_from_row
 from .columns import utc_now
 from .crypto import KeyRing
-from .engines import (
-    EngineOwner,
-    masked_url,
-    reset_pools_after_fork,
-    single_statement_options,
-)
+from .engines import EngineOwner, masked_url, reset_pools_after_fork
 from .models import DEFAULT_PLACEMENT, Placement
 from .retries import RetryPolicy
 from .schema import ensure_schema
 from .statements import check_dialect, key_params, statements_for
+from .transactions import single_statement_options
 
 if TYPE_CHECKING:
     from globus_sdk import GlobusAppConfig

@@ -30,13 +30,14 @@ from .codec import (
 )
 from .columns import utc_now
 from .crypto import KeyRing
-from .engines import WRITE_TRANSACTION_OPTION, create_engine
+from .engines import create_engine
 from .errors import ImportFormatError, InvalidTokenDataError, SchemaOutOfDateError, TokenFileError
 from .formats import TokenFile, read_token_file
 from .models import DEFAULT_PLACEMENT, Placement
 from .retries import RetryPolicy
 from .schema import ensure_schema
 from .statements import TokenStatements, statements_for
+from .transactions import WRITE_TRANSACTION_OPTION
 
 CONFLICT_POLICIES: Final = ("newer", "skip", "overwrite")
 # Namespaces per SELECT ... IN (...), well inside every backend's parameter limit.
