@@ -152,12 +152,20 @@ def fill_sdk_sqlite(path: Path, start: int, stop: int) -> None:
 
 
 def count_statements(engine: Engine) -> list[str]:
-    """Record every statement the engine sends from now on (for the no-I/O check)."""
+    """Record every statement the engine sends, and every connection taken, from now on.
+
+    For the no-I/O check: the storage's reads run on the driver's connection, out of
+    sight of SQLAlchemy's statement events, so taking a connection counts too.
+    """
     seen: list[str] = []
 
     @event.listens_for(engine, "before_cursor_execute")
     def _seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         seen.append(statement)
+
+    @event.listens_for(engine.pool, "checkout")
+    def _taken(*args: Any) -> None:
+        seen.append("(connection taken from the pool)")
 
     return seen
 

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import URL, Engine, event, make_url, text, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from tokenstore_sql import (
     DatabaseOperationError,
@@ -26,21 +25,7 @@ from tokenstore_sql._sdk import TokenStorage
 from tokenstore_sql.retries import RetryPolicy
 
 from .sdk import make_token_data
-
-
-@contextmanager
-def counted_statements(engine: Engine) -> Iterator[list[str]]:
-    """Collect every SQL statement the engine sends while the block runs."""
-    seen: list[str] = []
-
-    def record(*args: Any) -> None:
-        seen.append(args[2])
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
+from .tracing import sent_statements
 
 
 def test_is_a_globus_sdk_token_storage(storage: SQLAlchemyTokenStorage) -> None:
@@ -95,23 +80,48 @@ def test_repr_and_str_of_a_storage_never_show_tokens(api_storage: Any) -> None:
 
 def test_constructing_more_storages_on_a_checked_engine_sends_no_sql(engine: Engine) -> None:
     SQLAlchemyTokenStorage(engine, namespace="first")
-    with counted_statements(engine) as statements:
+    checkouts: list[object] = []
+    event.listen(engine.pool, "checkout", lambda *args: checkouts.append(args))
+    with sent_statements(engine) as statements:
         for i in range(50):
             SQLAlchemyTokenStorage(engine, namespace=f"user-{i}")
     assert statements == []
+    assert checkouts == []  # not even a connection taken
+
+
+# What the driver sends for a store of three resource servers, a get, a get-all and a
+# remove: one statement per call. SQLite writes add BEGIN IMMEDIATE and COMMIT (its reads
+# send no BEGIN), and its trace shows the upsert once per row (one prepared statement, no
+# round trips); on PostgreSQL every call runs in autocommit mode (psycopg pipelines the
+# rows of a store as one implicit transaction); MySQL connections are in autocommit mode
+# and spared COMMIT and ROLLBACK when no transaction is open.
+_SENT_PER_CALL = {
+    "sqlite": ["BEGIN", *["INSERT"] * 3, "COMMIT", "SELECT", "SELECT", "BEGIN", "DELETE", "COMMIT"],
+    "postgresql": ["INSERT", "SELECT", "SELECT", "DELETE"],
+    "mysql": ["INSERT", "SELECT", "SELECT", "DELETE"],
+}
 
 
 def test_each_call_sends_one_statement(storage: SQLAlchemyTokenStorage) -> None:
     data = {rs: make_token_data(rs) for rs in ("a", "b", "c")}
-    with counted_statements(storage.engine) as statements:
+    engine = storage.engine
+    with sent_statements(engine) as sent:
         storage.store_token_data_by_resource_server(data)
         storage.get_token_data("a")
         storage.get_token_data_by_resource_server()
         storage.remove_token_data("a")
-    # SQLite engines also send their own BEGIN / BEGIN IMMEDIATE
-    work = [s for s in statements if not s.startswith("BEGIN")]
-    assert len(work) == 4
-    assert all("tokenstore_sql_tokens" in s for s in work)
+    assert [s.verb for s in sent] == _SENT_PER_CALL[engine.dialect.name]
+    work = [s for s in sent if s.verb not in ("BEGIN", "COMMIT")]
+    assert all("tokenstore_sql_tokens" in s.sql for s in work)
+    if engine.dialect.name != "sqlite":
+        assert all(s.autocommit for s in sent)
+    # The engine's other transactions are still real ones, on the same pooled connection.
+    with sent_statements(engine) as sent, engine.begin() as connection:
+        connection.execute(text("SELECT 1")).all()
+    if engine.dialect.name == "postgresql":  # psycopg sends BEGIN itself, not by a cursor
+        assert [(s.verb, s.autocommit) for s in sent] == [("SELECT", False)]
+    else:
+        assert [s.verb for s in sent] == ["BEGIN", "SELECT", "COMMIT"]
 
 
 def test_a_failed_commit_stores_none_of_several_resource_servers(
@@ -262,20 +272,38 @@ def test_an_unsupported_database_is_refused_at_construction() -> None:
         SQLAlchemyTokenStorage(fake)
 
 
-def test_transient_failures_are_retried_then_reported(tmp_path: Path) -> None:
-    storage = SQLAlchemyTokenStorage(f"sqlite:///{tmp_path / 'r.db'}")
-    storage.retry = RetryPolicy(attempts=3, first_delay=0.001)
+def _fail_each_call(storage: SQLAlchemyTokenStorage, call: str, error: Exception) -> list[int]:
+    """Make every attempt of a read ("get") or a write ("remove") fail with a driver error.
+
+    Reads run on the driver's connection, so their failure is raised as the connection
+    leaves the pool; writes fail as SQLAlchemy executes their statement.
+    """
     calls: list[int] = []
 
-    def busy(*args: Any) -> None:
+    def fail(*args: Any) -> None:
         calls.append(1)
-        error = OperationalError("SELECT", {}, Exception("database is locked"))
-        error.orig.sqlite_errorcode = 5  # type: ignore[union-attr]
         raise error
 
-    event.listen(storage.engine, "before_cursor_execute", busy)
+    def fail_wrapped(*args: Any) -> None:
+        calls.append(1)
+        raise DBAPIError.instance("DELETE", {}, error, sqlite3.Error)  # as SQLAlchemy wraps it
+
+    if call == "get":
+        event.listen(storage.engine.pool, "checkout", fail)
+    else:
+        event.listen(storage.engine, "before_cursor_execute", fail_wrapped)
+    return calls
+
+
+@pytest.mark.parametrize("call", ["get", "remove"])
+def test_transient_failures_are_retried_then_reported(tmp_path: Path, call: str) -> None:
+    storage = SQLAlchemyTokenStorage(f"sqlite:///{tmp_path / 'r.db'}")
+    storage.retry = RetryPolicy(attempts=3, first_delay=0.001)
+    locked = sqlite3.OperationalError("database is locked")
+    locked.sqlite_errorcode = 5  # type: ignore[attr-defined]
+    calls = _fail_each_call(storage, call, locked)
     with pytest.raises(StorageUnavailableError) as caught:
-        storage.get_token_data("rs")
+        getattr(storage, f"{call}_token_data")("rs")
     assert len(calls) == 3
     assert "sqlite:" in str(caught.value)
     assert caught.value.code == "5"
@@ -283,17 +311,14 @@ def test_transient_failures_are_retried_then_reported(tmp_path: Path) -> None:
     assert caught.value.__suppress_context__
 
 
-def test_lasting_failures_are_not_retried_and_hide_the_driver_text(tmp_path: Path) -> None:
+@pytest.mark.parametrize("call", ["get", "remove"])
+def test_lasting_failures_are_not_retried_and_hide_the_driver_text(
+    tmp_path: Path, call: str
+) -> None:
     storage = SQLAlchemyTokenStorage(f"sqlite:///{tmp_path / 'r.db'}")
-    calls: list[int] = []
-
-    def refuse(*args: Any) -> None:
-        calls.append(1)
-        raise IntegrityError("SELECT", {}, Exception("Failing row contains SECRET"))
-
-    event.listen(storage.engine, "before_cursor_execute", refuse)
+    calls = _fail_each_call(storage, call, sqlite3.IntegrityError("Failing row contains SECRET"))
     with pytest.raises(DatabaseOperationError) as caught:
-        storage.get_token_data("rs")
+        getattr(storage, f"{call}_token_data")("rs")
     assert len(calls) == 1
     assert "SECRET" not in str(caught.value)
     assert caught.value.__cause__ is None
@@ -341,28 +366,3 @@ def test_a_forked_child_gets_connections_of_its_own(storage: SQLAlchemyTokenStor
     assert answer == "01", "the child reused the parent's connection or could not read"
     assert storage.get_token_data("child") is not None
     assert storage.get_token_data("rs") is not None
-
-
-def test_each_call_on_postgresql_is_one_autocommit_statement(
-    storage: SQLAlchemyTokenStorage,
-) -> None:
-    # One statement is atomic on its own: no BEGIN, COMMIT or ROLLBACK round trips.
-    if storage.engine.dialect.name != "postgresql":
-        pytest.skip("PostgreSQL only")
-    modes: list[tuple[str, bool]] = []
-
-    def record(connection: Any, cursor: Any, statement: str, *args: Any) -> None:
-        modes.append((statement.split()[0], connection.connection.dbapi_connection.autocommit))
-
-    event.listen(storage.engine, "before_cursor_execute", record)
-    try:
-        storage.store_token_data_by_resource_server({"a": make_token_data("a")})
-        storage.get_token_data("a")
-        storage.get_token_data_by_resource_server()
-        storage.remove_token_data("a")
-    finally:
-        event.remove(storage.engine, "before_cursor_execute", record)
-    assert modes == [("INSERT", True), ("SELECT", True), ("SELECT", True), ("DELETE", True)]
-    # The pooled connection is back to transactions for the next user of the engine.
-    with storage.engine.connect() as connection:
-        assert connection.connection.dbapi_connection.autocommit is False  # type: ignore[union-attr]

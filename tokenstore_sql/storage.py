@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
-from sqlalchemy import URL, Connection, Engine
+from sqlalchemy import URL, Connection, Engine, Select
 
 from ._sdk import TokenStorage, TokenStorageData, default_app_path
 from .codec import check_key, rows_for_storage, token_data_from_row
@@ -22,6 +22,7 @@ from .columns import utc_now
 from .crypto import KeyRing
 from .engines import EngineOwner, masked_url, reset_pools_after_fork
 from .models import DEFAULT_PLACEMENT, Placement
+from .reads import compiled_read, fetch_rows
 from .retries import RetryPolicy
 from .schema import ensure_schema
 from .statements import check_dialect, key_params, statements_for
@@ -163,11 +164,7 @@ class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
 
         :raises UnreadableTokenDataError: a stored row cannot be read back
         """
-        params = key_params(self.namespace)
-        statement = self._statements.select_namespace
-        rows = self._in_transaction(
-            "read token data", lambda c: c.execute(statement, params).mappings().all()
-        )
+        rows = self._read(self._statements.select_namespace, key_params(self.namespace))
         return {
             row["resource_server"]: token_data_from_row(self.namespace, row, self.keys)
             for row in rows
@@ -179,12 +176,8 @@ class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
         :raises UnreadableTokenDataError: the stored row cannot be read back
         """
         check_key("resource server", resource_server)
-        params = key_params(self.namespace, resource_server)
-        statement = self._statements.select_one
-        row = self._in_transaction(
-            "read token data", lambda c: c.execute(statement, params).mappings().first()
-        )
-        return None if row is None else token_data_from_row(self.namespace, row, self.keys)
+        rows = self._read(self._statements.select_one, key_params(self.namespace, resource_server))
+        return token_data_from_row(self.namespace, rows[0], self.keys) if rows else None
 
     def remove_token_data(self, resource_server: str) -> bool:
         """Remove token data for one resource server in this namespace.
@@ -248,6 +241,12 @@ class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
         statement = self._statements.select_namespaces()
         names = self._in_transaction("list namespaces", lambda c: c.execute(statement).all())
         return (row[0] for row in names)
+
+    def _read(self, statement: Select[Any], params: Mapping[str, str]) -> list[dict[str, Any]]:
+        """Fetch the rows of one token ``SELECT`` on the driver's connection, retried."""
+        engine = self.engine
+        read = compiled_read(statement, engine.dialect)
+        return self.retry.run("read token data", engine, lambda: fetch_rows(engine, read, params))
 
     def _in_transaction(
         self, operation: str, work: Callable[[Connection], T], *, writes: bool = False
