@@ -24,7 +24,7 @@ from .engines import EngineOwner, masked_url, reset_pools_after_fork
 from .models import DEFAULT_PLACEMENT, Placement
 from .reads import compiled_read, fetch_rows
 from .retries import RetryPolicy
-from .schema import ensure_schema
+from .schema import ensure_schema, is_checked
 from .statements import check_dialect, key_params, statements_for
 from .transactions import single_statement_options
 
@@ -82,23 +82,24 @@ class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
         self.placement = placement
         self._statements = statements_for(placement)
         self._schema_options = {"create_schema": create_schema, "upgrade_schema": upgrade_schema}
-        reset_pools_after_fork(engine)
         # Every call of ours is one statement, atomic on its own.
         self._read_options = single_statement_options(engine.dialect, writes=False)
         self._write_options = single_statement_options(engine.dialect, writes=True)
-        try:
-            check_dialect(engine.dialect)
-            placement.check_dialect(engine.dialect.name)
-            self.retry.run(
-                "open the database",
-                engine,
-                lambda: ensure_schema(
-                    engine, placement, create=create_schema, upgrade=upgrade_schema
-                ),
-            )
-        except BaseException:
-            self.close()
-            raise
+        if not is_checked(engine, placement):  # else nothing to do: no I/O, no checks
+            try:
+                check_dialect(engine.dialect)
+                placement.check_dialect(engine.dialect.name)
+                reset_pools_after_fork(engine)
+                self.retry.run(
+                    "open the database",
+                    engine,
+                    lambda: ensure_schema(
+                        engine, placement, create=create_schema, upgrade=upgrade_schema
+                    ),
+                )
+            except BaseException:
+                self.close()
+                raise
         super().__init__(namespace=namespace)
 
     def __repr__(self) -> str:

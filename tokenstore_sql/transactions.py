@@ -28,7 +28,9 @@ is then one round trip and a write one, as with the bare driver.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache
+from types import MappingProxyType
 from typing import Any, Final
 
 import sqlalchemy
@@ -43,7 +45,7 @@ WRITE_TRANSACTION_OPTION: Final = "tokenstore_sql_write"
 SINGLE_STATEMENT_OPTION: Final = "tokenstore_sql_single_statement"
 
 
-def single_statement_options(dialect: Dialect, *, writes: bool) -> dict[str, Any]:
+def single_statement_options(dialect: Dialect, *, writes: bool) -> Mapping[str, Any]:
     """Give the execution options for a transaction that is one statement.
 
     One statement is atomic and reads a consistent snapshot by itself; a multi-row
@@ -52,11 +54,16 @@ def single_statement_options(dialect: Dialect, *, writes: bool) -> dict[str, Any
     sends no ``BEGIN`` and a write ``BEGIN IMMEDIATE``; on our MySQL engines neither
     sends one. Other engines ignore the options and run the usual transaction.
     """
-    if dialect.name == "postgresql":
-        return {"isolation_level": "AUTOCOMMIT"}
-    if dialect.name == "sqlite" and writes:
-        return {WRITE_TRANSACTION_OPTION: True}
-    return {SINGLE_STATEMENT_OPTION: True}
+    return _single_statement_options(dialect.name, writes)
+
+
+@cache
+def _single_statement_options(dialect_name: str, writes: bool) -> Mapping[str, Any]:
+    if dialect_name == "postgresql":
+        return MappingProxyType({"isolation_level": "AUTOCOMMIT"})
+    if dialect_name == "sqlite" and writes:
+        return MappingProxyType({WRITE_TRANSACTION_OPTION: True})
+    return MappingProxyType({SINGLE_STATEMENT_OPTION: True})
 
 
 def configure_sqlite(engine: Engine, busy_timeout_ms: int, *, in_memory: bool) -> None:
