@@ -366,3 +366,36 @@ def test_a_forked_child_gets_connections_of_its_own(storage: SQLAlchemyTokenStor
     assert answer == "01", "the child reused the parent's connection or could not read"
     assert storage.get_token_data("child") is not None
     assert storage.get_token_data("rs") is not None
+
+
+@pytest.mark.parametrize("engine_kind", ["ours", "plain"])
+def test_each_get_sees_the_latest_committed_value(
+    database_url: URL, namespace: str, engine_kind: str
+) -> None:
+    # Gets run on the driver's connection. On a pool of one connection, a read that left
+    # a transaction open would pin MySQL's REPEATABLE READ snapshot (and PostgreSQL's
+    # connection in a transaction) for the next get. Also on an engine not made by
+    # tokenstore-sql, whose connections are in the driver's default (transaction) mode.
+    import sqlalchemy
+
+    options: dict[str, Any] = {"pool_size": 1, "max_overflow": 0}
+    if database_url.get_backend_name() == "sqlite":
+        options = {}
+    make = create_engine if engine_kind == "ours" else sqlalchemy.create_engine
+    reader_engine = make(database_url, **options)
+    reader = SQLAlchemyTokenStorage(reader_engine, namespace=namespace)
+    writer = SQLAlchemyTokenStorage(database_url, namespace=namespace)
+    try:
+        for value in ("first", "second", "third"):
+            writer.store_token_data_by_resource_server(
+                {"rs": make_token_data("rs", access_token=value)}
+            )
+            assert reader.get_token_data("rs").access_token == value  # type: ignore[union-attr]
+            assert reader.get_token_data_by_resource_server()["rs"].access_token == value
+        with reader_engine.connect() as connection:  # back in the driver's default mode
+            driver = connection.connection.driver_connection
+            if reader_engine.dialect.name == "postgresql":
+                assert driver.autocommit is False  # type: ignore[union-attr]
+    finally:
+        writer.close()
+        reader_engine.dispose()
