@@ -24,7 +24,6 @@ from typing import Any
 
 import pytest
 from sqlalchemy import URL, Engine, event, func, make_url, select, text
-from sqlalchemy.exc import OperationalError
 
 from tokenstore_sql import (
     SQLAlchemyTokenStorage,
@@ -38,6 +37,7 @@ from tokenstore_sql.retries import RetryPolicy
 from .conftest import SERVER_PARAMS
 from .faults import TcpProxy, kill_session, kill_sessions, session_id, wait_until
 from .sdk import make_token_data
+from .tracing import before_statements
 
 SHARED_KEYS = ("shared-0", "shared-1", "shared-2")
 PASSWORD = "hunter2-SECRET"
@@ -228,36 +228,34 @@ def test_killed_idle_sessions_are_retried_without_pre_ping(
     storage.close()
 
 
-def _kill_first_attempt(storage: SQLAlchemyTokenStorage, admin_url: str, when: str) -> list[int]:
-    """Kill the session under the first write, before its upsert or before its commit."""
+@contextlib.contextmanager
+def _kill_first_write(storage: SQLAlchemyTokenStorage, admin_url: str) -> Iterator[list[int]]:
+    """Kill the session under the first write, as the driver is about to send its upsert.
+
+    (A store is one autocommit statement on our PostgreSQL and MySQL engines: there is no
+    separate commit to kill it before.)
+    """
     killed: list[int] = []
 
-    def kill(connection: Any, *args: Any) -> None:
-        if killed:
-            return
-        if when == "statement" and "INSERT" not in str(args[1]).upper():
-            return
-        session = session_id(connection.connection.dbapi_connection)
-        killed.append(session)
-        kill_session(admin_url, session)
+    def kill(connection: Any, sql: str) -> None:
+        if not killed and sql.lstrip().upper().startswith("INSERT"):
+            killed.append(session_id(connection))
+            kill_session(admin_url, killed[0])
 
-    hook = "before_cursor_execute" if when == "statement" else "commit"
-    event.listen(storage.engine, hook, kill)
-    return killed
+    with before_statements(storage.engine, kill):
+        yield killed
 
 
 @servers_only
-@pytest.mark.parametrize("when", ["statement", "commit"])
 def test_a_session_killed_mid_write_is_retried_and_applied_whole(
-    own_database: tuple[str, URL], namespace: str, when: str
+    own_database: tuple[str, URL], namespace: str
 ) -> None:
     admin_url, url = own_database
     storage = _filled_storage(url, namespace)
-    killed = _kill_first_attempt(storage, admin_url, when)
-
-    storage.store_token_data_by_resource_server(
-        {rs: make_token_data(rs, access_token=f"new-{rs}") for rs in ("a", "b", "c")}
-    )
+    with _kill_first_write(storage, admin_url) as killed:
+        storage.store_token_data_by_resource_server(
+            {rs: make_token_data(rs, access_token=f"new-{rs}") for rs in ("a", "b", "c")}
+        )
 
     assert len(killed) == 1
     stored = storage.get_token_data_by_resource_server()
@@ -273,13 +271,9 @@ def test_a_session_killed_mid_write_is_retried_and_applied_whole(
 def test_a_session_killed_mid_write_without_retries_applies_nothing(
     own_database: tuple[str, URL], namespace: str
 ) -> None:
-    # Killed before its upsert. (A store is one autocommit statement on our PostgreSQL
-    # and MySQL engines: there is no separate commit to kill it before.)
     admin_url, url = own_database
     storage = _filled_storage(url, namespace, retry=RetryPolicy(attempts=1))
-    killed = _kill_first_attempt(storage, admin_url, "statement")
-
-    with pytest.raises(StorageUnavailableError):
+    with _kill_first_write(storage, admin_url) as killed, pytest.raises(StorageUnavailableError):
         storage.store_token_data_by_resource_server(
             {rs: make_token_data(rs, access_token=f"new-{rs}") for rs in ("a", "b", "c")}
         )
@@ -290,46 +284,62 @@ def test_a_session_killed_mid_write_without_retries_applies_nothing(
     storage.close()
 
 
-def _conflict(dialect: str) -> OperationalError:
-    """The error a driver raises for a deadlock, built from the driver's own classes."""
-    orig: Exception
+def _deadlock(dialect: str) -> Exception:
+    """The error a driver raises for a deadlock (or SQLite's busy database), its own class."""
     if dialect == "postgresql":
         import psycopg.errors
 
-        orig = psycopg.errors.DeadlockDetected("deadlock detected")
-    elif dialect in ("mysql", "mariadb"):
+        return psycopg.errors.DeadlockDetected("deadlock detected")
+    if dialect in ("mysql", "mariadb"):
         import pymysql.err
 
         # as PyMySQL 1.1+ raises it: the error number, and SQLSTATE 40001
-        orig = pymysql.err.OperationalError(1213, "Deadlock found", sqlstate="40001")
-    else:
-        import sqlite3
+        return pymysql.err.OperationalError(1213, "Deadlock found", sqlstate="40001")
+    import sqlite3
 
-        orig = sqlite3.OperationalError("database is locked")
-        orig.sqlite_errorcode = 5  # type: ignore[attr-defined]  # set by sqlite3 itself
-    return OperationalError("INSERT", {}, orig)
+    busy = sqlite3.OperationalError("database is locked")
+    busy.sqlite_errorcode = 5  # type: ignore[attr-defined]  # set by sqlite3 itself
+    return busy
 
 
-def _conflicts(engine: Engine, times: int) -> list[int]:
-    """Make the first ``times`` writes on ``engine`` fail as deadlocks."""
+@contextlib.contextmanager
+def _conflicts(engine: Engine, times: int) -> Iterator[list[int]]:
+    """Make the first ``times`` writes on ``engine`` fail as the driver fails a deadlock.
+
+    On PostgreSQL and MySQL the driver raises it as it is about to send the upsert. On
+    SQLite, whose statements cannot be interrupted from outside, the connection for the
+    write raises it as it leaves the pool.
+    """
     seen: list[int] = []
+    dialect = engine.dialect.name
 
-    def conflict(*args: Any) -> None:
-        if "INSERT" in str(args[2]).upper() and len(seen) < times:
+    def conflict(connection: Any, sql: str) -> None:
+        if sql.lstrip().upper().startswith("INSERT") and len(seen) < times:
             seen.append(1)
-            raise _conflict(engine.dialect.name)
+            raise _deadlock(dialect)
 
-    event.listen(engine, "before_cursor_execute", conflict)
-    return seen
+    def conflict_at_checkout(*args: Any) -> None:
+        if len(seen) < times:
+            seen.append(1)
+            raise _deadlock(dialect)
+
+    if dialect == "sqlite":
+        event.listen(engine.pool, "checkout", conflict_at_checkout)
+        try:
+            yield seen
+        finally:
+            event.remove(engine.pool, "checkout", conflict_at_checkout)
+    else:
+        with before_statements(engine, conflict):
+            yield seen
 
 
 def test_deadlocks_are_retried_until_the_write_succeeds(
     storage: SQLAlchemyTokenStorage,
 ) -> None:
     storage.retry = RetryPolicy(attempts=5, first_delay=0.01)
-    seen = _conflicts(storage.engine, 3)
-
-    storage.store_token_data_by_resource_server({"rs": make_token_data("rs")})
+    with _conflicts(storage.engine, 3) as seen:
+        storage.store_token_data_by_resource_server({"rs": make_token_data("rs")})
 
     assert len(seen) == 3
     assert storage.get_token_data("rs") is not None
@@ -339,10 +349,12 @@ def test_a_lasting_deadlock_surfaces_within_the_deadline(
     storage: SQLAlchemyTokenStorage,
 ) -> None:
     storage.retry = RetryPolicy(attempts=1000, first_delay=0.05, max_delay=0.2, deadline=1.0)
-    seen = _conflicts(storage.engine, 10**6)
     started = time.monotonic()
 
-    with pytest.raises(StorageUnavailableError) as caught:
+    with (
+        _conflicts(storage.engine, 10**6) as seen,
+        pytest.raises(StorageUnavailableError) as caught,
+    ):
         storage.store_token_data_by_resource_server({"rs": make_token_data("rs")})
 
     elapsed = time.monotonic() - started

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from sqlalchemy import URL, Engine, event, make_url, text, update
-from sqlalchemy.exc import DBAPIError
 
 from tokenstore_sql import (
     DatabaseOperationError,
@@ -130,17 +129,23 @@ def test_a_failed_commit_stores_none_of_several_resource_servers(
     if storage.engine.dialect.name != "sqlite":
         pytest.skip("a store is one autocommit statement there: no separate commit to fail")
 
-    def fail(connection: Any) -> None:
-        raise RuntimeError("commit refused")
+    def refuse_commit(action: int, what: str | None, *args: Any) -> int:
+        if action == sqlite3.SQLITE_TRANSACTION and what == "COMMIT":
+            return sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK
 
-    event.listen(storage.engine, "commit", fail)
+    def on_checkout(dbapi_connection: Any, *args: Any) -> None:
+        dbapi_connection.set_authorizer(refuse_commit)
+
+    event.listen(storage.engine.pool, "checkout", on_checkout)
     try:
-        with pytest.raises(RuntimeError):
+        with pytest.raises(DatabaseOperationError):
             storage.store_token_data_by_resource_server(
                 {rs: make_token_data(rs) for rs in ("a", "b", "c")}
             )
     finally:
-        event.remove(storage.engine, "commit", fail)
+        event.remove(storage.engine.pool, "checkout", on_checkout)
+    storage.engine.dispose()  # connections without the authorizer from here on
     assert storage.get_token_data_by_resource_server() == {}
 
 
@@ -272,39 +277,55 @@ def test_an_unsupported_database_is_refused_at_construction() -> None:
         SQLAlchemyTokenStorage(fake)
 
 
-def _fail_each_call(storage: SQLAlchemyTokenStorage, call: str, error: Exception) -> list[int]:
-    """Make every attempt of a read ("get") or a write ("remove") fail with a driver error.
+def _fail_each_call(
+    storage: SQLAlchemyTokenStorage, call: str, lasting: bool
+) -> tuple[list[int], object]:
+    """Make every attempt of a read ("get") or a write ("remove") fail in the driver.
 
-    Reads run on the driver's connection, so their failure is raised as the connection
-    leaves the pool; writes fail as SQLAlchemy executes their statement.
+    A get fails as its connection leaves the pool. A remove meets real SQLite faults: a
+    write lock another connection holds (transient), or a trigger that refuses the
+    DELETE with a message naming a secret (lasting). Gives the attempts made, and what
+    must stay alive until the call has failed (the lock holder).
     """
-    calls: list[int] = []
-
-    def fail(*args: Any) -> None:
-        calls.append(1)
-        raise error
-
-    def fail_wrapped(*args: Any) -> None:
-        calls.append(1)
-        raise DBAPIError.instance("DELETE", {}, error, sqlite3.Error)  # as SQLAlchemy wraps it
-
+    attempts: list[int] = []
+    path = storage.engine.url.database or ""
     if call == "get":
+        error: Exception
+        if lasting:
+            error = sqlite3.IntegrityError("Failing row contains SECRET")
+        else:
+            error = sqlite3.OperationalError("database is locked")
+            error.sqlite_errorcode = 5  # type: ignore[attr-defined]
+
+        def fail(*args: Any) -> None:
+            attempts.append(1)
+            raise error
+
         event.listen(storage.engine.pool, "checkout", fail)
+        return attempts, None
+    event.listen(storage.engine.pool, "checkout", lambda *args: attempts.append(1))
+    other = sqlite3.connect(path, isolation_level=None)
+    if lasting:
+        other.execute(
+            "CREATE TRIGGER refuse_delete BEFORE DELETE ON tokenstore_sql_tokens "
+            "BEGIN SELECT RAISE(ABORT, 'Failing row contains SECRET'); END"
+        )
+        other.close()
     else:
-        event.listen(storage.engine, "before_cursor_execute", fail_wrapped)
-    return calls
+        other.execute("BEGIN IMMEDIATE")  # held while the caller keeps it
+    return attempts, other
 
 
 @pytest.mark.parametrize("call", ["get", "remove"])
 def test_transient_failures_are_retried_then_reported(tmp_path: Path, call: str) -> None:
-    storage = SQLAlchemyTokenStorage(f"sqlite:///{tmp_path / 'r.db'}")
+    storage = SQLAlchemyTokenStorage(
+        f"sqlite:///{tmp_path / 'r.db'}", engine_options={"sqlite_busy_timeout_ms": 10}
+    )
     storage.retry = RetryPolicy(attempts=3, first_delay=0.001)
-    locked = sqlite3.OperationalError("database is locked")
-    locked.sqlite_errorcode = 5  # type: ignore[attr-defined]
-    calls = _fail_each_call(storage, call, locked)
+    attempts, _holder = _fail_each_call(storage, call, lasting=False)
     with pytest.raises(StorageUnavailableError) as caught:
         getattr(storage, f"{call}_token_data")("rs")
-    assert len(calls) == 3
+    assert len(attempts) == 3
     assert "sqlite:" in str(caught.value)
     assert caught.value.code == "5"
     assert caught.value.__cause__ is None
@@ -316,10 +337,11 @@ def test_lasting_failures_are_not_retried_and_hide_the_driver_text(
     tmp_path: Path, call: str
 ) -> None:
     storage = SQLAlchemyTokenStorage(f"sqlite:///{tmp_path / 'r.db'}")
-    calls = _fail_each_call(storage, call, sqlite3.IntegrityError("Failing row contains SECRET"))
+    storage.store_token_data_by_resource_server({"rs": make_token_data("rs")})
+    attempts, _holder = _fail_each_call(storage, call, lasting=True)
     with pytest.raises(DatabaseOperationError) as caught:
         getattr(storage, f"{call}_token_data")("rs")
-    assert len(calls) == 1
+    assert len(attempts) == 1
     assert "SECRET" not in str(caught.value)
     assert caught.value.__cause__ is None
 

@@ -114,6 +114,10 @@ class TokenStatements:
 
     def select_namespaces(self) -> Select[Any]:
         """Select each distinct namespace, in order."""
+        return self._select_namespaces
+
+    @cached_property
+    def _select_namespaces(self) -> Select[Any]:
         namespace = self.table.c.namespace
         return select(namespace).distinct().order_by(namespace)
 

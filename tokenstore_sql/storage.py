@@ -1,32 +1,31 @@
 """``SQLAlchemyTokenStorage``: globus-sdk's ``TokenStorage`` on a SQL database.
 
-Each public call is one transaction on a connection taken from the engine's pool for
+Each public call is one statement on a connection taken from the engine's pool for
 that call alone, so one storage (or one engine shared by many storages) is safe to use
-from many threads. Every call is a single statement: writes are atomic upserts, so
-several resource servers are stored all or nothing (on PostgreSQL the statement runs in
-autocommit mode, its own transaction; see ``transactions.single_statement_options``).
+from many threads. Writes are atomic upserts, so several resource servers are stored
+all or nothing. The statements run on the driver's own connection, each a transaction
+of its own (see :mod:`tokenstore_sql.direct`).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
-from sqlalchemy import URL, Connection, Engine, Select
+from sqlalchemy import URL, Engine, Executable, Select
 
 from ._sdk import TokenStorage, TokenStorageData, default_app_path
 from .codec import check_key, rows_for_storage, token_data_from_row
 from .columns import utc_now
 from .crypto import KeyRing
+from .direct import compiled_for, execute_write, fetch_rows
 from .engines import EngineOwner, masked_url, reset_pools_after_fork
 from .models import DEFAULT_PLACEMENT, Placement
-from .reads import compiled_read, fetch_rows
 from .retries import RetryPolicy
 from .schema import ensure_schema, is_checked
 from .statements import check_dialect, key_params, statements_for
-from .transactions import single_statement_options
 
 if TYPE_CHECKING:
     from globus_sdk import GlobusAppConfig
@@ -82,9 +81,6 @@ class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
         self.placement = placement
         self._statements = statements_for(placement)
         self._schema_options = {"create_schema": create_schema, "upgrade_schema": upgrade_schema}
-        # Every call of ours is one statement, atomic on its own.
-        self._read_options = single_statement_options(engine.dialect, writes=False)
-        self._write_options = single_statement_options(engine.dialect, writes=True)
         if not is_checked(engine, placement):  # else nothing to do: no I/O, no checks
             try:
                 check_dialect(engine.dialect)
@@ -153,12 +149,7 @@ class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
         now = utc_now()
         for row in rows:
             row["created_at"] = row["updated_at"] = now
-        statement = self._statements.upsert(self.engine.dialect)
-
-        def write(connection: Connection) -> None:
-            connection.execute(statement, rows)
-
-        self._in_transaction("store token data", write, writes=True)
+        self._write("store token data", self._statements.upsert(self.engine.dialect), rows)
 
     def get_token_data_by_resource_server(self) -> dict[str, TokenStorageData]:
         """Retrieve all token data stored in this namespace, by resource server.
@@ -187,11 +178,7 @@ class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
         """
         check_key("resource server", resource_server)
         params = key_params(self.namespace, resource_server)
-        statement = self._statements.delete_one
-        deleted: int = self._in_transaction(
-            "remove token data", lambda c: c.execute(statement, params).rowcount, writes=True
-        )
-        return deleted > 0
+        return self._write("remove token data", self._statements.delete_one, [params]) > 0
 
     def remove_namespace(self) -> int:
         """Remove all token data of this namespace (logout, offboarding) in one transaction.
@@ -199,13 +186,7 @@ class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
         :returns: how many resource servers' token data were removed
         """
         params = key_params(self.namespace)
-        statement = self._statements.delete_namespace
-        deleted: int = self._in_transaction(
-            "remove a namespace",
-            lambda c: c.execute(statement, params).rowcount,
-            writes=True,
-        )
-        return deleted
+        return self._write("remove a namespace", self._statements.delete_namespace, [params])
 
     @classmethod
     def for_globus_app(
@@ -239,27 +220,21 @@ class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
 
     def iter_namespaces(self) -> Iterator[str]:
         """Iterate over every namespace that holds token data in this database, in order."""
-        statement = self._statements.select_namespaces()
-        names = self._in_transaction("list namespaces", lambda c: c.execute(statement).all())
-        return (row[0] for row in names)
+        rows = self._read(self._statements.select_namespaces(), {}, "list namespaces")
+        return (row["namespace"] for row in rows)
 
-    def _read(self, statement: Select[Any], params: Mapping[str, str]) -> list[dict[str, Any]]:
-        """Fetch the rows of one token ``SELECT`` on the driver's connection, retried."""
+    def _read(
+        self, statement: Select[Any], params: Mapping[str, str], operation: str = "read token data"
+    ) -> list[dict[str, Any]]:
+        """Fetch the rows of one ``SELECT`` on the driver's connection, retried."""
         engine = self.engine
-        read = compiled_read(statement, engine.dialect)
-        return self.retry.run("read token data", engine, lambda: fetch_rows(engine, read, params))
+        read = compiled_for(statement, engine.dialect)
+        return self.retry.run(operation, engine, lambda: fetch_rows(engine, read, params))
 
-    def _in_transaction(
-        self, operation: str, work: Callable[[Connection], T], *, writes: bool = False
-    ) -> T:
-        """Run ``work(connection)`` in one transaction, retried as the policy allows."""
+    def _write(
+        self, operation: str, statement: Executable, rows: Sequence[Mapping[str, Any]]
+    ) -> int:
+        """Run one write statement for ``rows`` on the driver's connection, retried."""
         engine = self.engine
-
-        def attempt() -> T:
-            with engine.connect() as connection:
-                options = self._write_options if writes else self._read_options
-                connection.execution_options(**options)
-                with connection.begin():
-                    return work(connection)
-
-        return self.retry.run(operation, engine, attempt)
+        write = compiled_for(statement, engine.dialect)
+        return self.retry.run(operation, engine, lambda: execute_write(engine, write, rows))

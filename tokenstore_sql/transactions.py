@@ -1,9 +1,11 @@
 """How the engines tokenstore-sql creates begin and end transactions, per database.
 
 Every storage call is one statement, atomic and consistent on its own, so wherever a
-database allows it the call runs without ``BEGIN`` and ``COMMIT`` round trips
-(:func:`single_statement_options`). Every other transaction on these engines (schema
-migrations, key rotation, imports, your own code) is a real transaction as usual.
+database allows it the call runs without ``BEGIN`` and ``COMMIT`` round trips: on the
+driver's connection for the sync storage (:mod:`tokenstore_sql.direct`), through
+SQLAlchemy with :func:`single_statement_options` for the async one. Every other
+transaction on these engines (schema migrations, key rotation, imports, your own code)
+is a real transaction as usual.
 
 SQLite files are set up for several processes writing at once, without trading
 durability for speed:
