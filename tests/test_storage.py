@@ -24,7 +24,7 @@ from tokenstore_sql._sdk import TokenStorage
 from tokenstore_sql.retries import RetryPolicy
 
 from .sdk import make_token_data
-from .tracing import sent_statements
+from .tracing import before_statements, sent_statements
 
 
 def test_is_a_globus_sdk_token_storage(storage: SQLAlchemyTokenStorage) -> None:
@@ -421,3 +421,22 @@ def test_each_get_sees_the_latest_committed_value(
     finally:
         writer.close()
         reader_engine.dispose()
+
+
+def test_a_call_interrupted_mid_statement_leaves_no_broken_connection_in_the_pool(
+    storage: SQLAlchemyTokenStorage,
+) -> None:
+    if storage.engine.dialect.name == "sqlite":
+        pytest.skip("sqlite3 statements cannot be interrupted from a hook")
+    storage.store_token_data_by_resource_server({"rs": make_token_data("rs")})
+    invalidated: list[object] = []
+    event.listen(storage.engine.pool, "invalidate", lambda *args: invalidated.append(args))
+
+    def interrupt(connection: Any, sql: str) -> None:
+        if sql.lstrip().upper().startswith("SELECT"):
+            raise KeyboardInterrupt
+
+    with before_statements(storage.engine, interrupt), pytest.raises(KeyboardInterrupt):
+        storage.get_token_data("rs")
+    assert len(invalidated) == 1  # the pool replaces it rather than hand it out again
+    assert storage.get_token_data("rs") is not None

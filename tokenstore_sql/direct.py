@@ -178,6 +178,12 @@ def _one_statement(
             connection_invalidated=lost,
             dialect=dialect,
         ) from exc
+    except BaseException as exc:
+        if connection is not None and not isinstance(exc, Exception):
+            # Interrupted mid-statement (KeyboardInterrupt, SystemExit): the connection's
+            # protocol state is unknown, so the pool replaces it, as SQLAlchemy does.
+            connection.invalidate(exc)
+        raise
     finally:
         if connection is not None:
             _give_back(connection, dialect, autocommit)
