@@ -62,6 +62,19 @@ def test_one_bad_entry_stores_none_of_the_batch(storage: SQLAlchemyTokenStorage)
     )
 
 
+def _self_containing() -> dict[str, Any]:
+    looped: dict[str, Any] = {}
+    looped["me"] = looped
+    return looped
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for _ in range(depth):
+        nested = {"n": nested}
+    return nested
+
+
 @pytest.mark.parametrize(
     ("field", "value", "error", "word"),
     [
@@ -78,6 +91,11 @@ def test_one_bad_entry_stores_none_of_the_batch(storage: SQLAlchemyTokenStorage)
         ("extra", {"pair": (1, 2)}, ValueError, "extra"),
         ("extra", {1: "int key"}, ValueError, "extra"),
         ("extra", {"x": float("nan")}, ValueError, "extra"),
+        ("extra", {"x": [1, float("-inf")]}, ValueError, "extra"),
+        ("extra", {"deep": [{"pair": (1, 2)}]}, ValueError, "extra"),
+        ("extra", {"obj": object()}, ValueError, "extra"),
+        ("extra", _self_containing(), ValueError, "extra"),
+        ("extra", _nested(5000), ValueError, "extra"),
     ],
 )
 def test_a_field_of_the_wrong_kind_is_refused(

@@ -7,8 +7,8 @@ user's message.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Mapping
 from typing import Any, Final
 
 from ._sdk import TokenStorageData
@@ -183,40 +183,40 @@ def _bigint(where: str, field: str, value: object) -> int:
 def _json_object(where: str, extra: object) -> dict[str, Any]:
     if not isinstance(extra, dict):
         raise _Invalid(f"extra of {where} must be a dict, not {type(extra).__name__}")
-    problem = "extra of {where} must be plain JSON data (dict with str keys, list, str, int, "
-    problem += "float, bool, None) so that it reads back as it was stored"
     try:
-        round_tripped = json.loads(json.dumps(extra, allow_nan=False))
-    except (TypeError, ValueError):
-        raise InvalidTokenDataError(problem.format(where=where)) from None
-    if round_tripped != extra or not _json_types_kept(extra):
-        raise InvalidTokenDataError(problem.format(where=where))
-    _check_json_strings(where, extra)
+        plain = _is_plain_json(f"extra of {where}", extra)
+    except RecursionError:  # nested too deep for JSON, or a container holding itself
+        plain = False
+    if not plain:
+        raise InvalidTokenDataError(
+            f"extra of {where} must be plain JSON data (dict with str keys, list, str, int, "
+            "float, bool, None) so that it reads back as it was stored"
+        )
     return extra
 
 
-def _json_types_kept(value: object) -> bool:
-    """Tell whether JSON keeps every container type (tuples compare unequal to lists anyway)."""
+def _is_plain_json(what: str, value: object) -> bool:
+    """Tell whether JSON gives ``value`` back as it was; refuse text that cannot be stored.
+
+    One walk instead of a JSON round trip: dicts with str keys, lists, str, int (bool
+    included), finite floats and None; no tuples, sets, NaN or other objects.
+    """
+    if isinstance(value, str):
+        _check_text(what, value)
+        return True
     if isinstance(value, dict):
-        return all(isinstance(k, str) and _json_types_kept(v) for k, v in value.items())
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return False
+            _check_text(what, key)
+            if not _is_plain_json(what, item):
+                return False
+        return True
     if isinstance(value, list):
-        return all(_json_types_kept(v) for v in value)
-    return value is None or isinstance(value, (str, int, float, bool))
-
-
-def _check_json_strings(where: str, value: object) -> None:
-    strings: Sequence[object]
-    if isinstance(value, dict):
-        strings = [*value.keys(), *value.values()]
-    elif isinstance(value, list):
-        strings = value
-    else:
-        strings = [value]
-    for item in strings:
-        if isinstance(item, str):
-            _check_text(f"extra of {where}", item)
-        elif isinstance(item, (dict, list)):
-            _check_json_strings(where, item)
+        return all(_is_plain_json(what, item) for item in value)
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return value is None or isinstance(value, int)
 
 
 def token_data_from_row(
