@@ -100,7 +100,9 @@ def compiled_for(statement: Executable, dialect: Dialect) -> CompiledStatement:
 
     Meant for the storage's statements, which are built once per placement.
     """
-    by_statement = _compiled.setdefault(dialect, {})
+    by_statement = _compiled.get(dialect)
+    if by_statement is None:
+        by_statement = _compiled.setdefault(dialect, {})
     found = by_statement.get(statement)
     if found is None:
         found = by_statement[statement] = CompiledStatement.compile(statement, dialect)
@@ -164,10 +166,11 @@ def _one_statement(
             with suppress(dialect.loaded_dbapi.Error):  # a lost connection's cursor
                 cursor.close()
     except dialect.loaded_dbapi.Error as exc:
-        lost = connection is not None and dialect.is_disconnect(
+        lost = False
+        if connection is not None and dialect.is_disconnect(
             exc, connection.dbapi_connection, cursor
-        )
-        if lost and connection is not None:
+        ):
+            lost = True
             connection.invalidate(exc)
         raise DBAPIError.instance(
             statement.sql,

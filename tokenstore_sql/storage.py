@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from sqlalchemy import URL, Engine, Executable, Select
@@ -34,7 +34,6 @@ DEFAULT_NAMESPACE = "DEFAULT"
 URL_VARIABLE = "TOKENSTORE_SQL_URL"
 KEYS_VARIABLE = "TOKENSTORE_SQL_KEYS"
 APP_FILE_SUFFIX = ".tokenstore.db"
-T = TypeVar("T")
 
 
 class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
@@ -156,7 +155,8 @@ class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
 
         :raises UnreadableTokenDataError: a stored row cannot be read back
         """
-        rows = self._read(self._statements.select_namespace, key_params(self.namespace))
+        params = key_params(self.namespace)
+        rows = self._read("read token data", self._statements.select_namespace, params)
         return {
             row["resource_server"]: token_data_from_row(self.namespace, row, self.keys)
             for row in rows
@@ -168,7 +168,8 @@ class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
         :raises UnreadableTokenDataError: the stored row cannot be read back
         """
         check_key("resource server", resource_server)
-        rows = self._read(self._statements.select_one, key_params(self.namespace, resource_server))
+        params = key_params(self.namespace, resource_server)
+        rows = self._read("read token data", self._statements.select_one, params)
         return token_data_from_row(self.namespace, rows[0], self.keys) if rows else None
 
     def remove_token_data(self, resource_server: str) -> bool:
@@ -220,11 +221,11 @@ class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
 
     def iter_namespaces(self) -> Iterator[str]:
         """Iterate over every namespace that holds token data in this database, in order."""
-        rows = self._read(self._statements.select_namespaces(), {}, "list namespaces")
+        rows = self._read("list namespaces", self._statements.select_namespaces(), {})
         return (row["namespace"] for row in rows)
 
     def _read(
-        self, statement: Select[Any], params: Mapping[str, str], operation: str = "read token data"
+        self, operation: str, statement: Select[Any], params: Mapping[str, str]
     ) -> list[dict[str, Any]]:
         """Fetch the rows of one ``SELECT`` on the driver's connection, retried."""
         engine = self.engine
