@@ -25,6 +25,7 @@ from tokenstore_sql import (
 
 from .apis import BlockingAsyncStorage, LoopThread, dispose
 from .databases import SERVER_BACKENDS, Servers, scratch_database
+from .fake_auth import FakeAuth, mocked
 
 BACKENDS = [
     pytest.param(name, marks=getattr(pytest.mark, name)) for name in ("sqlite", *SERVER_BACKENDS)
@@ -104,6 +105,14 @@ def engine(database_url: URL) -> Iterator[Engine]:
     yield made
     assert_nothing_checked_out(made)
     made.dispose()
+
+
+@pytest.fixture
+def auth() -> Iterator[FakeAuth]:
+    """A fake Globus Auth that globus-sdk's HTTP calls reach, for the whole test."""
+    made = FakeAuth()
+    with mocked(made):
+        yield made
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -26,20 +26,13 @@ from starlette.applications import Starlette
 from examples.async_webapp import create_app
 
 from .conftest import assert_nothing_checked_out
-from .fake_auth import AUTH_RS, TRANSFER, FakeAuth, mocked
+from .fake_auth import AUTH_RS, TRANSFER, FakeAuth
 from .web_examples import app_settings, serve_example
 
 pytestmark = pytest.mark.anyio
 
 ALICE = str(uuid.uuid4())
 BOB = str(uuid.uuid4())
-
-
-@pytest.fixture
-def auth() -> Iterator[FakeAuth]:
-    made = FakeAuth()
-    with mocked(made):
-        yield made
 
 
 @pytest.fixture

@@ -16,18 +16,11 @@ from sqlalchemy import URL
 from examples.webapp import create_app
 from tokenstore_sql import TokenStore
 
-from .fake_auth import AUTH_RS, TRANSFER, FakeAuth, mocked
+from .fake_auth import AUTH_RS, TRANSFER, FakeAuth
 from .web_examples import app_settings, serve_example
 
 ALICE = str(uuid.uuid4())
 BOB = str(uuid.uuid4())
-
-
-@pytest.fixture
-def auth() -> Iterator[FakeAuth]:
-    made = FakeAuth()
-    with mocked(made):
-        yield made
 
 
 @pytest.fixture
