@@ -20,8 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ._sdk import TokenStorage, TokenStorageData
 from .async_engines import AsyncEngineOwner
-from .codec import check_key, rows_for_storage, token_data_from_row
-from .columns import utc_now
+from .codec import check_key, rows_for_storage, stamped, token_data_from_row
 from .crypto import KeyRing
 from .engines import masked_url
 from .models import DEFAULT_PLACEMENT, Placement
@@ -123,9 +122,7 @@ class AsyncSQLAlchemyTokenStorage(AsyncEngineOwner):
         rows = rows_for_storage(self.namespace, token_data_by_resource_server, self.keys)
         if not rows:
             return
-        now = utc_now()
-        for row in rows:
-            row["created_at"] = row["updated_at"] = now
+        stamped(rows)
         statement = self._statements.upsert(self.engine.dialect)
 
         async def write(connection: AsyncConnection) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from ._sdk import TokenStorageData
-from .columns import KEY_LENGTH, encode_key
+from .columns import KEY_LENGTH, encode_key, utc_now
 from .crypto import DecryptionError, KeyRing
 from .errors import InvalidTokenDataError, UnreadableTokenDataError
 
@@ -106,6 +106,17 @@ def open_tokens(namespace: str, row: Mapping[Any, Any], keys: KeyRing | None) ->
                 problem = f"{field} cannot be decrypted: {exc}"
                 raise UnreadableTokenDataError(namespace, resource_server, problem) from None
     return values
+
+
+def stamped(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Set the rows' ``created_at`` and ``updated_at`` to now, as they are about to be written.
+
+    An upsert keeps a row's first ``created_at`` (see ``statements.UPDATED_COLUMNS``).
+    """
+    now = utc_now()
+    for row in rows:
+        row["created_at"] = row["updated_at"] = now
+    return rows
 
 
 def _seal_context(namespace: str, row: Mapping[Any, Any], field: str) -> tuple[str, str, str]:

@@ -21,8 +21,7 @@ from globus_sdk import AuthLoginClient, OAuthRefreshTokenResponse, RefreshTokenA
 from sqlalchemy import Connection
 
 from ._sdk import TokenStorageData
-from .codec import check_key, rows_for_storage, token_data_from_row
-from .columns import utc_now
+from .codec import check_key, rows_for_storage, stamped, token_data_from_row
 from .errors import InvalidTokenDataError, MissingTokenDataError
 from .locks import DEFAULT_LOCK_TIMEOUT_SECONDS, lock_name, locked_transaction
 from .statements import key_params, statements_for
@@ -190,8 +189,5 @@ def _renewed(current: TokenStorageData, response: OAuthRefreshTokenResponse) -> 
 
 
 def _write(connection: Connection, storage: SQLAlchemyTokenStorage, data: TokenStorageData) -> None:
-    rows = rows_for_storage(storage.namespace, {data.resource_server: data}, storage.keys)
-    now = utc_now()
-    for row in rows:
-        row["created_at"] = row["updated_at"] = now
+    rows = stamped(rows_for_storage(storage.namespace, {data.resource_server: data}, storage.keys))
     connection.execute(statements_for(storage.placement).upsert(connection.dialect), rows)

@@ -17,8 +17,7 @@ from uuid import UUID
 from sqlalchemy import URL, Engine, Executable, Select
 
 from ._sdk import TokenStorage, TokenStorageData, default_app_path
-from .codec import check_key, rows_for_storage, token_data_from_row
-from .columns import utc_now
+from .codec import check_key, rows_for_storage, stamped, token_data_from_row
 from .crypto import KeyRing
 from .direct import compiled_for, execute_write, fetch_rows
 from .engines import EngineOwner, masked_url, reset_pools_after_fork
@@ -145,10 +144,8 @@ class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
         rows = rows_for_storage(self.namespace, token_data_by_resource_server, self.keys)
         if not rows:
             return
-        now = utc_now()
-        for row in rows:
-            row["created_at"] = row["updated_at"] = now
-        self._write("store token data", self._statements.upsert(self.engine.dialect), rows)
+        statement = self._statements.upsert(self.engine.dialect)
+        self._write("store token data", statement, stamped(rows))
 
     def get_token_data_by_resource_server(self) -> dict[str, TokenStorageData]:
         """Retrieve all token data stored in this namespace, by resource server.

@@ -26,9 +26,9 @@ from .codec import (
     open_tokens,
     rows_for_storage,
     seal_tokens,
+    stamped,
     token_data_from_row,
 )
-from .columns import utc_now
 from .crypto import KeyRing
 from .engines import create_engine
 from .errors import ImportFormatError, InvalidTokenDataError, SchemaOutOfDateError, TokenFileError
@@ -141,8 +141,7 @@ def import_token_files(
                 counts.append(_merge(count, rows, current, on_conflict))
         changed = [row for key, row in current.items() if loaded.get(key) is not row]
         if changed and not dry_run:
-            now = utc_now()
-            writes = [{**row, "created_at": now, "updated_at": now} for row in changed]
+            writes = stamped([dict(row) for row in changed])
             for row in writes:
                 seal_tokens(row, encryption_keys)
             connection.execute(statements.upsert(connection.dialect), writes)
