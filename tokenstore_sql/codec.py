@@ -111,11 +111,13 @@ def open_tokens(namespace: str, row: Mapping[Any, Any], keys: KeyRing | None) ->
 def stamped(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Set the rows' ``created_at`` and ``updated_at`` to now, as they are about to be written.
 
-    An upsert keeps a row's first ``created_at`` (see ``statements.UPDATED_COLUMNS``).
+    An upsert keeps a row's first ``created_at`` and any refresh lease (see
+    ``statements.UPDATED_COLUMNS``); a row it inserts starts with no lease.
     """
     now = utc_now()
     for row in rows:
         row["created_at"] = row["updated_at"] = now
+        row["refresh_lease_owner"] = row["refresh_lease_until"] = None
     return rows
 
 

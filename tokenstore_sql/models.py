@@ -31,6 +31,7 @@ SCHEMA_VARIABLE: Final = "TOKENSTORE_SQL_SCHEMA"
 TOKENS_TABLE: Final = f"{DEFAULT_TABLE_PREFIX}tokens"
 VERSION_TABLE: Final = f"{DEFAULT_TABLE_PREFIX}version"
 KEY_ID_LENGTH: Final = 16
+LEASE_OWNER_LENGTH: Final = 32
 
 # Constraint names fixed here are the same on every backend and in every migration.
 NAMING_CONVENTION: Final = {
@@ -64,6 +65,9 @@ class TokenRow(Base):
     extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # Id of the key that encrypted access_token and refresh_token; None: stored in clear.
     token_key_id: Mapped[str | None] = mapped_column(String(KEY_ID_LENGTH), index=True)
+    # The refresh lease (see refresh.py): who is refreshing this row's tokens, until when.
+    refresh_lease_owner: Mapped[str | None] = mapped_column(String(LEASE_OWNER_LENGTH))
+    refresh_lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now, onupdate=utc_now)
 

@@ -26,6 +26,8 @@ from sqlalchemy import (
     case,
     delete,
     func,
+    null,
+    or_,
     select,
     tuple_,
     update,
@@ -48,6 +50,16 @@ UPDATED_COLUMNS: Final = (
     "expires_at_seconds",
     "token_type",
     "extra",
+    "token_key_id",
+    "updated_at",
+)
+# What storing a refresh's result rewrites: the identity and extra stay as they were.
+REFRESHED_COLUMNS: Final = (
+    "scope",
+    "access_token",
+    "refresh_token",
+    "expires_at_seconds",
+    "token_type",
     "token_key_id",
     "updated_at",
 )
@@ -98,6 +110,56 @@ class TokenStatements:
         self.select_one: Final = select(*self.token_columns).where(*by_key)
         self.delete_one: Final = delete(table).where(*by_key)
         self.delete_namespace: Final = delete(table).where(in_namespace)
+        self._build_lease_statements(by_key)
+
+    def _build_lease_statements(self, by_key: tuple[ColumnElement[bool], ...]) -> None:
+        """Build the statements of refresh coordination (see :mod:`tokenstore_sql.refresh_plan`).
+
+        Each is one statement on one row, so none needs a transaction, a lock or a
+        session of its own: they work through PgBouncer and across Galera nodes.
+        """
+        c = self.table.c
+        owner, until = c.refresh_lease_owner, c.refresh_lease_until
+        # Literal NULLs, and updated_at kept: a lease is not a change of the token data.
+        no_lease = {"refresh_lease_owner": null(), "refresh_lease_until": null()}
+        unchanged = {"updated_at": c.updated_at}
+        self.select_for_refresh: Select[Any] = select(*self.token_columns, owner, until).where(
+            *by_key
+        )
+        # Taken when free, expired, or already ours (a retried statement that was applied).
+        self.take_lease: Update = (
+            update(self.table)
+            .where(
+                *by_key,
+                or_(
+                    owner.is_(None),
+                    until < bindparam("now", type_=until.type),
+                    owner == bindparam("owner"),
+                ),
+            )
+            .values(
+                refresh_lease_owner=bindparam("owner", type_=owner.type),
+                refresh_lease_until=bindparam("until", type_=until.type),
+                **unchanged,
+            )
+        )
+        self.release_lease: Update = (
+            update(self.table)
+            .where(*by_key, owner == bindparam("owner"))
+            .values(**no_lease, **unchanged)
+        )
+        # A compare-and-swap on the refresh token that was spent, as stored: the result of
+        # a refresh replaces exactly the token it came from, whoever holds the lease now.
+        self.store_refreshed: Update = (
+            update(self.table)
+            .where(*by_key, c.refresh_token == bindparam("spent_refresh_token"))
+            .values(
+                **{
+                    name: bindparam(f"new_{name}", type_=c[name].type) for name in REFRESHED_COLUMNS
+                },
+                **no_lease,
+            )
+        )
 
     def upsert(self, dialect: Dialect) -> Insert:
         """Give the insert-or-replace statement for token rows on this dialect.
