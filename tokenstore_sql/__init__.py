@@ -40,7 +40,9 @@ from .transfer import ImportCount, ImportReport, export_token_file, import_token
 
 if TYPE_CHECKING:
     from .async_engines import create_async_engine
+    from .async_refresh import async_refresh_once
     from .async_storage import AsyncSQLAlchemyTokenStorage
+    from .async_store import AsyncTokenStore
 
 __version__ = "0.1.0"
 
@@ -48,6 +50,8 @@ __version__ = "0.1.0"
 # use, so that the sync API works without it.
 _ASYNC_NAMES = {
     "AsyncSQLAlchemyTokenStorage": "async_storage",
+    "AsyncTokenStore": "async_store",
+    "async_refresh_once": "async_refresh",
     "create_async_engine": "async_engines",
 }
 
@@ -69,6 +73,7 @@ __all__ = [
     "TOKENS_TABLE",
     "VERSION_TABLE",
     "AsyncSQLAlchemyTokenStorage",
+    "AsyncTokenStore",
     "DatabaseOperationError",
     "EncryptionKeyError",
     "ImportCount",
@@ -101,6 +106,7 @@ __all__ = [
     "__version__",
     "alembic_include_name",
     "alembic_include_name_for",
+    "async_refresh_once",
     "create_async_engine",
     "create_engine",
     "export_token_file",

@@ -204,8 +204,12 @@ class AsyncSQLAlchemyTokenStorage(AsyncEngineOwner):
         work: Callable[[AsyncConnection], Awaitable[T]],
         *,
         writes: bool = False,
+        retry: RetryPolicy | None = None,
     ) -> T:
-        """Await ``work(connection)`` in one transaction, retried as the policy allows."""
+        """Await ``work(connection)`` in one transaction, retried as the policy allows.
+
+        Also the path of the async refresh's statements, some with a policy of their own.
+        """
         await self.check_schema()
         options = self._write_options if writes else self._read_options
 
@@ -215,7 +219,7 @@ class AsyncSQLAlchemyTokenStorage(AsyncEngineOwner):
                 async with connection.begin():
                     return await work(connection)
 
-        return await self.retry.run_async(operation, self.engine, attempt)
+        return await (retry or self.retry).run_async(operation, self.engine, attempt)
 
 
 class _ResponseReader(TokenStorage):

@@ -44,7 +44,7 @@ from .codec import rows_for_storage, token_data_from_row
 from .columns import utc_now
 from .crypto import KeyRing
 from .errors import InvalidTokenDataError, MissingTokenDataError, StorageUnavailableError
-from .statements import REFRESHED_COLUMNS, key_params
+from .statements import REFRESHED_COLUMNS
 
 if TYPE_CHECKING:
     from globus_sdk import AuthLoginClient, OAuthRefreshTokenResponse
@@ -254,7 +254,10 @@ def step_parameters(
 
     A result to store is validated and sealed (with ``keys``) as any stored token is.
     """
-    params: dict[str, Any] = key_params(request.namespace, request.resource_server)
+    params: dict[str, Any] = {
+        "row_namespace": request.namespace,
+        "row_resource_server": request.resource_server,
+    }
     if isinstance(step, TakeLease):
         params.update(owner=step.owner, now=step.now, until=step.until)
     elif isinstance(step, ReleaseLease):

@@ -110,9 +110,9 @@ class TokenStatements:
         self.select_one: Final = select(*self.token_columns).where(*by_key)
         self.delete_one: Final = delete(table).where(*by_key)
         self.delete_namespace: Final = delete(table).where(in_namespace)
-        self._build_lease_statements(by_key)
+        self._build_lease_statements()
 
-    def _build_lease_statements(self, by_key: tuple[ColumnElement[bool], ...]) -> None:
+    def _build_lease_statements(self) -> None:
         """Build the statements of refresh coordination (see :mod:`tokenstore_sql.refresh_plan`).
 
         Each is one statement on one row, so none needs a transaction, a lock or a
@@ -120,11 +120,17 @@ class TokenStatements:
         """
         c = self.table.c
         owner, until = c.refresh_lease_owner, c.refresh_lease_until
+        # An UPDATE may not bind a column's own name: the row's key binds as row_*.
+        by_key = (
+            c.namespace == bindparam("row_namespace"),
+            c.resource_server == bindparam("row_resource_server"),
+        )
         # Literal NULLs, and updated_at kept: a lease is not a change of the token data.
         no_lease = {"refresh_lease_owner": null(), "refresh_lease_until": null()}
         unchanged = {"updated_at": c.updated_at}
         self.select_for_refresh: Select[Any] = select(*self.token_columns, owner, until).where(
-            *by_key
+            c.namespace == bindparam("namespace"),
+            c.resource_server == bindparam("resource_server"),
         )
         # Taken when free, expired, or already ours (a retried statement that was applied).
         self.take_lease: Update = (

@@ -22,11 +22,12 @@ from typing import Any, Final
 from globus_sdk import AuthLoginClient
 from sqlalchemy import URL, Engine
 
+from ._sdk import TokenStorageData
 from .crypto import KeyRing
 from .engines import EngineOwner, masked_url
 from .errors import InvalidTokenDataError
 from .models import DEFAULT_PLACEMENT, Placement
-from .refresh import LockingRefreshTokenAuthorizer, OnRefresh
+from .refresh import LockingRefreshTokenAuthorizer, OnRefresh, refresh_once
 from .retries import RetryPolicy
 from .storage import SQLAlchemyTokenStorage
 
@@ -143,6 +144,31 @@ class TokenStore(EngineOwner):
         """
         return LockingRefreshTokenAuthorizer(
             self.for_user(identity_id), resource_server, auth_client, on_refresh=on_refresh
+        )
+
+    def fresh_token_data(
+        self,
+        identity_id: str | uuid.UUID,
+        resource_server: str,
+        auth_client: AuthLoginClient,
+        *,
+        rejected_access_token: str | None = None,
+        on_refresh: OnRefresh | None = None,
+    ) -> TokenStorageData:
+        """Return a user's token data for a resource server with a fresh access token.
+
+        An expired (or refused) access token is refreshed at most once across every
+        worker that shares the database (see :func:`~tokenstore_sql.refresh_once`).
+
+        :raises MissingTokenDataError: no token data or no refresh token: log in again
+        :raises globus_sdk.AuthAPIError: Auth refused the refresh token
+        """
+        return refresh_once(
+            self.for_user(identity_id),
+            resource_server,
+            auth_client,
+            rejected_access_token=rejected_access_token,
+            on_refresh=on_refresh,
         )
 
     def remove_user(self, identity_id: str | uuid.UUID) -> int:

@@ -1,0 +1,132 @@
+"""``AsyncTokenStore``: the async twin of :class:`~tokenstore_sql.TokenStore`.
+
+An asyncio web backend creates one per process (in its lifespan) and asks it for a
+user's storage, or a fresh access token, in each request. Namespaces follow the same
+convention as the sync store's (see :func:`~tokenstore_sql.user_namespace`), so both
+APIs read each other's rows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from globus_sdk import AuthLoginClient
+from sqlalchemy import URL
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ._sdk import TokenStorageData
+from .async_engines import AsyncEngineOwner
+from .async_refresh import async_refresh_once
+from .async_storage import AsyncSQLAlchemyTokenStorage
+from .crypto import KeyRing
+from .engines import masked_url
+from .models import DEFAULT_PLACEMENT, Placement
+from .refresh import OnRefresh
+from .retries import RetryPolicy
+from .store import user_namespace
+
+
+class AsyncTokenStore(AsyncEngineOwner):
+    """The token data of many users in one database, over one shared async engine.
+
+    Constructing it does no I/O; the first call (or :meth:`check_schema`, in an ASGI
+    lifespan) checks the schema once.
+
+    :param url_or_async_engine: a database URL, or an ``AsyncEngine`` (never disposed of
+        by the store)
+    :param app: the app or environment label put in every namespace; None for none
+    :param options: ``create_schema``, ``upgrade_schema``, ``engine_options``, ``retry``,
+        ``encryption_keys``, ``placement``, as for
+        :class:`~tokenstore_sql.AsyncSQLAlchemyTokenStorage`
+    """
+
+    def __init__(
+        self,
+        url_or_async_engine: str | URL | AsyncEngine,
+        *,
+        app: str | None = None,
+        create_schema: bool = True,
+        upgrade_schema: bool = False,
+        engine_options: Mapping[str, Any] | None = None,
+        retry: RetryPolicy | None = None,
+        encryption_keys: KeyRing | Iterable[str | bytes] | None = None,
+        placement: Placement = DEFAULT_PLACEMENT,
+    ) -> None:
+        if app is not None:
+            user_namespace(uuid.UUID(int=0), app=app)  # validates the label early
+        self.app = app
+        self.retry = retry or RetryPolicy()
+        self.keys = KeyRing.coerce(encryption_keys)
+        self.placement = placement
+        self.create_schema, self.upgrade_schema = create_schema, upgrade_schema
+        self._hold_engine(url_or_async_engine, engine_options)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(dialect={self.engine.dialect.name!r}, app={self.app!r}, "
+            f"url={masked_url(self.engine.url)!r})"
+        )
+
+    def namespace_for(self, identity_id: str | uuid.UUID) -> str:
+        """Return a user's namespace in this store (see :func:`~tokenstore_sql.user_namespace`)."""
+        return user_namespace(identity_id, app=self.app)
+
+    def for_namespace(self, namespace: str) -> AsyncSQLAlchemyTokenStorage:
+        """Return a storage over the shared engine for any namespace; no I/O."""
+        return AsyncSQLAlchemyTokenStorage(
+            self.engine,
+            namespace=namespace,
+            retry=self.retry,
+            encryption_keys=self.keys,
+            placement=self.placement,
+            create_schema=self.create_schema,
+            upgrade_schema=self.upgrade_schema,
+        )
+
+    def for_user(self, identity_id: str | uuid.UUID) -> AsyncSQLAlchemyTokenStorage:
+        """Return the storage of one user's token data; no I/O."""
+        return self.for_namespace(self.namespace_for(identity_id))
+
+    async def check_schema(self) -> None:
+        """Check (and create, or upgrade, as the options allow) the schema, once per engine.
+
+        :raises SchemaOutOfDateError: the database needs ``tokenstore-sql upgrade`` first
+        """
+        await self.for_namespace("schema-check").check_schema()
+
+    async def fresh_token_data(
+        self,
+        identity_id: str | uuid.UUID,
+        resource_server: str,
+        auth_client: AuthLoginClient,
+        *,
+        rejected_access_token: str | None = None,
+        on_refresh: OnRefresh | None = None,
+    ) -> TokenStorageData:
+        """Return a user's token data for a resource server with a fresh access token.
+
+        An expired (or refused) access token is refreshed at most once across every
+        worker and task that shares the database (see
+        :func:`~tokenstore_sql.refresh_once`); Auth's HTTP call runs in a worker thread.
+
+        :param rejected_access_token: a token a service refused (HTTP 401)
+        :param on_refresh: called with Auth's response when this call refreshed
+        :raises MissingTokenDataError: no token data or no refresh token: log in again
+        :raises globus_sdk.AuthAPIError: Auth refused the refresh token
+        """
+        return await async_refresh_once(
+            self.for_user(identity_id),
+            resource_server,
+            auth_client,
+            rejected_access_token=rejected_access_token,
+            on_refresh=on_refresh,
+        )
+
+    async def remove_user(self, identity_id: str | uuid.UUID) -> int:
+        """Remove every token of one user (logout, offboarding) in one transaction.
+
+        :returns: how many resource servers' token data were removed
+        """
+        return await self.for_user(identity_id).remove_namespace()
