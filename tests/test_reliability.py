@@ -2,8 +2,9 @@
 
 Each test is bounded in time. Server faults are injected without disturbing other test
 runs on the same servers: sessions are killed only in a database of the test's own, and
-outages happen behind a TCP proxy (see ``tests/faults.py``). Restarting the real
-PostgreSQL server is opt-in (``TOKENSTORE_SQL_TEST_ALLOW_RESTART=1``).
+outages happen behind a TCP proxy (see ``tests/faults.py``). A real server restart
+happens only on a private PostgreSQL server that the test starts and stops for itself
+(see ``tests/private_servers.py``); the shared servers are never restarted.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ import json
 import multiprocessing
 import os
 import random
-import shutil
-import subprocess
 import threading
 import time
 import traceback
@@ -36,6 +35,7 @@ from tokenstore_sql.retries import RetryPolicy
 
 from .conftest import SERVER_PARAMS
 from .faults import TcpProxy, kill_session, kill_sessions, session_id, wait_until
+from .private_servers import StopMode, private_postgresql
 from .sdk import make_token_data
 from .tracing import before_statements
 
@@ -505,40 +505,46 @@ def test_opening_a_database_that_is_down_fails_fast_naming_it(case: str, tmp_pat
         assert url.host in shown[0]
 
 
-def _postgresql_version() -> str | None:
-    versions = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
-    return versions[-1] if versions and shutil.which("pg_ctlcluster") else None
+@pytest.mark.postgresql
+@pytest.mark.parametrize("mode", ["fast", "immediate"])
+def test_a_postgresql_restart_is_ridden_out(mode: StopMode, namespace: str) -> None:
+    # A "fast" stop disconnects every client, an "immediate" one is a crash; either way
+    # the server is down for a while and then back on the same port.
+    with private_postgresql() as server:
+        url = server.create_database("tokens")
+        # Attempts enough to outlast a restart of a few seconds; the default gives up sooner.
+        storage = _filled_storage(
+            url, namespace, retry=RetryPolicy(attempts=60, max_delay=0.5, deadline=30.0)
+        )
+        down = threading.Event()
+        failures: list[BaseException] = []
 
+        def restart() -> None:
+            try:
+                server.stop(mode)
+                down.set()
+                time.sleep(1.0)  # an outage the call below has to wait through
+                server.start()
+            except BaseException as exc:
+                failures.append(exc)
+            finally:
+                down.set()
 
-@postgresql_only
-@pytest.mark.skipif(
-    os.environ.get("TOKENSTORE_SQL_TEST_ALLOW_RESTART") != "1",
-    reason="restarts the PostgreSQL server, breaking concurrent runs: "
-    "set TOKENSTORE_SQL_TEST_ALLOW_RESTART=1 to allow it",
-)
-def test_a_postgresql_restart_is_ridden_out(database_url: URL, namespace: str) -> None:
-    version = _postgresql_version()
-    if version is None:
-        pytest.skip("needs pg_ctlcluster and a cluster under /etc/postgresql")
-    url = database_url
-    # Attempts enough to outlast a restart of a few seconds; the default gives up sooner.
-    storage = _filled_storage(
-        url, namespace, retry=RetryPolicy(attempts=60, max_delay=0.5, deadline=30.0)
-    )
-    restart = subprocess.Popen(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        time.sleep(0.3)  # let the shutdown begin, so the call below meets it
-        _use(storage)  # during or after the restart: retried until the server is back
-        assert restart.wait(timeout=60) == 0
-        _use(storage)
-    finally:
-        if restart.poll() is None:
-            restart.wait(timeout=60)
-        probe = create_engine(url)
-        assert wait_until(lambda: probe.connect().close() is None, timeout=60)
-        probe.dispose()
-        storage.close()
+        restarter = threading.Thread(target=restart, daemon=True)
+        restarter.start()
+        try:
+            assert down.wait(timeout=60)
+            started = time.monotonic()
+            _use(storage)  # during the restart: retried until the server is back
+            waited = time.monotonic() - started
+            restarter.join(timeout=90)
+            assert not restarter.is_alive()
+            assert failures == []
+            assert waited > 0.5, "the call did not meet the outage"
+            _use(storage)
+        finally:
+            restarter.join(timeout=90)
+            probe = create_engine(url)
+            assert wait_until(lambda: probe.connect().close() is None, timeout=60)
+            probe.dispose()
+            storage.close()
