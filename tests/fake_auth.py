@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import secrets
+import select
+import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -44,9 +46,13 @@ class FakeAuth:
 
     client_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     refresh_delay: float = 0.0
+    refresh_delays: list[float] = field(default_factory=list)  # per call, before refresh_delay
     names: dict[str, str] = field(default_factory=dict)
     refresh_calls: int = 0
     rejected_refreshes: int = 0
+    abandoned_refreshes: int = 0  # the caller hung up before Auth answered: nothing spent
+    successors: dict[str, str] = field(default_factory=dict)  # spent refresh token -> new one
+    refresh_started: threading.Event = field(default_factory=threading.Event)
     code_exchanges: int = 0
     revoked: list[str] = field(default_factory=list)
     userinfo_tokens: list[str] = field(default_factory=list)
@@ -103,14 +109,27 @@ class FakeAuth:
         claims["preferred_username"] = self.names.get(identity_id, identity_id)
         return jwt.encode(claims, self._key, algorithm="RS512")
 
-    def token(self, form: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
-        """Answer POST /v2/oauth2/token."""
+    def token(
+        self, form: Mapping[str, str], still_wanted: Callable[[], bool] = lambda: True
+    ) -> tuple[int, dict[str, Any]]:
+        """Answer POST /v2/oauth2/token.
+
+        ``still_wanted`` tells, after a slow refresh's delay, whether the caller is still
+        there: a caller that hung up (killed) spends nothing.
+        """
         grant_type = form.get("grant_type")
         if grant_type == "authorization_code":
             return self._exchange_code(form.get("code", ""))
         if grant_type == "refresh_token":
-            return self._refresh_token(form.get("refresh_token", ""))
+            return self._refresh_token(form.get("refresh_token", ""), still_wanted)
         return 400, {"error": "unsupported_grant_type"}
+
+    def chain(self, refresh_token: str) -> list[str]:
+        """Follow a refresh token through its rotations; the last one is the live one."""
+        chain = [refresh_token]
+        while chain[-1] in self.successors:
+            chain.append(self.successors[chain[-1]])
+        return chain
 
     def _exchange_code(self, code: str) -> tuple[int, dict[str, Any]]:
         with self._lock:
@@ -123,17 +142,26 @@ class FakeAuth:
             body["other_tokens"] = [self._issue(_Grant(identity_id, TRANSFER))]
         return 200, body
 
-    def _refresh_token(self, refresh_token: str) -> tuple[int, dict[str, Any]]:
+    def _refresh_token(
+        self, refresh_token: str, still_wanted: Callable[[], bool]
+    ) -> tuple[int, dict[str, Any]]:
         with self._lock:
             self.refresh_calls += 1
+            delay = self.refresh_delays.pop(0) if self.refresh_delays else self.refresh_delay
+        self.refresh_started.set()
+        time.sleep(delay)  # a slow Auth widens the window for a race
+        with self._lock:
+            if not still_wanted():
+                self.abandoned_refreshes += 1
+                return 499, {"error": "client_closed_request"}
             grant = self._refresh.pop(refresh_token, None)
             if grant is None or refresh_token in self._spent:
                 self.rejected_refreshes += 1
                 return 400, {"error": "invalid_grant"}
             self._spent.add(refresh_token)
-        time.sleep(self.refresh_delay)  # a slow Auth widens the window for a race
-        with self._lock:
-            return 200, {**self._issue(grant), "other_tokens": []}
+            body = self._issue(grant)
+            self.successors[refresh_token] = body["refresh_token"]
+            return 200, {**body, "other_tokens": []}
 
     def revoke(self, form: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
         """Answer POST /v2/oauth2/token/revoke."""
@@ -200,6 +228,17 @@ def mocked(auth: FakeAuth) -> Iterator[responses.RequestsMock]:
         yield mock
 
 
+def _still_connected(connection: socket.socket) -> bool:
+    """Tell whether the client of a request is still there (it sent nothing more)."""
+    readable, _, _ = select.select([connection], [], [], 0)
+    if not readable:
+        return True
+    try:
+        return connection.recv(1, socket.MSG_PEEK) != b""
+    except OSError:
+        return False
+
+
 @contextmanager
 def serving(auth: FakeAuth) -> Iterator[str]:
     """Serve the token endpoint on 127.0.0.1 and yield the base URL for the SDK."""
@@ -208,7 +247,7 @@ def serving(auth: FakeAuth) -> Iterator[str]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             form = dict(parse_qsl(self.rfile.read(length).decode()))
-            status, body = auth.token(form)
+            status, body = auth.token(form, lambda: _still_connected(self.connection))
             data = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
