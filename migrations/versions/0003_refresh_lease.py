@@ -35,7 +35,9 @@ def upgrade() -> None:
     op.add_column(
         table, sa.Column("refresh_lease_owner", sa.String(32), nullable=True), schema=schema
     )
-    op.add_column(table, sa.Column("refresh_lease_until", _timestamp(), nullable=True), schema=schema)
+    op.add_column(
+        table, sa.Column("refresh_lease_until", _timestamp(), nullable=True), schema=schema
+    )
 
 
 def downgrade() -> None:
