@@ -1,12 +1,15 @@
 """The async example web application, through its ASGI layer, with Globus Auth mocked offline.
 
 httpx drives the real Starlette app (sessions, routes, lifespan) in the test's event
-loop, so two users' requests run at once against one async engine.
+loop, so two users' requests run at once against one async engine. Two apps on one
+database stand for two worker processes: each has its own store and engine, so they
+agree on refreshes only through the database.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import re
 import time
 import urllib.error
@@ -24,6 +27,7 @@ from sqlalchemy import URL
 from starlette.applications import Starlette
 
 from examples.async_webapp import create_app
+from tokenstore_sql import AsyncSQLAlchemyTokenStorage
 
 from .conftest import assert_nothing_checked_out
 from .fake_auth import AUTH_RS, TRANSFER, FakeAuth
@@ -40,12 +44,19 @@ def settings(database_url: URL, auth: FakeAuth) -> dict[str, Any]:
     return app_settings(auth, database_url)
 
 
-@pytest.fixture
-async def app(settings: dict[str, Any]) -> AsyncIterator[Starlette]:
+@asynccontextmanager
+async def _running(settings: dict[str, Any]) -> AsyncIterator[Starlette]:
+    """An app between its start-up and its shutdown, as a server runs it."""
     made = create_app(settings)
     async with made.router.lifespan_context(made):
         yield made
-        assert_nothing_checked_out(made.state.engine.sync_engine)
+        assert_nothing_checked_out(made.state.store.engine.sync_engine)
+
+
+@pytest.fixture
+async def app(settings: dict[str, Any]) -> AsyncIterator[Starlette]:
+    async with _running(settings) as made:
+        yield made
 
 
 @asynccontextmanager
@@ -68,11 +79,24 @@ async def _log_in(client: httpx.AsyncClient, auth: FakeAuth, identity_id: str, n
     assert back.status_code == 302
 
 
+def _storage(app: Starlette, identity_id: str) -> AsyncSQLAlchemyTokenStorage:
+    storage: AsyncSQLAlchemyTokenStorage = app.state.store.for_user(identity_id)
+    return storage
+
+
 async def _tokens(app: Starlette, identity_id: str) -> dict[str, Any]:
-    tokens: dict[str, Any] = await app.state.storage_for(
-        identity_id
-    ).get_token_data_by_resource_server()
-    return tokens
+    return dict(await _storage(app, identity_id).get_token_data_by_resource_server())
+
+
+async def _expire(app: Starlette, identity_id: str) -> Any:
+    """Make a user's stored Auth access token expired; return its data as it was."""
+    storage = _storage(app, identity_id)
+    before = await storage.get_token_data(AUTH_RS)
+    assert before is not None
+    expired = copy.copy(before)
+    expired.expires_at_seconds = int(time.time()) - 5
+    await storage.store_token_data_by_resource_server({AUTH_RS: expired})
+    return before
 
 
 async def _csrf(client: httpx.AsyncClient) -> str:
@@ -142,7 +166,7 @@ async def test_a_callback_with_a_forged_state_stores_nothing(
 
     assert answer.status_code == 400
     assert auth.code_exchanges == 0
-    storage = app.state.storage_for(ALICE)
+    storage = _storage(app, ALICE)
     ours = [
         ns async for ns in storage.iter_namespaces() if ns.startswith(settings["TOKENSTORE_APP"])
     ]
@@ -152,23 +176,66 @@ async def test_a_callback_with_a_forged_state_stores_nothing(
 async def test_requests_at_once_refresh_an_expired_token_once(
     app: Starlette, auth: FakeAuth
 ) -> None:
-    storage = app.state.storage_for(ALICE)
     async with _browser(app) as alice:
         await _log_in(alice, auth, ALICE, "alice")
-        before = await storage.get_token_data(AUTH_RS)
-        before.expires_at_seconds = int(time.time()) - 5
-        await storage.store_token_data_by_resource_server({AUTH_RS: before})
+        before = await _expire(app, ALICE)
         auth.refresh_delay = 0.2  # the three requests all find the token expired
 
         pages = await asyncio.gather(*(alice.get("/profile") for _ in range(3)))
 
-    after = await storage.get_token_data(AUTH_RS)
+    after = await _storage(app, ALICE).get_token_data(AUTH_RS)
+    assert after is not None
     assert [page.status_code for page in pages] == [200, 200, 200]
     assert auth.refresh_calls == 1
+    assert auth.rejected_refreshes == 0
     assert after.access_token != before.access_token
     assert after.identity_id == ALICE
     assert after.expires_at_seconds > time.time() + 3600
     assert auth.userinfo_tokens == [after.access_token] * 3
+
+
+async def test_two_workers_refresh_an_expired_token_once(
+    app: Starlette, auth: FakeAuth, settings: dict[str, Any]
+) -> None:
+    async with (
+        _running(settings) as other_worker,
+        _browser(app) as first,
+        _browser(other_worker) as second,
+    ):
+        await _log_in(first, auth, ALICE, "alice")
+        second.cookies.update(first.cookies)  # one browser, its requests on two workers
+        before = await _expire(app, ALICE)
+        auth.refresh_delay = 0.2  # both requests find the token expired
+
+        pages = await asyncio.gather(first.get("/profile"), second.get("/profile"))
+
+    after = await _storage(app, ALICE).get_token_data(AUTH_RS)
+    assert after is not None
+    assert [page.status_code for page in pages] == [200, 200]
+    assert ["Signed in as alice" in page.text for page in pages] == [True, True]
+    assert auth.refresh_calls == 1
+    assert auth.rejected_refreshes == 0
+    assert auth.is_live_refresh_token(after.refresh_token)
+    assert after.access_token != before.access_token
+    assert auth.userinfo_tokens == [after.access_token] * 2
+
+
+async def test_a_refused_refresh_token_sends_the_user_to_log_in_again(
+    app: Starlette, auth: FakeAuth
+) -> None:
+    async with _browser(app) as alice:
+        await _log_in(alice, auth, ALICE, "alice")
+        before = await _expire(app, ALICE)
+        auth.revoke({"token": before.refresh_token})  # revoked elsewhere, say
+
+        answer = await alice.get("/profile")
+        home = await alice.get("/")
+
+    assert answer.status_code == 302
+    assert answer.headers["location"] == "/login"
+    assert auth.refresh_calls == auth.rejected_refreshes == 1
+    assert "Signed in as" not in home.text  # the session was cleared
+    assert auth.userinfo_tokens == []
 
 
 @pytest.mark.sqlite

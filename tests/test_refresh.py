@@ -1,12 +1,9 @@
-"""Refreshing once under a database lock: in one process, and across several at once."""
+"""Refreshing once: the authorizer, refused tokens, named locks, and workers racing."""
 
 from __future__ import annotations
 
-import multiprocessing
 import threading
 import time
-import uuid
-from queue import Empty
 from typing import Any
 
 import globus_sdk
@@ -25,42 +22,19 @@ from tokenstore_sql import (
 from tokenstore_sql.locks import lock_name, mysql_lock_name, postgresql_lock_key
 
 from .conftest import BACKENDS, SERVER_PARAMS
-from .fake_auth import TRANSFER, FakeAuth, mocked, serving
-from .refresh_worker import need_fresh_token
+from .fake_auth import TRANSFER, FakeAuth, mocked
+from .refreshing import IDENTITY, client_of, run_workers, seed
 from .sdk import TokenStorageData
 
-IDENTITY = str(uuid.uuid4())
 SQLITE_ONLY = [p for p in BACKENDS if p.values[0] == "sqlite"]
 WORKERS = 4
 
 
-def _seed(
-    storage: SQLAlchemyTokenStorage, auth: FakeAuth, *, expired: bool = True
-) -> TokenStorageData:
-    tokens = auth.grant(IDENTITY, TRANSFER)
-    data = TokenStorageData(
-        resource_server=TRANSFER,
-        identity_id=IDENTITY,
-        scope=tokens["scope"],
-        access_token=tokens["access_token"],
-        refresh_token=tokens["refresh_token"],
-        expires_at_seconds=int(time.time()) + (-10 if expired else 3600),
-        token_type="Bearer",
-        extra={"kept": True},
-    )
-    storage.store_token_data_by_resource_server({TRANSFER: data})
-    return data
-
-
-def _client(auth: FakeAuth) -> globus_sdk.ConfidentialAppAuthClient:
-    return globus_sdk.ConfidentialAppAuthClient(auth.client_id, "client-secret")
-
-
 def test_a_fresh_token_is_returned_without_asking_auth(storage: SQLAlchemyTokenStorage) -> None:
     auth = FakeAuth()
-    seeded = _seed(storage, auth, expired=False)
+    seeded = seed(storage, auth, expired=False)
     with mocked(auth):
-        data = refresh_once(storage, TRANSFER, _client(auth))
+        data = refresh_once(storage, TRANSFER, client_of(auth))
     assert data.access_token == seeded.access_token
     assert auth.refresh_calls == 0
 
@@ -69,10 +43,10 @@ def test_an_expired_token_is_refreshed_stored_and_keeps_identity_and_extra(
     storage: SQLAlchemyTokenStorage,
 ) -> None:
     auth = FakeAuth()
-    seeded = _seed(storage, auth)
+    seeded = seed(storage, auth)
     seen: list[Any] = []
     with mocked(auth):
-        data = refresh_once(storage, TRANSFER, _client(auth), on_refresh=seen.append)
+        data = refresh_once(storage, TRANSFER, client_of(auth), on_refresh=seen.append)
 
     stored = storage.get_token_data(TRANSFER)
     assert stored is not None
@@ -89,9 +63,9 @@ def test_a_token_a_service_refused_is_refreshed_even_before_it_expires(
     storage: SQLAlchemyTokenStorage,
 ) -> None:
     auth = FakeAuth()
-    seeded = _seed(storage, auth, expired=False)
+    seeded = seed(storage, auth, expired=False)
     with mocked(auth):
-        authorizer = LockingRefreshTokenAuthorizer(storage, TRANSFER, _client(auth))
+        authorizer = LockingRefreshTokenAuthorizer(storage, TRANSFER, client_of(auth))
         assert authorizer.get_authorization_header() == f"Bearer {seeded.access_token}"
         assert authorizer.handle_missing_authorization() is True  # as after a 401
         header = authorizer.get_authorization_header()
@@ -106,23 +80,23 @@ def test_a_token_a_service_refused_is_refreshed_even_before_it_expires(
 def test_an_authorizer_needs_a_stored_refresh_token(storage: SQLAlchemyTokenStorage) -> None:
     auth = FakeAuth()
     with pytest.raises(MissingTokenDataError, match="no token data"):
-        LockingRefreshTokenAuthorizer(storage, TRANSFER, _client(auth))
-    seeded = _seed(storage, auth)
+        LockingRefreshTokenAuthorizer(storage, TRANSFER, client_of(auth))
+    seeded = seed(storage, auth)
     storage.store_token_data_by_resource_server(
         {TRANSFER: TokenStorageData(**{**seeded.to_dict(), "refresh_token": None})}
     )
     with pytest.raises(MissingTokenDataError, match="no refresh token"):
-        refresh_once(storage, TRANSFER, _client(auth))
+        refresh_once(storage, TRANSFER, client_of(auth))
 
 
 def test_a_refused_refresh_leaves_the_row_as_it_was(storage: SQLAlchemyTokenStorage) -> None:
     auth = FakeAuth()
-    seeded = _seed(storage, auth)
+    seeded = seed(storage, auth)
     with mocked(auth):
-        refresh_once(storage, TRANSFER, _client(auth))  # spends the seeded refresh token
+        refresh_once(storage, TRANSFER, client_of(auth))  # spends the seeded refresh token
         storage.store_token_data_by_resource_server({TRANSFER: seeded})  # a stale writer
         with pytest.raises(globus_sdk.AuthAPIError):
-            refresh_once(storage, TRANSFER, _client(auth))
+            refresh_once(storage, TRANSFER, client_of(auth))
 
     assert auth.rejected_refreshes == 1
     stored = storage.get_token_data(TRANSFER)
@@ -176,52 +150,14 @@ def test_on_sqlite_a_refresh_waits_for_the_write_lock(database_url: URL, namespa
         database_url, namespace=namespace, engine_options=engine_options, retry=quick
     ) as storage:
         auth = FakeAuth()
-        _seed(storage, auth)
+        seed(storage, auth)
         with (
             locked_transaction(storage.engine, "anything"),
             mocked(auth),
             pytest.raises(StorageUnavailableError),
         ):
-            refresh_once(storage, TRANSFER, _client(auth))
+            refresh_once(storage, TRANSFER, client_of(auth))
         assert auth.refresh_calls == 0
-
-
-def _run_workers(url: URL, namespace: str, auth: FakeAuth, *, locking: bool) -> list[Any]:
-    context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(WORKERS)
-    results = context.Queue()
-    rendered = url.render_as_string(hide_password=False)
-    with serving(auth) as auth_url:
-        processes = [
-            context.Process(
-                target=need_fresh_token,
-                args=(
-                    rendered,
-                    namespace,
-                    TRANSFER,
-                    auth.client_id,
-                    auth_url,
-                    barrier,
-                    results,
-                    locking,
-                ),
-            )
-            for _ in range(WORKERS)
-        ]
-        for process in processes:
-            process.start()
-        outcomes = []
-        try:
-            for _ in processes:
-                outcomes.append(results.get(timeout=30))
-        except Empty:
-            pytest.fail(f"only {len(outcomes)} of {WORKERS} workers reported")
-        finally:
-            for process in processes:
-                process.join(timeout=10)
-                if process.is_alive():
-                    process.kill()
-    return outcomes
 
 
 def test_workers_that_all_find_the_token_expired_refresh_it_once(
@@ -229,15 +165,18 @@ def test_workers_that_all_find_the_token_expired_refresh_it_once(
 ) -> None:
     auth = FakeAuth(refresh_delay=0.5)
     with SQLAlchemyTokenStorage(database_url, namespace=namespace) as storage:
-        seeded = _seed(storage, auth)
+        seeded = seed(storage, auth)
 
-        outcomes = _run_workers(database_url, namespace, auth, locking=True)
+        reports = run_workers(
+            database_url, namespace, auth, processes=WORKERS, callers=1, via="authorizer"
+        )
 
         stored = storage.get_token_data(TRANSFER)
     assert stored is not None
     assert auth.refresh_calls == 1
     assert auth.rejected_refreshes == 0
-    assert outcomes == [("ok", f"Bearer {stored.access_token}")] * WORKERS
+    outcomes = [outcome for report in reports for outcome in report["outcomes"]]
+    assert outcomes == [("ok", stored.access_token)] * WORKERS
     assert stored.access_token != seeded.access_token
     assert auth.is_live_refresh_token(stored.refresh_token)
 
@@ -249,10 +188,11 @@ def test_without_the_lock_workers_spend_one_refresh_token_several_times(
     # The control: the SDK's own RefreshTokenAuthorizer, one per worker, races.
     auth = FakeAuth(refresh_delay=0.5)
     with SQLAlchemyTokenStorage(database_url, namespace=namespace) as storage:
-        _seed(storage, auth)
+        seed(storage, auth)
 
-    outcomes = _run_workers(database_url, namespace, auth, locking=False)
+    reports = run_workers(database_url, namespace, auth, processes=WORKERS, callers=1, via="sdk")
 
+    outcomes = [outcome for report in reports for outcome in report["outcomes"]]
     assert auth.refresh_calls == WORKERS
     assert auth.rejected_refreshes == WORKERS - 1
     assert sorted(kind for kind, _ in outcomes) == ["error"] * (WORKERS - 1) + ["ok"]
