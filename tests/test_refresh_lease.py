@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -330,3 +331,23 @@ def test_refresh_steps_show_no_token_in_their_repr() -> None:
     ]
     for text in shown:
         assert "secret" not in text
+
+
+def test_a_forked_child_does_not_wait_for_its_parents_flights(
+    storage: SQLAlchemyTokenStorage,
+) -> None:
+    auth = FakeAuth(refresh_delay=1.0)
+    seed(storage, auth)
+    client = client_of(auth)
+    with mocked(auth):
+        leader = threading.Thread(target=lambda: refresh_once(storage, TRANSFER, client))
+        leader.start()
+        assert auth.refresh_started.wait(timeout=10)
+        pid = os.fork()  # while this process's flight for the row is in the air
+        if pid == 0:
+            from tokenstore_sql import refresh as refresh_module
+
+            os._exit(0 if len(refresh_module._flights._flights) == 0 else 1)
+        leader.join()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -11,6 +11,7 @@ database does not take in time is kept and stored by a background task.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -58,6 +59,7 @@ from .statements import key_params, statements_for
 # One refresh per row at a time among the tasks of an engine's event loop. A future's
 # result is the leader's answer, its exception, or None when the leader was cancelled.
 _flights: dict[RowKey, asyncio.Future[Refreshed | Exception | None]] = {}
+os.register_at_fork(after_in_child=_flights.clear)
 _parked = ParkedResults()
 _flushers: set[asyncio.Task[None]] = set()
 

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,6 +54,11 @@ class Flights:
     """One refresh per row at a time in this process; the other threads wait for it."""
 
     def __init__(self) -> None:
+        self._forget()
+        # A forked child has none of its parent's threads: their flights would never end.
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
         self._lock = threading.Lock()
         self._flights: dict[RowKey, _Flight] = {}
 
@@ -121,6 +127,11 @@ class ParkedResults:
     """Refresh results waiting for the database, by row; stored by a flusher."""
 
     def __init__(self) -> None:
+        self._forget()
+        # The parent keeps storing what it parked; a forked child has no flusher for it.
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
         self._lock = threading.Lock()
         self._parked: dict[RowKey, ParkedResult] = {}
 
