@@ -3,7 +3,8 @@
 httpx drives the real Starlette app (sessions, routes, lifespan) in the test's event
 loop, so two users' requests run at once against one async engine. Two apps on one
 database stand for two worker processes: each has its own store and engine, so they
-agree on refreshes only through the database.
+agree on refreshes only through the database. The tests read that database through a
+store of their own.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from sqlalchemy import URL
 from starlette.applications import Starlette
 
 from examples.async_webapp import create_app
-from tokenstore_sql import AsyncSQLAlchemyTokenStorage
+from tokenstore_sql import AsyncTokenStore
 
 from .conftest import assert_nothing_checked_out
 from .fake_auth import AUTH_RS, TRANSFER, FakeAuth
@@ -59,6 +60,14 @@ async def app(settings: dict[str, Any]) -> AsyncIterator[Starlette]:
         yield made
 
 
+@pytest.fixture
+async def store(settings: dict[str, Any]) -> AsyncIterator[AsyncTokenStore]:
+    """The app's database and namespaces, seen from outside the app."""
+    url, label = settings["TOKENSTORE_SQL_URL"], settings["TOKENSTORE_APP"]
+    async with AsyncTokenStore(url, app=label) as made:
+        yield made
+
+
 @asynccontextmanager
 async def _browser(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
     """A browser of its own: a cookie jar, so a session, per client."""
@@ -79,18 +88,13 @@ async def _log_in(client: httpx.AsyncClient, auth: FakeAuth, identity_id: str, n
     assert back.status_code == 302
 
 
-def _storage(app: Starlette, identity_id: str) -> AsyncSQLAlchemyTokenStorage:
-    storage: AsyncSQLAlchemyTokenStorage = app.state.store.for_user(identity_id)
-    return storage
+async def _tokens(store: AsyncTokenStore, identity_id: str) -> dict[str, Any]:
+    return dict(await store.for_user(identity_id).get_token_data_by_resource_server())
 
 
-async def _tokens(app: Starlette, identity_id: str) -> dict[str, Any]:
-    return dict(await _storage(app, identity_id).get_token_data_by_resource_server())
-
-
-async def _expire(app: Starlette, identity_id: str) -> Any:
+async def _expire(store: AsyncTokenStore, identity_id: str) -> Any:
     """Make a user's stored Auth access token expired; return its data as it was."""
-    storage = _storage(app, identity_id)
+    storage = store.for_user(identity_id)
     before = await storage.get_token_data(AUTH_RS)
     assert before is not None
     expired = copy.copy(before)
@@ -106,12 +110,12 @@ async def _csrf(client: httpx.AsyncClient) -> str:
 
 
 async def test_two_users_at_once_each_see_only_their_own_tokens(
-    app: Starlette, auth: FakeAuth
+    app: Starlette, store: AsyncTokenStore, auth: FakeAuth
 ) -> None:
     async with _browser(app) as alice, _browser(app) as bob:
         await asyncio.gather(_log_in(alice, auth, ALICE, "alice"), _log_in(bob, auth, BOB, "bob"))
         alice_page, bob_page = await asyncio.gather(alice.get("/profile"), bob.get("/profile"))
-    alice_tokens, bob_tokens = await _tokens(app, ALICE), await _tokens(app, BOB)
+    alice_tokens, bob_tokens = await _tokens(store, ALICE), await _tokens(store, BOB)
 
     assert alice_page.status_code == bob_page.status_code == 200
     assert sorted(alice_tokens) == sorted(bob_tokens) == [AUTH_RS, TRANSFER]
@@ -133,21 +137,21 @@ async def test_two_users_at_once_each_see_only_their_own_tokens(
 
 
 async def test_logout_revokes_and_removes_only_that_users_tokens(
-    app: Starlette, auth: FakeAuth
+    app: Starlette, store: AsyncTokenStore, auth: FakeAuth
 ) -> None:
     async with _browser(app) as alice, _browser(app) as bob:
         await asyncio.gather(_log_in(alice, auth, ALICE, "alice"), _log_in(bob, auth, BOB, "bob"))
-        alice_tokens = await _tokens(app, ALICE)
+        alice_tokens = await _tokens(store, ALICE)
 
         refused = await alice.post("/logout", data={"csrf": "forged"})
         assert refused.status_code == 400
-        assert sorted(await _tokens(app, ALICE)) == [AUTH_RS, TRANSFER]
+        assert sorted(await _tokens(store, ALICE)) == [AUTH_RS, TRANSFER]
 
         out = await alice.post("/logout", data={"csrf": await _csrf(alice)})
 
         assert out.status_code == 303
-        assert await _tokens(app, ALICE) == {}
-        assert sorted(await _tokens(app, BOB)) == [AUTH_RS, TRANSFER]
+        assert await _tokens(store, ALICE) == {}
+        assert sorted(await _tokens(store, BOB)) == [AUTH_RS, TRANSFER]
         assert sorted(auth.revoked) == sorted(
             token for d in alice_tokens.values() for token in (d.access_token, d.refresh_token)
         )
@@ -156,7 +160,7 @@ async def test_logout_revokes_and_removes_only_that_users_tokens(
 
 
 async def test_a_callback_with_a_forged_state_stores_nothing(
-    app: Starlette, auth: FakeAuth, settings: dict[str, Any]
+    app: Starlette, store: AsyncTokenStore, auth: FakeAuth, settings: dict[str, Any]
 ) -> None:
     async with _browser(app) as client:
         await client.get("/login")
@@ -166,7 +170,7 @@ async def test_a_callback_with_a_forged_state_stores_nothing(
 
     assert answer.status_code == 400
     assert auth.code_exchanges == 0
-    storage = _storage(app, ALICE)
+    storage = store.for_user(ALICE)
     ours = [
         ns async for ns in storage.iter_namespaces() if ns.startswith(settings["TOKENSTORE_APP"])
     ]
@@ -174,16 +178,16 @@ async def test_a_callback_with_a_forged_state_stores_nothing(
 
 
 async def test_requests_at_once_refresh_an_expired_token_once(
-    app: Starlette, auth: FakeAuth
+    app: Starlette, store: AsyncTokenStore, auth: FakeAuth
 ) -> None:
     async with _browser(app) as alice:
         await _log_in(alice, auth, ALICE, "alice")
-        before = await _expire(app, ALICE)
+        before = await _expire(store, ALICE)
         auth.refresh_delay = 0.2  # the three requests all find the token expired
 
         pages = await asyncio.gather(*(alice.get("/profile") for _ in range(3)))
 
-    after = await _storage(app, ALICE).get_token_data(AUTH_RS)
+    after = await store.for_user(ALICE).get_token_data(AUTH_RS)
     assert after is not None
     assert [page.status_code for page in pages] == [200, 200, 200]
     assert auth.refresh_calls == 1
@@ -195,7 +199,7 @@ async def test_requests_at_once_refresh_an_expired_token_once(
 
 
 async def test_two_workers_refresh_an_expired_token_once(
-    app: Starlette, auth: FakeAuth, settings: dict[str, Any]
+    app: Starlette, store: AsyncTokenStore, auth: FakeAuth, settings: dict[str, Any]
 ) -> None:
     async with (
         _running(settings) as other_worker,
@@ -204,12 +208,12 @@ async def test_two_workers_refresh_an_expired_token_once(
     ):
         await _log_in(first, auth, ALICE, "alice")
         second.cookies.update(first.cookies)  # one browser, its requests on two workers
-        before = await _expire(app, ALICE)
+        before = await _expire(store, ALICE)
         auth.refresh_delay = 0.2  # both requests find the token expired
 
         pages = await asyncio.gather(first.get("/profile"), second.get("/profile"))
 
-    after = await _storage(app, ALICE).get_token_data(AUTH_RS)
+    after = await store.for_user(ALICE).get_token_data(AUTH_RS)
     assert after is not None
     assert [page.status_code for page in pages] == [200, 200]
     assert ["Signed in as alice" in page.text for page in pages] == [True, True]
@@ -221,11 +225,11 @@ async def test_two_workers_refresh_an_expired_token_once(
 
 
 async def test_a_refused_refresh_token_sends_the_user_to_log_in_again(
-    app: Starlette, auth: FakeAuth
+    app: Starlette, store: AsyncTokenStore, auth: FakeAuth
 ) -> None:
     async with _browser(app) as alice:
         await _log_in(alice, auth, ALICE, "alice")
-        before = await _expire(app, ALICE)
+        before = await _expire(store, ALICE)
         auth.revoke({"token": before.refresh_token})  # revoked elsewhere, say
 
         answer = await alice.get("/profile")

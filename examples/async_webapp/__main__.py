@@ -3,7 +3,8 @@
 The settings are those of ``examples/webapp`` (see ``settings_from_environment`` in
 ``examples/settings.py``): the same Globus client, with the redirect URL
 http://localhost:5000/callback, serves both.
-This runs one uvicorn worker; any ASGI server can serve ``create_app()``.
+This runs one uvicorn worker; any ASGI server can serve ``create_app()``, with as many
+worker processes as you like.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 
 import uvicorn
+from sqlalchemy import make_url
 
 from ..settings import explain_missing_settings, settings_from_environment
 from .app import create_app
@@ -20,7 +22,8 @@ def main() -> None:
     settings = settings_from_environment()
     explain_missing_settings(settings)
     app = create_app(settings)
-    print(f"tokens are kept in {app.state.engine.url.render_as_string(hide_password=True)}")
+    url = make_url(settings["TOKENSTORE_SQL_URL"]).render_as_string(hide_password=True)
+    print(f"tokens are kept in {url}")
     port = int(os.environ.get("WEBAPP_PORT", "5000"))
     uvicorn.run(app, host="127.0.0.1", port=port)
 
