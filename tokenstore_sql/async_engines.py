@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.asyncio import create_async_engine as sqlalchemy_async_engine
 
 from .engines import engine_arguments, reset_pools_after_fork, sqlite_file_path
-from .transactions import configure_sqlite
+from .transactions import configure_galera, configure_sqlite
 
 # aiosqlite logs each operation at DEBUG with its statement and bound values, tokens
 # included, on one process-wide logger. As with the engines' own logger (engines.py), a
@@ -63,6 +63,8 @@ def create_async_engine(url: str | URL, **options: Any) -> AsyncEngine:
     if url.get_backend_name() == "sqlite":
         in_memory = sqlite_file_path(url) is None
         configure_sqlite(engine.sync_engine, busy_timeout_ms, in_memory=in_memory)
+    elif url.get_backend_name() in ("mysql", "mariadb"):
+        configure_galera(engine.sync_engine)
     return engine
 
 

@@ -42,7 +42,7 @@ import sqlalchemy
 from sqlalchemy import URL, Engine, make_url
 
 from .errors import DatabaseOperationError
-from .transactions import configure_mysql, configure_sqlite
+from .transactions import configure_galera, configure_mysql, configure_sqlite
 
 # Engines made here log as "sqlalchemy.engine.Engine.tokenstore_sql". SQLAlchemy logs
 # fetched rows (tokens included) at DEBUG; a filter on that logger drops every record
@@ -86,8 +86,10 @@ def create_engine(url: str | URL, **options: Any) -> Engine:
     backend = url.get_backend_name()
     if backend == "sqlite":
         configure_sqlite(engine, busy_timeout_ms, in_memory=sqlite_file_path(url) is None)
-    elif backend in ("mysql", "mariadb") and engine.dialect.driver == "pymysql":
-        configure_mysql(engine)
+    elif backend in ("mysql", "mariadb"):
+        if engine.dialect.driver == "pymysql":
+            configure_mysql(engine)
+        configure_galera(engine)
     return engine
 
 
@@ -110,6 +112,11 @@ def engine_arguments(url: str | URL, options: Mapping[str, Any]) -> tuple[URL, d
         connect_args = dict(options.pop("connect_args", None) or {})
         if connect_timeout is not None and "connect_timeout" not in url.query:
             connect_args.setdefault("connect_timeout", int(connect_timeout))
+        if backend == "postgresql" and url.get_driver_name() == "psycopg":
+            # No server-side prepared statements: behind PgBouncer's transaction pooling
+            # they land on other server connections (errors, and rows of another client's
+            # statement). psycopg would prepare a statement after its fifth use.
+            connect_args.setdefault("prepare_threshold", None)
         defaults["connect_args"] = connect_args
     if backend in ("mysql", "mariadb"):
         defaults["pool_recycle"] = MYSQL_POOL_RECYCLE_SECONDS

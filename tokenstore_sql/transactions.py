@@ -107,6 +107,31 @@ def configure_mysql(engine: Engine) -> None:
             connection.exec_driver_sql("BEGIN")
 
 
+def configure_galera(engine: Engine) -> None:
+    """Make every read see the writes acknowledged on any node of a Galera cluster.
+
+    Galera replicates a commit to every node before acknowledging it, but applies it on
+    the others a moment later: a read on another node may still see the old row.
+    ``wsrep_sync_wait = 1`` makes a node catch up before each read. It is set per new
+    connection where the server says ``wsrep_on``; a server outside a cluster (or MySQL,
+    which has no such variable) is left alone. One query per new pooled connection.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            try:
+                cursor.execute("SELECT @@wsrep_on")
+            except Exception:  # MySQL: no such variable (error 1193)
+                return
+            row = cursor.fetchone()
+            if row is not None and row[0] in (1, "1", "ON"):
+                cursor.execute("SET SESSION wsrep_sync_wait = 1")
+        finally:
+            cursor.close()
+
+
 @cache
 def _autocommit_connection_class() -> type[Any]:
     # PyMySQL is imported only here, for MySQL engines: it is an optional dependency.
