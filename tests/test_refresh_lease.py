@@ -285,6 +285,8 @@ def test_a_result_the_database_does_not_take_is_kept_and_stored_later(
             )
             again = refresh_once(storage, TRANSFER, client)  # still locked: the kept token
             stored_while_locked = storage.get_token_data(TRANSFER)
+            # Kept, not stored: the lease stays, so no other worker spends the old token.
+            lease_while_kept = _lease_of(storage.engine, namespace)
         blocker.execute("ROLLBACK")
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
@@ -292,6 +294,7 @@ def test_a_result_the_database_does_not_take_is_kept_and_stored_later(
             if stored is not None and stored.access_token == data.access_token:
                 break
             time.sleep(0.2)
+        lease_after = _lease_of(storage.engine, namespace)
     blocker.close()
 
     assert auth.refresh_calls == 1
@@ -302,6 +305,8 @@ def test_a_result_the_database_does_not_take_is_kept_and_stored_later(
     assert stored is not None
     assert stored.access_token == data.access_token
     assert auth.is_live_refresh_token(stored.refresh_token)
+    assert lease_while_kept[0] is not None
+    assert lease_after == (None, None)
     warnings = [
         r
         for r in caplog.records

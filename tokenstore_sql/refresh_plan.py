@@ -299,7 +299,7 @@ def refresh_plan(request: RefreshRequest) -> Plan:
 
 
 def _refresh_under_lease(request: RefreshRequest, owner: str) -> Plan:
-    stored = False
+    keep_lease = False
     try:
         row = yield ReadRow()  # another worker may have refreshed before our lease
         if row is None:
@@ -322,10 +322,13 @@ def _refresh_under_lease(request: RefreshRequest, owner: str) -> Plan:
             raise
         renewed = renewed_data(row.data, response)
         outcome = yield from _store(row, renewed, spent)
-        stored = outcome is StoreOutcome.STORED
+        # Stored: the compare-and-swap cleared the lease. Parked: the row still holds the
+        # spent token, so the lease stays until the kept result is stored (which clears
+        # it) or expires; released now, it would let another worker spend that token.
+        keep_lease = outcome is not StoreOutcome.SUPERSEDED
         return Refreshed(renewed, response)
     finally:
-        if not stored:
+        if not keep_lease:
             yield ReleaseLease(owner)
 
 
