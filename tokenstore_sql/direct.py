@@ -171,7 +171,10 @@ def _one_statement(
             exc, connection.dbapi_connection, cursor
         ):
             lost = True
-            connection.invalidate(exc)
+            # As SQLAlchemy's own execution does on a disconnect: the whole pool is
+            # stale (a restart drops every connection), so each older pooled connection
+            # is replaced at its next checkout instead of failing one retry after another.
+            engine.pool._invalidate(connection, exc)
         raise DBAPIError.instance(
             statement.sql,
             None,
