@@ -61,20 +61,23 @@ def row_values(namespace: str, data: TokenStorageData, backend: str) -> tuple[An
         stamp = now.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
     elif backend == "mysql":
         stamp = now.replace(tzinfo=None)
-    return (
-        namespace,
-        data.resource_server,
-        data.identity_id,
-        data.scope,
-        data.access_token,
-        data.refresh_token,
-        data.expires_at_seconds,
-        data.token_type,
-        "{}",
-        None,
-        stamp,
-        stamp,
-    )
+    values = {
+        "namespace": namespace,
+        "resource_server": data.resource_server,
+        "identity_id": data.identity_id,
+        "scope": data.scope,
+        "access_token": data.access_token,
+        "refresh_token": data.refresh_token,
+        "expires_at_seconds": data.expires_at_seconds,
+        "token_type": data.token_type,
+        "extra": "{}",
+        "token_key_id": None,
+        "refresh_lease_owner": None,
+        "refresh_lease_until": None,
+        "created_at": stamp,
+        "updated_at": stamp,
+    }
+    return tuple(values[name] for name in COLUMNS)
 
 
 def filler_rows(start: int, stop: int, backend: str) -> Iterator[tuple[Any, ...]]:

@@ -13,7 +13,7 @@ import json
 import os
 import secrets
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -100,24 +100,28 @@ def open_database(backend: str, workdir: Path, tag: str) -> Iterator[Database]:
 
 
 def fill(database: Database, target: int) -> None:
-    """Add filler namespaces (five rows each) until the table holds ``target`` namespaces.
+    """Add filler namespaces (five rows each) until the table holds ``target`` namespaces."""
+    # The measured namespace counts as the first; filler numbers continue from there.
+    start, stop = max(database.namespaces, 1), target
+    if stop > start:
+        insert_rows(database, filler_rows(start, stop, database.backend))
+    database.namespaces = max(database.namespaces, target)
+
+
+def insert_rows(database: Database, rows: Iterable[tuple[Any, ...]]) -> None:
+    """Insert rows of tokenstore-sql's table, values in the order of ``COLUMNS``.
 
     One separate connection, batched multi-row inserts, one commit per batch.
     """
-    # The measured namespace counts as the first; filler numbers continue from there.
-    start, stop = max(database.namespaces, 1), target
-    if stop <= start:
-        database.namespaces = max(database.namespaces, target)
-        return
     connection = database.raw_connection()
     mark = "?" if database.backend == "sqlite" else "%s"
     insert = (
         f"INSERT INTO {TOKENS_TABLE} ({', '.join(COLUMNS)}) "
         f"VALUES ({', '.join([mark] * len(COLUMNS))})"
     )
-    rows = filler_rows(start, stop, database.backend)
+    pending = iter(rows)
     try:
-        while batch := list(itertools.islice(rows, _FILL_BATCH)):
+        while batch := list(itertools.islice(pending, _FILL_BATCH)):
             if database.backend == "sqlite":
                 connection.execute("BEGIN")
                 connection.executemany(insert, batch)
@@ -128,7 +132,6 @@ def fill(database: Database, target: int) -> None:
                 connection.commit()
     finally:
         connection.close()
-    database.namespaces = target
 
 
 def fill_sdk_sqlite(path: Path, start: int, stop: int) -> None:

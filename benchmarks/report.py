@@ -126,6 +126,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"{_times(row['vs_sdk_sqlite'])} |"
         )
     out += _async_tables(results)
+    out += ["", *storm_table(results.get("refresh_storm", []))]
     out += ["", "### Import of a JSON token file", ""]
     out += ["| backend | tokens | seconds | tokens/s |", "| --- | ---: | ---: | ---: |"]
     for backend, row in results["import"].items():
@@ -136,11 +137,58 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {backend} | {row['tokens']:,} | {row['seconds']:.2f} | "
                 f"{row['tokens_per_second']:,.0f} |"
             )
-    out += ["", "### Targets", "", "| target | figures | met |", "| --- | --- | --- |"]
-    for check in results["targets"]:
+    out += ["", *targets_table(results["targets"])]
+    return "\n".join(out) + "\n"
+
+
+def targets_table(checks: list[dict[str, Any]]) -> list[str]:
+    """Render the targets: each with its figures, and whether it was met."""
+    out = ["### Targets", "", "| target | figures | met |", "| --- | --- | --- |"]
+    for check in checks:
         met = {True: "yes", False: "**no**", None: "not measured"}[check["met"]]
         out.append(f"| {check['target']} | {check['figures']} | {met} |")
-    return "\n".join(out) + "\n"
+    return out
+
+
+def _pair(first: float | None, second: float | None) -> str:
+    return f"{_num(first)} / {_num(second)}"
+
+
+def storm_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Render the refresh storm: one row per database."""
+    out = ["### Refresh storm: every user's access token expired at once", ""]
+    if not rows:
+        return [*out, "Not run."]
+    first = rows[0]
+    out += [
+        f"{first['users']:,} users' expired tokens; {first['processes']} spawned worker "
+        f"processes of {first['threads']} threads each go through every user, each process "
+        "in an order of its own, and call `refresh_once` for that user, so "
+        f"{first['processes']} processes race for each one. A stand-in Globus Auth on "
+        f"127.0.0.1 answers in {first['auth_delay_ms']:.0f} ms, rotates refresh tokens and "
+        "answers `invalid_grant` to a spent one. Connections held: pooled connections the "
+        "calling thread had checked out when it called Auth, max / sum over the Auth calls "
+        "(pool-wide: the most any process's pool had out then, other threads' work on other "
+        "users included). Latency per call, in ms: *waited* did not call Auth (it waited for "
+        "another caller's refresh, or found it done); *refreshed* called Auth. Logged out: "
+        "users whose stored refresh token Auth no longer accepts, afterwards.",
+        "",
+        "| database | users | calls | Auth calls | invalid_grant | errors | logged out | "
+        "connections held | pool-wide | waited p50 / p99 | refreshed p50 / p99 | wall s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        out.append(
+            f"| {row['backend']} | {row['users']:,} | {row['calls']:,} | "
+            f"{row['auth_calls']:,} | {row['invalid_grant']} | {row['errors']} | "
+            f"{row['logged_out'] + row['missing']} | "
+            f"{row['held_during_auth_max']} / {row['held_during_auth_sum']} | "
+            f"{row['pool_checked_out_during_auth_max']} | "
+            f"{_pair(row['waited_p50_ms'], row['waited_p99_ms'])} | "
+            f"{_pair(row['refreshed_p50_ms'], row['refreshed_p99_ms'])} | "
+            f"{_num(row['wall_seconds'], 2)} |"
+        )
+    return out
 
 
 def _async_tables(results: dict[str, Any]) -> list[str]:

@@ -15,14 +15,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import async_rows, concurrency, machine, report, subjects, targets
+from . import async_rows, concurrency, machine, refresh_storm, report, subjects, targets
 from .databases import BACKENDS, available, count_statements, open_database
 from .importing import measure_import, write_import_file
 from .subjects import OPERATIONS, SDK_SQLITE, Subject
 from .timing import Cell, measure
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results"
-SMOKE = {"seconds": 3.0, "scales": "1,200", "json_max_scale": 200, "import_namespaces": 50}
+SMOKE = {
+    "seconds": 3.0,
+    "scales": "1,200",
+    "json_max_scale": 200,
+    "import_namespaces": 50,
+    "storm_users": refresh_storm.SMOKE_USERS,
+    "storm_processes": refresh_storm.SMOKE_PROCESSES,
+}
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -34,6 +41,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--scales", help="namespaces held, comma-separated (1,10000,100000)")
     parser.add_argument("--json-max-scale", type=int, help="largest scale for JSON (10000)")
     parser.add_argument("--import-namespaces", type=int, help="namespaces to import (10000)")
+    parser.add_argument("--storm-users", type=int, help="users in the refresh storm (1000)")
+    parser.add_argument(
+        "--storm-processes", type=int, help="worker processes of the refresh storm (8)"
+    )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="results directory")
     args = parser.parse_args(argv)
     defaults = (
@@ -44,6 +55,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
             "scales": "1,10000,100000",
             "json_max_scale": 10_000,
             "import_namespaces": 10_000,
+            "storm_users": refresh_storm.USERS,
+            "storm_processes": refresh_storm.PROCESSES,
         }
     )
     for name, value in defaults.items():
@@ -185,8 +198,14 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
         s.backend: measure_import(s.extra["engine"], path, args.import_namespaces, repeats=1)
         for s in ours
     }
+    print(
+        f"refresh storm: {args.storm_users:,} users, {args.storm_processes} processes "
+        f"of {refresh_storm.THREADS} threads"
+    )
+    storm = refresh_storm.run_all(chosen, workdir, args.storm_users, args.storm_processes)
     results = {"meta": meta, "latency": latency, "concurrency": conc, "import": imports}
     results["async"] = {"latency": async_latency, "throughput": throughput}
+    results["refresh_storm"] = storm
     results["scale"] = report.growth(latency)
     results["targets"] = targets.check(results)
     return results

@@ -85,6 +85,7 @@ def check(results: dict[str, Any]) -> list[dict[str, Any]]:
     _construct_checks(checks, results, latency)
     _concurrency_checks(checks, results)
     _async_checks(checks, results)
+    checks += storm_checks(results.get("refresh_storm", []))
     for backend, limit in IMPORT_TARGETS.items():
         row = results["import"].get(backend, {"status": "not run"})
         target = f"import into {backend} ≥ {limit:,} tokens/s"
@@ -177,3 +178,52 @@ def _async_checks(checks: list[dict[str, Any]], results: dict[str, Any]) -> None
                     "met": errors == 0,
                 }
             )
+
+
+def storm_checks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Check the refresh storm's targets on each database it ran on."""
+    checks: list[dict[str, Any]] = []
+    for row in rows:
+        name = f"{row['backend']} refresh storm ({row['processes']} processes)"
+        users = row["users"]
+        checks.append(
+            {
+                "target": f"{name}: one Auth call per user",
+                "figures": f"{row['auth_calls']:,} Auth calls for {users:,} users",
+                "met": row["auth_calls"] == users,
+            }
+        )
+        checks.append(
+            {
+                "target": f"{name}: no invalid_grant from Auth",
+                "figures": f"{row['invalid_grant']} invalid_grant",
+                "met": row["invalid_grant"] == 0,
+            }
+        )
+        logged_out = row["logged_out"] + row["missing"]
+        kinds = ", ".join(f"{kind} {count}" for kind, count in row["error_kinds"].items())
+        figures = f"{row['errors']} errors in {row['calls']:,} calls"
+        figures += f" ({kinds})" if kinds else ""
+        figures += (
+            f", {logged_out} users logged out, {row['expired_after']} left expired, "
+            f"{row['leases_left']} leases left"
+        )
+        checks.append(
+            {
+                "target": f"{name}: no errors; every user ends logged in, fresh, lease cleared",
+                "figures": figures,
+                "met": row["errors"] == 0
+                and logged_out == 0
+                and row["expired_after"] == 0
+                and row["leases_left"] == 0,
+            }
+        )
+        checks.append(
+            {
+                "target": f"{name}: no pooled connection held during an Auth call",
+                "figures": f"max {row['held_during_auth_max']}, "
+                f"sum {row['held_during_auth_sum']} over {row['auth_calls_seen']:,} Auth calls",
+                "met": row["held_during_auth_sum"] == 0 and row["auth_calls_seen"] > 0,
+            }
+        )
+    return checks

@@ -1,7 +1,7 @@
 """The benchmark's smoke mode runs end to end on SQLite and writes complete results.
 
-The async rows also run on their own, briefly, on every backend: their errors are
-counted rather than raised, so only a test sees them.
+The async rows and the refresh storm also run on their own, briefly, on every backend:
+their errors are counted rather than raised, so only a test sees them.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import URL
 
-from benchmarks import async_rows
+from benchmarks import async_rows, refresh_storm
 from benchmarks.databases import Database
 from benchmarks.timing import measure
 
@@ -32,6 +32,8 @@ STORAGES = {
 NO_CONSTRUCT = {"floor: sqlite3", "globus-sdk MemoryTokenStorage"}
 ASYNC_LABEL = "tokenstore-sql async (sqlite)"
 ASYNC_OPERATIONS = {"get_hit", "get_all", "store_1", "store_3", "remove"}
+STORM_CLEAN = ("invalid_grant", "errors", "held_during_auth_max", "held_during_auth_sum")
+STORM_AFTER = ("missing", "logged_out", "expired_after", "leases_left")
 
 
 @pytest.fixture(scope="module")
@@ -177,3 +179,43 @@ def test_async_rows_run_without_errors_on_every_backend(backend: str, database_u
     for row in throughput:
         assert row["ops"] > 0, row
         assert row["errors"] == 0, row
+
+
+def _assert_clean_storm(row: dict, backend: str, users: int, processes: int) -> None:
+    """One Auth call per user, nothing refused, no error, no connection held during one."""
+    assert row["label"] == "refresh storm", row
+    assert (row["backend"], row["users"], row["processes"]) == (backend, users, processes)
+    assert row["calls"] == users * processes, row
+    assert row["auth_calls"] == users, row
+    assert {name: row[name] for name in STORM_CLEAN} == dict.fromkeys(STORM_CLEAN, 0), row
+    assert row["error_kinds"] == {}, row
+    assert row["worker_failures"] == [], row
+    # exactly one caller per user called Auth, every Auth call was seen by the probe
+    assert row["refreshed_calls"] == row["auth_calls_seen"] == users, row
+    assert row["waited_calls"] == users * (processes - 1), row
+    assert {name: row[name] for name in STORM_AFTER} == dict.fromkeys(STORM_AFTER, 0), row
+    assert 0 < row["waited_p50_ms"] <= row["waited_p99_ms"], row
+    assert 0 < row["refreshed_p50_ms"] <= row["refreshed_p99_ms"], row
+    # a refresher waits for Auth's answer, so it takes at least Auth's delay
+    assert row["refreshed_p50_ms"] >= row["auth_delay_ms"], row
+    assert row["wall_seconds"] > 0, row
+
+
+def test_refresh_storm_refreshes_each_user_once(results: dict, output: Path) -> None:
+    (row,) = results["refresh_storm"]
+    _assert_clean_storm(row, "sqlite", refresh_storm.SMOKE_USERS, refresh_storm.SMOKE_PROCESSES)
+    storm_checks = [c for c in results["targets"] if "refresh storm" in c["target"]]
+    assert len(storm_checks) == 4
+    assert all(check["met"] is True for check in storm_checks), storm_checks
+    markdown = (output / "results.md").read_text(encoding="utf-8")
+    assert "### Refresh storm: every user's access token expired at once" in markdown
+    assert f"| sqlite | {refresh_storm.SMOKE_USERS} | " in markdown
+
+
+def test_refresh_storm_runs_without_errors_on_every_backend(
+    backend: str, database_url: URL
+) -> None:
+    users, processes = 20, 2
+    with refresh_storm.Storm(processes) as storm:
+        row = storm.run(Database(backend, database_url), users)
+    _assert_clean_storm(row, backend, users, processes)
