@@ -440,3 +440,21 @@ def test_a_call_interrupted_mid_statement_leaves_no_broken_connection_in_the_poo
         storage.get_token_data("rs")
     assert len(invalidated) == 1  # the pool replaces it rather than hand it out again
     assert storage.get_token_data("rs") is not None
+
+
+@pytest.mark.parametrize(
+    ("url", "described"),
+    [
+        ("postgresql+psycopg://app:pw@db:5433/tokens", "postgresql://db:5433/tokens"),
+        (
+            "postgresql+psycopg://app:pw@/tokens?host=a:5432&host=b:5432"
+            "&target_session_attrs=read-write",
+            "postgresql://a:5432,b:5432/tokens",
+        ),
+        ("mysql+pymysql://root:pw@/test", "mysql://localhost/test"),
+    ],
+)
+def test_a_database_is_named_by_its_hosts_never_its_credentials(url: str, described: str) -> None:
+    from tokenstore_sql.engines import describe_database
+
+    assert describe_database(make_url(url)) == described

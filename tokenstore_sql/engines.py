@@ -160,8 +160,12 @@ def describe_database(url: URL) -> str:
     if backend == "sqlite":
         path = sqlite_file_path(url)
         return f"sqlite:{path}" if path is not None else "sqlite::memory:"
-    host = url.host or "localhost"
     port = f":{url.port}" if url.port else ""
+    hosts = url.query.get("host")  # a multi-host URL: host=a:5432&host=b:5432
+    if url.host is None and hosts:
+        host = ",".join((hosts,) if isinstance(hosts, str) else hosts)
+    else:
+        host = url.host or "localhost"
     return f"{backend}://{host}{port}/{url.database or ''}"
 
 
