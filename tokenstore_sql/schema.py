@@ -35,6 +35,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.script.revision import RevisionError
 from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Engine, inspect
 from sqlalchemy.exc import DBAPIError
@@ -243,9 +244,33 @@ def downgrade(engine: Engine, target: str, placement: Placement = DEFAULT_PLACEM
     """Downgrade the engine's database to ``target`` (a revision, ``-1`` or ``base``)."""
     placement.check_dialect(engine.dialect.name)
     with _locked_transaction(engine) as connection:
+        _check_downgrade_path(connection, target, placement)
         _run_alembic(command.downgrade, connection, target, placement)
     with _checked_lock:
         _checked.get(engine, set()).discard(placement)
+
+
+def _check_downgrade_path(connection: Connection, target: str, placement: Placement) -> None:
+    """Run the ``check_downgrade(connection, tokens_table, schema)`` of every revision to undo.
+
+    Before any of them runs: MySQL cannot roll DDL back, so a revision that refused
+    half-way down would leave the schema at a revision in between.
+    """
+    current = current_revision(connection, placement)
+    if current is None:
+        return
+    try:
+        revisions = list(_script().iterate_revisions(current, target))
+    except (CommandError, RevisionError):
+        return  # an unknown target: the downgrade itself refuses it, by name
+    for revision in revisions:
+        check = getattr(revision.module, "check_downgrade", None)
+        if check is None:
+            continue
+        try:
+            check(connection, placement.tokens_table, placement.schema)
+        except RuntimeError as exc:
+            raise SchemaError(f"cannot migrate to {target!r}: {exc}") from None
 
 
 @contextmanager

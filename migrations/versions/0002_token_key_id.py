@@ -30,22 +30,23 @@ def upgrade() -> None:
     op.create_index(f"ix_{table}_token_key_id", table, ["token_key_id"], schema=schema)
 
 
-def downgrade() -> None:
-    placement = migration_placement()
-    table, schema = placement.tokens_table, placement.schema
+def check_downgrade(connection: sa.Connection, table: str, schema: str | None) -> None:
+    """Refuse to go below 0002 while any row is encrypted (run before any step goes down)."""
     tokens = sa.table(table, sa.column("token_key_id"), schema=schema)
-    encrypted = (
-        op.get_bind()
-        .execute(
-            sa.select(sa.func.count()).select_from(tokens).where(tokens.c.token_key_id.is_not(None))
-        )
-        .scalar()
-    )
+    encrypted = connection.execute(
+        sa.select(sa.func.count()).select_from(tokens).where(tokens.c.token_key_id.is_not(None))
+    ).scalar()
     if encrypted:
         raise RuntimeError(
             f"{encrypted} row(s) hold encrypted tokens; decrypt them first with "
             "`tokenstore-sql rotate-keys --decrypt` before downgrading below revision 0002"
         )
+
+
+def downgrade() -> None:
+    placement = migration_placement()
+    table, schema = placement.tokens_table, placement.schema
+    check_downgrade(op.get_bind(), table, schema)
     op.drop_index(f"ix_{table}_token_key_id", table_name=table, schema=schema)
     with op.batch_alter_table(table, schema=schema) as batch:
         batch.drop_column("token_key_id")
