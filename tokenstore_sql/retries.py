@@ -49,9 +49,12 @@ _POSTGRESQL_RETRY_STATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03
 # MySQL/MariaDB error numbers: lock wait timeout (1205; the transaction is rolled back
 # before the retry), deadlock (1213), too many connections (1040), server shutting down
 # (1053), connection killed (1927, MariaDB), disconnected for inactivity (4031, MySQL
-# 8.0.24+); client side: cannot connect (2002, 2003), server gone away (2006), lost
-# connection (2013, 2055).
-_MYSQL_RETRY_CODES = frozenset({1205, 1213, 1040, 1053, 1927, 4031, 2002, 2003, 2006, 2013, 2055})
+# 8.0.24+), a Galera node not yet ready for clients while it joins or resyncs (1047);
+# client side: cannot connect (2002, 2003), server gone away (2006), lost connection
+# (2013, 2055). A Galera certification conflict is reported as a deadlock (1213).
+_MYSQL_RETRY_CODES = frozenset(
+    {1205, 1213, 1040, 1047, 1053, 1927, 4031, 2002, 2003, 2006, 2013, 2055}
+)
 # SQLite result codes (primary): SQLITE_BUSY, SQLITE_LOCKED.
 _SQLITE_RETRY_CODES = frozenset({5, 6})
 
