@@ -20,7 +20,7 @@ from tokenstore_sql import create_engine
 from . import private_servers
 from .private_servers import PrivatePostgres, child_pids, private_postgresql
 
-pytestmark = pytest.mark.postgresql
+pytestmark = [pytest.mark.postgresql, pytest.mark.topology]
 
 Identity = tuple[int, int]  # (PID, start time): a PID taken by a later process differs
 

@@ -37,7 +37,7 @@ from .private_servers import PrivatePostgres, StopMode, private_postgresql
 from .refreshing import run_workers, seed
 from .sdk import TokenStorageData, make_token_data
 
-pytestmark = pytest.mark.postgresql
+pytestmark = [pytest.mark.postgresql, pytest.mark.topology]
 
 T = TypeVar("T")
 

@@ -506,6 +506,7 @@ def test_opening_a_database_that_is_down_fails_fast_naming_it(case: str, tmp_pat
 
 
 @pytest.mark.postgresql
+@pytest.mark.topology
 @pytest.mark.parametrize("mode", ["fast", "immediate"])
 def test_a_postgresql_restart_is_ridden_out(mode: StopMode, namespace: str) -> None:
     # A "fast" stop disconnects every client, an "immediate" one is a crash; either way
