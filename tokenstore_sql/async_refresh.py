@@ -21,7 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ._sdk import TokenStorageData
 from .async_storage import AsyncSQLAlchemyTokenStorage
-from .codec import check_key
 from .engines import describe_database
 from .errors import DatabaseOperationError, StorageUnavailableError, TokenStoreError
 from .inflight import (
@@ -34,7 +33,6 @@ from .inflight import (
 )
 from .refresh import OnRefresh, storing_policy
 from .refresh_plan import (
-    WAIT_MARGIN_SECONDS,
     CallAuth,
     Pause,
     Plan,
@@ -48,7 +46,6 @@ from .refresh_plan import (
     StoreRenewed,
     TakeLease,
     is_usable,
-    lease_seconds_for,
     refresh_plan,
     snapshot_from_row,
     step_parameters,
@@ -80,15 +77,14 @@ async def async_refresh_once(
     The async twin of :func:`~tokenstore_sql.refresh_once`, with the same parameters,
     guarantees and errors. ``on_refresh`` is called in the event loop's thread.
     """
-    check_key("resource server", resource_server)
-    lease = lease_seconds_for(auth_client) if lease_seconds is None else float(lease_seconds)
-    request = RefreshRequest(
-        namespace=storage.namespace,
-        resource_server=resource_server,
-        rejected_access_token=rejected_access_token,
-        lease_seconds=lease,
-        wait_seconds=lease + WAIT_MARGIN_SECONDS if lock_timeout is None else lock_timeout,
+    request = RefreshRequest.build(
+        storage.namespace,
+        resource_server,
+        auth_client,
         database=describe_database(storage.engine.url),
+        rejected_access_token=rejected_access_token,
+        lock_timeout=lock_timeout,
+        lease_seconds=lease_seconds,
     )
     steps = _AsyncSteps(storage, request, auth_client, store_retry)
     refreshed = await _share(steps)

@@ -22,7 +22,6 @@ from typing import Any
 from globus_sdk import AuthLoginClient, OAuthRefreshTokenResponse, RefreshTokenAuthorizer
 
 from ._sdk import TokenStorageData
-from .codec import check_key
 from .direct import compiled_for, execute_write, fetch_rows
 from .engines import describe_database
 from .errors import (
@@ -42,7 +41,6 @@ from .inflight import (
 )
 from .refresh_plan import (
     EXPIRY_MARGIN_SECONDS,
-    WAIT_MARGIN_SECONDS,
     CallAuth,
     Pause,
     ReadRow,
@@ -56,7 +54,6 @@ from .refresh_plan import (
     TakeLease,
     is_fresh,
     is_usable,
-    lease_seconds_for,
     refresh_plan,
     run_plan,
     snapshot_from_row,
@@ -130,15 +127,14 @@ def refresh_once(
     :raises globus_sdk.AuthAPIError: Auth refused the refresh token, and no other worker
         had stored a newer one (the stored row is left as it was)
     """
-    check_key("resource server", resource_server)
-    lease = lease_seconds_for(auth_client) if lease_seconds is None else float(lease_seconds)
-    request = RefreshRequest(
-        namespace=storage.namespace,
-        resource_server=resource_server,
-        rejected_access_token=rejected_access_token,
-        lease_seconds=lease,
-        wait_seconds=lease + WAIT_MARGIN_SECONDS if lock_timeout is None else lock_timeout,
+    request = RefreshRequest.build(
+        storage.namespace,
+        resource_server,
+        auth_client,
         database=describe_database(storage.engine.url),
+        rejected_access_token=rejected_access_token,
+        lock_timeout=lock_timeout,
+        lease_seconds=lease_seconds,
     )
     steps = _SyncSteps(storage, request, auth_client, store_retry)
     refreshed = _flights.share(

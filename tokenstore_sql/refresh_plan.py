@@ -40,7 +40,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, Final
 
 from ._sdk import TokenStorageData
-from .codec import rows_for_storage, token_data_from_row
+from .codec import check_key, rows_for_storage, token_data_from_row
 from .columns import utc_now
 from .crypto import KeyRing
 from .errors import InvalidTokenDataError, MissingTokenDataError, StorageUnavailableError
@@ -223,6 +223,36 @@ class RefreshRequest:
     lease_seconds: float
     wait_seconds: float
     database: str
+
+    @classmethod
+    def build(
+        cls,
+        namespace: str,
+        resource_server: str,
+        auth_client: AuthLoginClient,
+        *,
+        database: str,
+        rejected_access_token: str | None,
+        lock_timeout: float | None,
+        lease_seconds: float | None,
+    ) -> RefreshRequest:
+        """Make a request from a refresh function's arguments, filling in the defaults.
+
+        The lease lasts :func:`lease_seconds_for` the client unless ``lease_seconds`` is
+        given; waiters wait ``lock_timeout``, else the lease and 5 s more.
+
+        :raises InvalidTokenDataError: the resource server is not a usable key
+        """
+        check_key("resource server", resource_server)
+        lease = lease_seconds_for(auth_client) if lease_seconds is None else float(lease_seconds)
+        return cls(
+            namespace=namespace,
+            resource_server=resource_server,
+            rejected_access_token=rejected_access_token,
+            lease_seconds=lease,
+            wait_seconds=lease + WAIT_MARGIN_SECONDS if lock_timeout is None else lock_timeout,
+            database=database,
+        )
 
     def missing(self, problem: str) -> MissingTokenDataError:
         """Make the error for a row that cannot be refreshed."""
