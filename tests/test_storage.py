@@ -451,6 +451,10 @@ def test_a_call_interrupted_mid_statement_leaves_no_broken_connection_in_the_poo
             "&target_session_attrs=read-write",
             "postgresql://a:5432,b:5432/tokens",
         ),
+        (
+            "postgresql+psycopg://app@/tokens?host=a,b&port=5001,5002",
+            "postgresql://a:5001,b:5002/tokens",
+        ),
         ("mysql+pymysql://root:pw@/test", "mysql://localhost/test"),
     ],
 )
@@ -458,3 +462,14 @@ def test_a_database_is_named_by_its_hosts_never_its_credentials(url: str, descri
     from tokenstore_sql.engines import describe_database
 
     assert describe_database(make_url(url)) == described
+
+
+@pytest.mark.parametrize("parameter", ["password", "sslpassword", "passwd"])
+def test_a_password_in_the_urls_query_is_masked_too(parameter: str) -> None:
+    from tokenstore_sql.engines import masked_url
+
+    url = make_url(f"postgresql+psycopg://app:first@/tokens?host=a&{parameter}=SECRET")
+    shown = masked_url(url)
+    assert "SECRET" not in shown
+    assert "first" not in shown
+    assert f"{parameter}=%2A%2A%2A" in shown or f"{parameter}=***" in shown

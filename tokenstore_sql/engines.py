@@ -161,16 +161,36 @@ def describe_database(url: URL) -> str:
         path = sqlite_file_path(url)
         return f"sqlite:{path}" if path is not None else "sqlite::memory:"
     port = f":{url.port}" if url.port else ""
-    hosts = url.query.get("host")  # a multi-host URL: host=a:5432&host=b:5432
-    if url.host is None and hosts:
-        host = ",".join((hosts,) if isinstance(hosts, str) else hosts)
+    if url.host is None and url.query.get("host"):
+        host, port = _query_hosts(url), ""
     else:
         host = url.host or "localhost"
     return f"{backend}://{host}{port}/{url.database or ''}"
 
 
+def _query_hosts(url: URL) -> str:
+    """Give a multi-host URL's hosts, as ``host=a:5432&host=b:5432`` or ``host=a,b&port=1,2``."""
+
+    def listed(name: str) -> list[str]:
+        value = url.query.get(name, ())
+        items = [value] if isinstance(value, str) else list(value)
+        return [part for item in items for part in item.split(",")]
+
+    hosts, ports = listed("host"), listed("port")
+    if len(ports) == len(hosts):
+        hosts = [f"{host}:{port}" for host, port in zip(hosts, ports, strict=True)]
+    return ",".join(hosts)
+
+
+# Query parameters that drivers read as passwords (libpq, PyMySQL, mysqlclient).
+_PASSWORD_PARAMETERS: Final = ("password", "sslpassword", "passwd")
+
+
 def masked_url(url: URL) -> str:
-    """Render a URL with its password replaced by ``***``."""
+    """Render a URL with its password, in the user part or the query, replaced by ``***``."""
+    hidden = {name: "***" for name in _PASSWORD_PARAMETERS if name in url.query}
+    if hidden:
+        url = url.update_query_dict(hidden)
     return url.render_as_string(hide_password=True)
 
 
