@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .subjects import OPERATION_LABELS, OPERATIONS, SDK_SQLITE
+from .subjects import OPERATION_LABELS, OPERATIONS, PREPARED, SDK_SQLITE, tokenstore_label
 
 
 def ratio(value: float, base: float | None) -> float | None:
@@ -37,6 +37,68 @@ def add_ratios(latency: list[dict[str, Any]]) -> None:
     median_ratios(
         latency, latency, lambda row: {"vs_sdk_sqlite": SDK_SQLITE, "vs_floor": row["floor"]}
     )
+
+
+def prepared_rows(latency: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Pair tokenstore-sql on PostgreSQL with its prepared-statements twin, cell by cell.
+
+    One row per scale and operation both measured: the two medians, and the default's
+    over the prepared one (above 1: doing without prepared statements costs that much).
+    """
+    default = tokenstore_label("postgresql")
+    medians = {(r["scale"], r["label"], r["operation"]): r["median_us"] for r in latency}
+    rows = []
+    for (scale, label, operation), prepared_us in medians.items():
+        default_us = medians.get((scale, default, operation))
+        if label == PREPARED and default_us is not None:
+            rows.append(
+                {
+                    "scale": scale,
+                    "operation": operation,
+                    "default_us": default_us,
+                    "prepared_us": prepared_us,
+                    "default_over_prepared": ratio(default_us, prepared_us),
+                }
+            )
+    return rows
+
+
+def prepared_table(prepared: dict[str, Any] | None) -> list[str]:
+    """Render what ``prepare_threshold=None`` costs: the side-by-side gets, then every cell."""
+    out = [
+        "### PostgreSQL without prepared statements",
+        "",
+        "tokenstore-sql's engines tell psycopg never to prepare a statement "
+        "(`prepare_threshold=None`), which PgBouncer's transaction pooling would break; "
+        f"`{PREPARED}` is the same storage with psycopg's default (prepared after the fifth "
+        "use), on the same database. Median µs per call.",
+        "",
+    ]
+    rows = (prepared or {}).get("cells") or []
+    get = (prepared or {}).get("get")
+    if not rows and get is None:
+        return [*out, "Not measured (PostgreSQL was not part of the run)."]
+    if get is not None:
+        out += [
+            f"Side by side: {get['calls']:,} gets (hit) on each engine in {get['rounds']} "
+            f"interleaved rounds: {_num(get['default_us'])} µs without prepared statements, "
+            f"{_num(get['prepared_us'])} µs with them: "
+            f"{_times(get['default_over_prepared'])}.",
+            "",
+        ]
+    out += [
+        "In the latency rounds above:",
+        "",
+        "| namespaces | operation | default µs | prepared µs | default / prepared |",
+        "| ---: | --- | ---: | ---: | ---: |",
+    ]
+    for row in sorted(rows, key=lambda r: (r["scale"], OPERATIONS.index(r["operation"]))):
+        out.append(
+            f"| {row['scale']:,} | {OPERATION_LABELS[row['operation']]} | "
+            f"{_num(row['default_us'])} | {_num(row['prepared_us'])} | "
+            f"{_times(row['default_over_prepared'])} |"
+        )
+    return out
 
 
 def growth(latency: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -93,6 +155,7 @@ def markdown(results: dict[str, Any]) -> str:
                     f"{_num(row['p95_us'])} | {_times(row['vs_sdk_sqlite'])} | "
                     f"{_times(row['vs_floor'])} |"
                 )
+    out += ["", *prepared_table(results.get("prepared"))]
     out += [
         "",
         "### Scale: median µs with the database holding N namespaces of 5 resource servers",

@@ -15,7 +15,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import async_rows, concurrency, machine, refresh_storm, report, subjects, targets
+from . import (
+    async_rows,
+    concurrency,
+    machine,
+    prepared,
+    refresh_storm,
+    report,
+    subjects,
+    targets,
+)
 from .databases import BACKENDS, available, count_statements, open_database
 from .importing import measure_import, write_import_file
 from .subjects import OPERATIONS, SDK_SQLITE, Subject
@@ -106,7 +115,8 @@ def build(
     """Open every subject at every scale, its data filled to that scale; time the fills.
 
     The async storage, on ``async_backends``, is opened at the first scale (for latency)
-    and the last (for throughput, as the sync threads run there).
+    and the last (for throughput, as the sync threads run there); on PostgreSQL, so is
+    the storage with psycopg's prepared statements (latency, at both).
     """
     measured: list[Subject] = []
     fill_seconds: dict[str, float] = {}
@@ -116,6 +126,8 @@ def build(
         for backend in chosen:
             database = stack.enter_context(open_database(backend, workdir, str(scale)))
             made += [subjects.tokenstore(database), subjects.floor(database)]
+            if backend == "postgresql" and scale in (args.scales[0], args.scales[-1]):
+                made.append(subjects.tokenstore_prepared(database))
             if backend in async_backends and scale in (args.scales[0], args.scales[-1]):
                 made.append(async_rows.subject(database, loop))
         made.append(subjects.sdk_sqlite(workdir / f"sdk-{scale}.db"))
@@ -132,6 +144,24 @@ def build(
         print(f"scale {scale:,}: filled in {fill_seconds[str(scale)]} s")
         measured += made
     return measured, fill_seconds
+
+
+def measure_prepared(first: list[Subject], smoke: bool) -> dict[str, Any] | None:
+    """Time gets with and without psycopg's prepared statements, side by side (PostgreSQL).
+
+    On the storages of the latency table at the first scale; None without PostgreSQL.
+    """
+    default = [s for s in first if s.label == subjects.tokenstore_label("postgresql")]
+    preparing = [s for s in first if s.label == subjects.PREPARED]
+    if not default or not preparing:
+        return None
+    calls, rounds = (
+        (prepared.SMOKE_CALLS, prepared.SMOKE_ROUNDS)
+        if smoke
+        else (prepared.CALLS, prepared.ROUNDS)
+    )
+    print(f"prepared statements: {calls:,} gets on each of two PostgreSQL engines")
+    return prepared.measure_get(default[0], preparing[0], calls, rounds)
 
 
 def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) -> dict[str, Any]:
@@ -179,6 +209,7 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
     measure(cells + async_cells, args.seconds * 0.6, min_samples=3 if args.smoke else 5)
     latency, async_latency = latency_rows(cells), latency_rows(async_cells)
     report.add_ratios(latency)
+    side_by_side = measure_prepared(first, args.smoke)
     async_rows.latency_ratios(async_latency, latency)
     async_rows.release(asyncs)
     contenders = [s for s in last if s.kind == "tokenstore-sql" or s.label == SDK_SQLITE]
@@ -206,6 +237,7 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
     results = {"meta": meta, "latency": latency, "concurrency": conc, "import": imports}
     results["async"] = {"latency": async_latency, "throughput": throughput}
     results["refresh_storm"] = storm
+    results["prepared"] = {"cells": report.prepared_rows(latency), "get": side_by_side}
     results["scale"] = report.growth(latency)
     results["targets"] = targets.check(results)
     return results

@@ -39,6 +39,11 @@ OPERATION_LABELS = {
     "construct": "construct",
 }
 SDK_SQLITE = "globus-sdk SQLiteTokenStorage"
+# tokenstore-sql on PostgreSQL with psycopg preparing its statements (see tokenstore_prepared).
+PREPARED = "tokenstore-sql (postgresql, prepared)"
+PREPARED_KIND = "tokenstore-sql, prepared"
+# psycopg's own default: a statement is prepared on a connection after its fifth use.
+PSYCOPG_PREPARE_THRESHOLD = 5
 # Engines of the benchmark hold a connection per thread of the 16-thread runs.
 SERVER_POOL = {"pool_size": 16, "max_overflow": 4}
 
@@ -140,6 +145,33 @@ def tokenstore(database: Database, **engine_options: Any) -> Subject:
         filled_ops(read, write, construct),
         engine.dispose,
         grow=lambda target: fill(database, target),
+        extra={"engine": engine, "url": database.url},
+    )
+
+
+def tokenstore_prepared(database: Database) -> Subject:
+    """Measure tokenstore-sql on PostgreSQL with psycopg's server-side prepared statements.
+
+    tokenstore-sql's engines turn them off (``prepare_threshold=None``): behind
+    PgBouncer's transaction pooling a statement prepared on one server connection is
+    run on another. This subject puts psycopg's default back (prepared after the fifth
+    use), on the same database and in the same rounds as :func:`tokenstore`, to show
+    what doing without them costs on a direct connection. It has no ``construct``
+    (the same as the default subject's) and no ``grow``: its database is that subject's.
+    """
+    engine = tokenstore_sql.create_engine(
+        database.url,
+        **pool_options(database.backend),
+        connect_args={"prepare_threshold": PSYCOPG_PREPARE_THRESHOLD},
+    )
+    read = SQLAlchemyTokenStorage(engine, namespace="bench-prepared-read")
+    write = SQLAlchemyTokenStorage(engine, namespace="bench-prepared-write")
+    return Subject(
+        PREPARED,
+        PREPARED_KIND,
+        database.backend,
+        filled_ops(read, write),
+        engine.dispose,
         extra={"engine": engine, "url": database.url},
     )
 

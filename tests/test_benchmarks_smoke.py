@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import URL
 
-from benchmarks import async_rows, refresh_storm
+from benchmarks import async_rows, prepared, refresh_storm, subjects
 from benchmarks.databases import Database
 from benchmarks.timing import measure
+
+from .conftest import SERVER_PARAMS
 
 ROOT = Path(__file__).resolve().parent.parent
 OPERATIONS = {"get_hit", "get_miss", "get_all", "store_1", "store_3", "remove", "construct"}
@@ -130,6 +132,43 @@ def test_import_targets_and_durability_are_reported(results: dict) -> None:
     }
     assert all(check["met"] in (True, False, None) for check in results["targets"])
     assert any(check["met"] is not None for check in results["targets"])
+
+
+def test_without_postgresql_the_prepared_statements_section_says_so(
+    results: dict, output: Path
+) -> None:
+    assert results["prepared"] == {"cells": [], "get": None}
+    labels = {row["label"] for row in results["latency"]}
+    assert subjects.PREPARED not in labels
+    markdown = (output / "results.md").read_text(encoding="utf-8")
+    assert "### PostgreSQL without prepared statements" in markdown
+    assert "Not measured (PostgreSQL was not part of the run)." in markdown
+
+
+@pytest.mark.parametrize("backend", SERVER_PARAMS[:1])
+def test_gets_with_and_without_prepared_statements_are_timed_side_by_side(
+    backend: str, database_url: URL
+) -> None:
+    database = Database(backend, database_url)
+    default, preparing = subjects.tokenstore(database), subjects.tokenstore_prepared(database)
+    try:
+        row = prepared.measure_get(default, preparing, calls=40, rounds=4)
+        held = {}
+        for subject in (default, preparing):
+            with subject.extra["engine"].connect() as connection:  # the one pooled connection
+                held[subject.label] = connection.exec_driver_sql(
+                    "SELECT count(*) FROM pg_prepared_statements"
+                ).scalar()
+    finally:
+        default.close()
+        preparing.close()
+    assert (row["calls"], row["rounds"], row["prepare_threshold"]) == (40, 4, 5)
+    assert row["default_us"] > 0
+    assert row["prepared_us"] > 0
+    assert row["default_over_prepared"] == row["default_us"] / row["prepared_us"]
+    # the package's engine prepares nothing; the other one did prepare its get
+    assert held == {default.label: 0, subjects.PREPARED: held[subjects.PREPARED]}
+    assert held[subjects.PREPARED] >= 1
 
 
 def test_async_rows_sit_beside_the_sync_figures(results: dict, output: Path) -> None:
