@@ -13,7 +13,8 @@ values, or a delete of the same keys.
 How long a call can take when the database is down: attempts stop starting after
 ``deadline`` seconds, and one attempt is bounded by the engine's ``connect_timeout``
 (see :mod:`tokenstore_sql.engines`), so a call gives up after about
-``deadline + connect_timeout`` seconds at most.
+``deadline + connect_timeout`` seconds at most; on a multi-host PostgreSQL URL libpq
+tries each host in turn, so ``deadline + connect_timeout`` times the number of hosts.
 
 MySQL errors are classified by the server's or client's error number, not by SQLSTATE:
 PyMySQL reports a deadlock (1213) with SQLSTATE 40001 and a lock wait timeout (1205)
