@@ -5,6 +5,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import stat
+import threading
+from pathlib import Path
 
 import pytest
 from sqlalchemy import URL, inspect, text
@@ -157,3 +159,30 @@ def test_sqlite_databases_use_wal_and_full_sync(tmp_path: object) -> None:
         busy = connection.exec_driver_sql("PRAGMA busy_timeout").scalar()
     assert (journal, synchronous) == ("wal", 2)
     assert busy == 30_000
+
+
+def test_threads_creating_schemas_in_different_databases_at_once_all_succeed(
+    tmp_path: Path,
+) -> None:
+    # No database lock puts them in line, and Alembic keeps a running command's state
+    # in module globals: without one command at a time per process, they mix.
+    barrier = threading.Barrier(4)
+    failures: list[str] = []
+
+    def first_start(n: int) -> None:
+        barrier.wait(10)
+        try:
+            with SQLAlchemyTokenStorage(f"sqlite:///{tmp_path / f'db{n}.sqlite'}") as storage:
+                storage.store_token_data_by_resource_server({"rs": make_token_data("rs")})
+        except Exception as exc:
+            failures.append(f"{type(exc).__name__}: {exc}")
+
+    for _ in range(3):
+        for path in tmp_path.glob("db*"):
+            path.unlink()
+        threads = [threading.Thread(target=first_start, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    assert failures == []

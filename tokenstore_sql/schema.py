@@ -21,6 +21,7 @@ would have to create or change tables, :class:`SchemaPrivilegeError` says so.
 from __future__ import annotations
 
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,6 +41,7 @@ from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Engine, inspect
 from sqlalchemy.exc import DBAPIError
 
+from .columns import is_mysql_family
 from .engines import describe_database
 from .errors import (
     SchemaError,
@@ -52,6 +54,7 @@ from .locks import locked_transaction, locked_transaction_on
 from .models import DEFAULT_PLACEMENT, Placement
 from .retries import error_code
 from .statements import check_dialect
+from .transactions import is_galera_node
 
 SCHEMA_LOCK_NAME: Final = "tokenstore_sql:schema"
 # Long enough for another process to run every migration of a large database.
@@ -60,6 +63,13 @@ SCHEMA_LOCK_TIMEOUT_SECONDS: Final = 120
 # Refusals for want of a privilege: PostgreSQL's insufficient_privilege; MySQL/MariaDB's
 # "command denied" on a table (1142) and "access denied" to a database (1044).
 _PRIVILEGE_CODES: Final = frozenset({"42501", "1142", "1044"})
+_alembic_lock = threading.RLock()
+# What a Galera node's migration meets when another node runs the same one at the same
+# moment (GET_LOCK is per node): table exists (1050), duplicate column (1060) or key
+# (1061), table changed by a concurrent DDL (1684).
+_CONCURRENT_DDL_CODES: Final = frozenset({"1050", "1060", "1061", "1684"})
+# Waiting for another node's migration: give up once the revision stops moving this long.
+_STALLED_MIGRATION_SECONDS: Final = 10.0
 # The placements each engine has been checked at, for this process.
 _checked: weakref.WeakKeyDictionary[Engine, set[Placement]] = weakref.WeakKeyDictionary()
 _checked_lock = threading.Lock()
@@ -172,9 +182,46 @@ def ensure_schema(
             raise SchemaOutOfDateError(None, found.head)
         # Decide under the lock: on MySQL, whose DDL is not transactional, an older
         # revision may just be another process's migration half-way through.
-        migrate(engine, "head", placement, create=create, upgrade=upgrade)
+        try:
+            migrate(engine, "head", placement, create=create, upgrade=upgrade)
+        except (SchemaError, DBAPIError) as exc:
+            with engine.connect() as connection:
+                if not _migrated_by_another_node(connection, placement, exc):
+                    raise
     with _checked_lock:
         _checked.setdefault(engine, set()).add(placement)
+
+
+def _migrated_by_another_node(
+    connection: Connection, placement: Placement, exc: SchemaError | DBAPIError
+) -> bool:
+    """On a Galera node, wait for another node's migration that explains ``exc``.
+
+    ``GET_LOCK`` holds on one node only, so nodes starting at once each migrate; the
+    first DDL to reach the cluster wins and the others fail, or find the schema
+    half-way. Tell whether the schema then reaches head; False at once elsewhere.
+    """
+    if isinstance(exc, SchemaTooNewError) or not is_mysql_family(connection.dialect):
+        return False
+    if isinstance(exc, DBAPIError) and error_code(exc) not in _CONCURRENT_DDL_CODES:
+        return False
+    if connection.invalidated or connection.in_transaction():
+        return False
+    if not is_galera_node(connection.connection.dbapi_connection):
+        return False
+    deadline = time.monotonic() + SCHEMA_LOCK_TIMEOUT_SECONDS
+    last, moved_at = None, time.monotonic()
+    while time.monotonic() < deadline:
+        with connection.begin():
+            found = status(connection, placement)
+        if found.at_head:
+            return True
+        if found.current != last:
+            last, moved_at = found.current, time.monotonic()
+        elif time.monotonic() - moved_at > _STALLED_MIGRATION_SECONDS:
+            return False
+        time.sleep(0.2)
+    return False
 
 
 def is_checked(engine: Engine, placement: Placement) -> bool:
@@ -199,10 +246,14 @@ def ensure_schema_on(
         if found.current is None and not create:
             raise SchemaOutOfDateError(None, found.head)
         # As migrate(): the lock is released only once the migration has committed.
-        with locked_transaction_on(
-            connection, SCHEMA_LOCK_NAME, timeout=SCHEMA_LOCK_TIMEOUT_SECONDS
-        ):
-            migrate_locked(connection, "head", placement, create=create, upgrade=upgrade)
+        try:
+            with locked_transaction_on(
+                connection, SCHEMA_LOCK_NAME, timeout=SCHEMA_LOCK_TIMEOUT_SECONDS
+            ):
+                migrate_locked(connection, "head", placement, create=create, upgrade=upgrade)
+        except (SchemaError, DBAPIError) as exc:
+            if not _migrated_by_another_node(connection, placement, exc):
+                raise
     with _checked_lock:
         _checked.setdefault(connection.engine, set()).add(placement)
 
@@ -315,7 +366,11 @@ def _run_alembic(
     :class:`SchemaPrivilegeError`, without the driver's text.
     """
     try:
-        step(alembic_config(connection, placement), target)
+        # Alembic keeps a running command's state in module globals (alembic.context,
+        # alembic.op): two engines migrating at once in one process (databases that no
+        # one lock puts in line) would run each other's DDL.
+        with _alembic_lock:
+            step(alembic_config(connection, placement), target)
     except (CommandError, RuntimeError) as exc:
         raise SchemaError(f"cannot migrate to {target!r}: {exc}") from None
     except DBAPIError as exc:

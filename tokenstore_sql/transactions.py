@@ -119,17 +119,26 @@ def configure_galera(engine: Engine) -> None:
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry) -> None:
-        cursor = dbapi_connection.cursor()
-        try:
+        if is_galera_node(dbapi_connection):
+            cursor = dbapi_connection.cursor()
             try:
-                cursor.execute("SELECT @@wsrep_on")
-            except Exception:  # MySQL: no such variable (error 1193)
-                return
-            row = cursor.fetchone()
-            if row is not None and row[0] in (1, "1", "ON"):
                 cursor.execute("SET SESSION wsrep_sync_wait = 1")
-        finally:
-            cursor.close()
+            finally:
+                cursor.close()
+
+
+def is_galera_node(dbapi_connection: Any) -> bool:
+    """Tell whether a MySQL-family driver connection is to a node of a Galera cluster."""
+    cursor = dbapi_connection.cursor()
+    try:
+        try:
+            cursor.execute("SELECT @@wsrep_on")
+        except Exception:  # MySQL: no such variable (error 1193)
+            return False
+        row = cursor.fetchone()
+        return row is not None and row[0] in (1, "1", "ON")
+    finally:
+        cursor.close()
 
 
 @cache
