@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from queue import Empty
 from typing import Any
@@ -51,9 +52,16 @@ def start_workers(
     processes: int,
     callers: int,
     tasks: bool = False,
+    urls: Sequence[URL] | None = None,
     **options: Any,
 ) -> Workers:
-    """Start worker processes that refresh at once."""
+    """Start worker processes that refresh at once.
+
+    ``urls``, when given, holds one URL per process (one per node of a cluster, say),
+    used instead of ``url``.
+    """
+    if urls is not None and len(urls) != processes:
+        raise ValueError(f"{len(urls)} URLs for {processes} worker processes")
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(processes)
     results = context.Queue()
@@ -67,9 +75,13 @@ def start_workers(
         "tasks": tasks,
         **options,
     }
+    own_urls = [url] * processes if urls is None else list(urls)
     started = [
-        context.Process(target=refresh_worker, args=(config, barrier, results))
-        for _ in range(processes)
+        context.Process(
+            target=refresh_worker,
+            args=({**config, "url": own.render_as_string(hide_password=False)}, barrier, results),
+        )
+        for own in own_urls
     ]
     for process in started:
         process.start()
@@ -111,11 +123,28 @@ def _collect(processes: list[Any], results: Any, timeout: float) -> list[dict[st
 
 
 def run_workers(
-    url: URL, namespace: str, auth: FakeAuth, *, processes: int, callers: int, **options: Any
+    url: URL,
+    namespace: str,
+    auth: FakeAuth,
+    *,
+    processes: int,
+    callers: int,
+    urls: Sequence[URL] | None = None,
+    **options: Any,
 ) -> list[dict[str, Any]]:
-    """Serve ``auth`` over HTTP and run worker processes against it to the end."""
+    """Serve ``auth`` over HTTP and run worker processes against it to the end.
+
+    ``urls``, when given, holds one URL per process, used instead of ``url``.
+    """
     with serving(auth) as auth_url:
         workers = start_workers(
-            url, namespace, auth_url, auth, processes=processes, callers=callers, **options
+            url,
+            namespace,
+            auth_url,
+            auth,
+            processes=processes,
+            callers=callers,
+            urls=urls,
+            **options,
         )
         return workers.collect()
