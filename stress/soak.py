@@ -1,11 +1,20 @@
 """Soak test: N processes run a mixed workload for a while; then check that nothing was lost.
 
     python -m stress.soak --url URL --processes 4 --seconds 60 --kill-every 2
+    python -m stress.soak --topology galera --processes 6 --seconds 30
 
 ``--url`` is an admin URL: a scratch database is created there and dropped at the end
 (for SQLite, any ``sqlite://`` URL means a new file in a temporary directory).
 ``--database-url`` uses a database as it is and leaves it in place; it must hold no
 other data in the namespaces ``soak-*``.
+
+``--topology`` starts private servers instead (the test suite's harnesses, each on ports
+of its own in a temporary directory, stopped at the end): ``pgbouncer`` (PostgreSQL
+behind PgBouncer in transaction pooling, 8 server connections), ``failover`` (a primary
+and a synchronous standby behind a multi-host URL; the primary is stopped with
+``-m immediate`` a third of the way through and the standby promoted) or ``galera`` (3
+MariaDB Galera nodes; process ``n`` writes through node ``n % 3``, and at the end every
+node must hold the same rows).
 
 Each process stores one or three resource servers at once, removes, reads one and reads
 a whole namespace, over a few namespaces and keys shared by every process. Every value
@@ -44,7 +53,11 @@ from sqlalchemy import URL, make_url
 
 from tests.databases import scratch_database
 from tests.faults import kill_sessions
-from tokenstore_sql import SQLAlchemyTokenStorage
+from tests.private_galera import private_galera
+from tests.private_pgbouncer import private_pgbouncer
+from tests.private_servers import private_postgresql
+from tests.private_standby import REPLICATION_SETTINGS, private_standby
+from tokenstore_sql import RetryPolicy, SQLAlchemyTokenStorage
 from tokenstore_sql._sdk import TokenStorageData
 
 NAMESPACES = [f"soak-{n}" for n in range(4)]
@@ -75,10 +88,19 @@ def is_intact(key: str, data: TokenStorageData) -> bool:
     )
 
 
-def worker(url: str, index: int, seconds: float, barrier: Any, out: str) -> None:
-    """Run the workload; write each operation as one JSON line to ``out``."""
+TOPOLOGIES = ("pgbouncer", "failover", "galera")
+# Rides over a primary's death and a standby's promotion (see the README's failover notes).
+FAILOVER_RETRY = RetryPolicy(attempts=100, max_delay=1.0, deadline=30.0)
+
+
+def worker(
+    urls: list[str], index: int, seconds: float, barrier: Any, out: str, patient: bool
+) -> None:
+    """Run the workload through ``urls[index % len(urls)]``; one JSON line per operation."""
     rng = random.Random(secrets.randbits(64))
-    storages = {ns: SQLAlchemyTokenStorage(url, namespace=ns) for ns in NAMESPACES}
+    url = urls[index % len(urls)]
+    retry = FAILOVER_RETRY if patient else None
+    storages = {ns: SQLAlchemyTokenStorage(url, namespace=ns, retry=retry) for ns in NAMESPACES}
     records: list[dict[str, Any]] = []
     barrier.wait(120)
     end = time.monotonic() + seconds
@@ -177,17 +199,73 @@ def verify(url: str, records: list[dict[str, Any]]) -> tuple[int, int, int]:
 
 @contextlib.contextmanager
 def scratch(args: argparse.Namespace) -> Any:
-    """Yield (database URL, admin URL or None): a scratch database, or the one given."""
+    """Yield (database URLs, admin URL or None, a mid-run disruption or None)."""
+    if args.topology:
+        with topology(args.topology) as made:
+            yield made
+        return
     if args.database_url:
-        yield make_url(args.database_url), make_url(args.admin_url) if args.admin_url else None
+        admin = make_url(args.admin_url) if args.admin_url else None
+        yield [make_url(args.database_url)], admin, None
         return
     admin_url = make_url(args.url)
     if admin_url.get_backend_name() == "sqlite":
         with tempfile.TemporaryDirectory() as folder:
-            yield make_url(f"sqlite:///{folder}/soak.db"), None
+            yield [make_url(f"sqlite:///{folder}/soak.db")], None, None
         return
     with scratch_database(args.url, f"tokenstore_soak_{secrets.token_hex(4)}") as url:
-        yield url, admin_url
+        yield [url], admin_url, None
+
+
+@contextlib.contextmanager
+def topology(name: str) -> Any:
+    """Start a topology of private servers; yield what :func:`scratch` yields."""
+    if name == "pgbouncer":
+        with (
+            private_postgresql() as server,
+            private_pgbouncer(server.port, pool_mode="transaction", pool_size=8) as bouncer,
+        ):
+            server.create_database("soak")
+            yield [bouncer.url_for("soak")], None, None
+    elif name == "failover":
+        with (
+            private_postgresql(**REPLICATION_SETTINGS) as primary,
+            private_standby(primary, synchronous=True) as standby,
+        ):
+            primary.create_database("soak")
+            hosts = [f"127.0.0.1:{primary.port}", f"127.0.0.1:{standby.port}"]
+            url = URL.create(
+                "postgresql+psycopg",
+                username="postgres",
+                database="soak",
+                query={"host": hosts, "target_session_attrs": "read-write"},
+            )
+
+            def fail_over() -> None:
+                primary.stop("immediate")
+                standby.promote()
+                print("failover: primary stopped (immediate), standby promoted")
+
+            yield [url], None, fail_over
+    else:
+        with private_galera(3) as cluster:
+            yield cluster.create_database("soak"), None, None
+
+
+def nodes_agree(urls: list[URL]) -> bool:
+    """Tell whether every database in ``urls`` holds the same token data."""
+    seen = []
+    for url in urls:
+        rendered = url.render_as_string(hide_password=False)
+        held = {}
+        for ns in NAMESPACES:
+            with SQLAlchemyTokenStorage(rendered, namespace=ns) as storage:
+                held[ns] = {
+                    key: data.to_dict()
+                    for key, data in storage.get_token_data_by_resource_server().items()
+                }
+        seen.append(held)
+    return all(held == seen[0] for held in seen)
 
 
 def main() -> int:
@@ -196,21 +274,24 @@ def main() -> int:
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--url", help="admin URL: a scratch database is made and dropped there")
     where.add_argument("--database-url", help="use this database as it is")
+    where.add_argument("--topology", choices=TOPOLOGIES, help="private servers to start")
     parser.add_argument("--admin-url", help="with --database-url: where kills come from")
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--kill-every", type=float, default=0.0, help="0: no kills")
     args = parser.parse_args()
 
-    with scratch(args) as (url, admin_url), tempfile.TemporaryDirectory() as folder:
-        shown = url.render_as_string(hide_password=True)
-        plain = url.render_as_string(hide_password=False)
-        SQLAlchemyTokenStorage(plain, namespace=NAMESPACES[0]).close()  # schema first
+    with scratch(args) as (urls, admin_url, disrupt), tempfile.TemporaryDirectory() as folder:
+        url = urls[0]
+        shown = ", ".join(u.render_as_string(hide_password=True) for u in urls)
+        plain = [u.render_as_string(hide_password=False) for u in urls]
+        SQLAlchemyTokenStorage(plain[0], namespace=NAMESPACES[0]).close()  # schema first
         context = multiprocessing.get_context("spawn")
         barrier = context.Barrier(args.processes + 1)  # the workers, and this process
         outs = [f"{folder}/worker-{n}.jsonl" for n in range(args.processes)]
+        patient = disrupt is not None
         procs = [
-            context.Process(target=worker, args=(plain, n, args.seconds, barrier, outs[n]))
+            context.Process(target=worker, args=(plain, n, args.seconds, barrier, outs[n], patient))
             for n in range(args.processes)
         ]
         for proc in procs:
@@ -226,6 +307,9 @@ def main() -> int:
             killed = kill_loop(admin_url, url.database or "", args.kill_every, stop)
         elif args.kill_every > 0:
             print("kills: none (SQLite has no server sessions to kill)")
+        if disrupt is not None:
+            stop.wait(args.seconds / 3)
+            disrupt()
         for proc in procs:
             proc.join(timeout=args.seconds + 300)
         stop.set()
@@ -236,18 +320,23 @@ def main() -> int:
             if Path(out).exists()
             for line in Path(out).read_text().splitlines()
         ]
-        rows, lost, corrupted = verify(plain, records)
+        rows, lost, corrupted = verify(plain[0], records)
+        agree = nodes_agree(urls) if len(urls) > 1 else True
 
     kinds = collections.Counter(r["kind"] for r in records)
     errors = collections.Counter(r["error"] for r in records if not r["ok"])
     bad_reads = sum(r.get("bad_reads", 0) for r in records)
+    longest = max((r["end"] - r["start"] for r in records), default=0.0)
     print(f"database: {shown} ({args.processes} processes, {args.seconds:g} s)")
     print(f"operations: {len(records)} ({len(records) / args.seconds:.0f}/s) {dict(kinds)}")
     print(f"sessions killed: {sum(killed)} in {len(killed)} rounds")
     print(f"caller-visible errors: {sum(errors.values())} {dict(errors)}")
+    print(f"longest call: {longest:.2f} s")
     print(f"crashed processes: {len(crashed)}")
     print(f"rows at the end: {rows}; lost: {lost}; corrupted: {corrupted + bad_reads}")
-    return 1 if lost or corrupted or bad_reads or crashed else 0
+    if len(urls) > 1:
+        print(f"nodes hold identical rows: {'yes' if agree else 'NO'}")
+    return 1 if lost or corrupted or bad_reads or crashed or not agree else 0
 
 
 if __name__ == "__main__":
