@@ -51,10 +51,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-import pytest
 from sqlalchemy import URL
 
-from .private_servers import child_pids, in_ci
+from .private_servers import child_pids, os_account, unavailable
 
 if TYPE_CHECKING:
     import pymysql  # type: ignore[import-untyped]
@@ -454,10 +453,7 @@ class PrivateGalera:
 
 
 def _unavailable(reason: str) -> NoReturn:
-    """Skip the test for ``reason``, or fail it under CI."""
-    if in_ci():
-        pytest.fail(f"CI expects a private Galera cluster: {reason}", pytrace=False)
-    pytest.skip(reason)
+    unavailable("a private Galera cluster", reason)
 
 
 def _require_binaries() -> None:
@@ -478,15 +474,12 @@ def _require_binaries() -> None:
 
 def _server_account() -> pwd.struct_passwd | None:
     """The OS account the nodes run as: ``mysql`` as root, else ``None`` (ourselves)."""
-    if os.geteuid() != 0:
-        return None
-    try:
-        return pwd.getpwnam(ACCOUNT)
-    except KeyError:
-        _unavailable(
-            f"there is no {ACCOUNT!r} OS user to run MariaDB as: install the mariadb-server "
-            "package, which creates one"
-        )
+    return os_account(
+        ACCOUNT,
+        "a private Galera cluster",
+        f"there is no {ACCOUNT!r} OS user to run MariaDB as: install the mariadb-server "
+        "package, which creates one",
+    )
 
 
 def _free_ports(count: int) -> list[int]:

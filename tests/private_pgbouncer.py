@@ -34,7 +34,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -42,10 +41,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
-import pytest
 from sqlalchemy import URL
 
-from .private_servers import HOST, SUPERUSER, in_ci
+from .private_servers import HOST, SUPERUSER, free_port, os_account, unavailable
 
 PACKAGE = "pgbouncer"
 DEFAULT_BINARY = Path("/usr/sbin/pgbouncer")
@@ -81,10 +79,7 @@ class PortTakenError(RuntimeError):
 
 
 def _unavailable(reason: str) -> NoReturn:
-    """Skip the test for ``reason``, or fail it under CI."""
-    if in_ci():
-        pytest.fail(f"CI expects PgBouncer: {reason}", pytrace=False)
-    pytest.skip(reason)
+    unavailable("PgBouncer", reason)
 
 
 def find_binary() -> Path:
@@ -105,23 +100,12 @@ def find_binary() -> Path:
 
 def _account() -> pwd.struct_passwd | None:
     """The OS account PgBouncer runs as: ``postgres`` as root, else ``None`` (ourselves)."""
-    if os.geteuid() != 0:
-        return None
-    try:
-        return pwd.getpwnam(SUPERUSER)
-    except KeyError:
-        _unavailable(
-            f"PgBouncer refuses to run as root and there is no {SUPERUSER!r} OS user to run "
-            f"it as: install the Debian package {PACKAGE} (or postgresql), which creates one"
-        )
-
-
-def _free_port() -> int:
-    """A TCP port of 127.0.0.1 that nothing listens on at the moment of asking."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-    return port
+    return os_account(
+        SUPERUSER,
+        "PgBouncer",
+        f"PgBouncer refuses to run as root and there is no {SUPERUSER!r} OS user to run "
+        f"it as: install the Debian package {PACKAGE} (or postgresql), which creates one",
+    )
 
 
 def _setting(value: Setting) -> str:
@@ -172,7 +156,7 @@ class PrivatePgBouncer:
         self._users = list(dict.fromkeys([SUPERUSER, *users]))
         self._settings = dict(settings)
         self._account = account
-        self._port = _free_port()
+        self._port = free_port()
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -325,7 +309,7 @@ class PrivatePgBouncer:
             except PortTakenError:
                 if attempt == _PORT_ATTEMPTS:
                     raise
-                self._port = _free_port()
+                self._port = free_port()
 
     def _write_files(self) -> None:
         self.config_path.write_text(self.config())

@@ -86,11 +86,34 @@ def in_ci(environ: Mapping[str, str] | None = None) -> bool:
     return value.strip().lower() not in ("", "0", "false", "no")
 
 
-def _unavailable(reason: str) -> NoReturn:
-    """Skip the test for ``reason``, or fail it under CI."""
+def unavailable(what: str, reason: str) -> NoReturn:
+    """Skip the test for ``reason``, or fail it under CI, which expects ``what`` to run.
+
+    :param what: The private server, as in "a private PostgreSQL server".
+    :param reason: What is missing and which package brings it.
+    """
     if in_ci():
-        pytest.fail(f"CI expects a private PostgreSQL server: {reason}", pytrace=False)
+        pytest.fail(f"CI expects {what}: {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+def _unavailable(reason: str) -> NoReturn:
+    unavailable("a private PostgreSQL server", reason)
+
+
+def os_account(name: str, what: str, missing: str) -> pwd.struct_passwd | None:
+    """The OS account a server runs as when we are root; ``None`` (ourselves) otherwise.
+
+    :param name: The account, such as ``postgres`` or ``mysql``.
+    :param what: The private server, for :func:`unavailable`.
+    :param missing: The skip reason when there is no such account.
+    """
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        unavailable(what, missing)
 
 
 def _require_binaries() -> None:
@@ -107,18 +130,15 @@ def _require_binaries() -> None:
 
 def _server_account() -> pwd.struct_passwd | None:
     """The OS account the server runs as: ``postgres`` as root, else ``None`` (ourselves)."""
-    if os.geteuid() != 0:
-        return None
-    try:
-        return pwd.getpwnam(SUPERUSER)
-    except KeyError:
-        _unavailable(
-            f"PostgreSQL refuses to run as root and there is no {SUPERUSER!r} OS user "
-            f"to run it as: install the {PACKAGE} package, which creates one"
-        )
+    return os_account(
+        SUPERUSER,
+        "a private PostgreSQL server",
+        f"PostgreSQL refuses to run as root and there is no {SUPERUSER!r} OS user "
+        f"to run it as: install the {PACKAGE} package, which creates one",
+    )
 
 
-def _free_port() -> int:
+def free_port() -> int:
     """A TCP port of 127.0.0.1 that nothing listens on at the moment of asking."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((HOST, 0))
@@ -206,7 +226,7 @@ class PrivatePostgres:
         self.log_path = directory / "server.log"
         self._settings = dict(settings)
         self._account = account
-        self._port = _free_port()
+        self._port = free_port()
         self._process: subprocess.Popen[bytes] | None = None
         self._pid: int | None = None
 
@@ -400,7 +420,7 @@ class PrivatePostgres:
             except PortTakenError:
                 if attempt == _PORT_ATTEMPTS:
                     raise
-                self._port = _free_port()
+                self._port = free_port()
 
     def _wait_until_ready(
         self, process: subprocess.Popen[bytes], timeout: float, logged_before: int

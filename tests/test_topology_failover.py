@@ -66,7 +66,7 @@ from tokenstore_sql.engines import CONNECT_TIMEOUT_SECONDS
 from tokenstore_sql.retries import RetryPolicy
 
 from .faults import TcpProxy
-from .private_servers import HOST, SUPERUSER, PrivatePostgres, _free_port, private_postgresql
+from .private_servers import HOST, SUPERUSER, PrivatePostgres, free_port, private_postgresql
 from .private_standby import REPLICATION_SETTINGS, PrivateStandby, private_standby
 from .sdk import make_token_data
 
@@ -562,7 +562,7 @@ def test_a_primary_gone_silent_costs_each_new_connection_its_connect_timeout(
 
 
 def test_a_multi_host_url_with_every_host_down_fails_fast_naming_the_hosts() -> None:
-    url = failover_url(_free_port(), _free_port())  # nothing listens on either
+    url = failover_url(free_port(), free_port())  # nothing listens on either
     started = time.monotonic()
 
     with pytest.raises(TokenStoreError) as caught:
