@@ -224,6 +224,23 @@ def test_downgrade_base_removes_the_schema(cli: Cli, url: str) -> None:
     _assert_no_token_printed(cli, ["TOKEN-OF-CAROL-SECRET"])
 
 
+@pytest.mark.parametrize("placed", ["after", "before"])
+def test_downgrade_minus_one_steps_back_one_revision_as_the_help_says(
+    cli: Cli, url: str, placed: str
+) -> None:
+    _store_tokens(url, {"dave": "TOKEN-OF-DAVE-SECRET"})
+    head = schema.head_revision()
+    arguments = ["-1", "--url", url] if placed == "after" else ["--url", url, "-1"]
+
+    result = cli("downgrade", *arguments)
+
+    assert result.returncode == 0, result.stderr
+    previous = schema._script().get_revision(head).down_revision
+    assert _schema_state(url)[0] == previous
+    assert f"revision {previous}" in result.stdout
+    assert "-1 for one step" in cli("downgrade", "--help").stdout
+
+
 # --- where the URL comes from ----------------------------------------------------------
 
 

@@ -72,7 +72,8 @@ def _offline_sql(url: str | None, dialect: str | None, revision: str, placement:
         raise CommandError(str(exc)) from None
 
 
-@click.command()
+# "-1" looks like an option to click; taken as the REVISION argument instead.
+@click.command(context_settings={"ignore_unknown_options": True})
 @url_option
 @click.argument("revision")
 @placement_options
