@@ -274,10 +274,63 @@ def test_later_files_meet_earlier_ones_by_the_same_policy(
     first = write_json(tmp_path / "a.json", {"x": {TRANSFER: new}})
     second = write_json(tmp_path / "b.json", {"y": {TRANSFER: old}})
 
-    report = import_token_files(engine, [first, second], namespace=namespace)
+    report = import_token_files(engine, [first, second], namespace=namespace, merge=True)
 
     assert stored(engine, namespace)[TRANSFER]["access_token"] == "new"
     assert counts(report) == [("x", namespace, 1, 0, 0, 0), ("y", namespace, 0, 0, 0, 1)]
+
+
+def test_two_files_that_supply_one_key_are_refused_naming_both_and_the_key(
+    engine: Engine, tmp_path: Path, namespace: str
+) -> None:
+    first = write_json(tmp_path / "a.json", {namespace: {TRANSFER: make_token_data(TRANSFER)}})
+    copy = write_json(tmp_path / "b.json", {namespace: {TRANSFER: make_token_data(TRANSFER)}})
+
+    with pytest.raises(ImportFormatError) as refused:
+        import_token_files(engine, [first, copy])
+
+    message = str(refused.value)
+    assert str(first) in message
+    assert str(copy) in message
+    assert repr(namespace) in message
+    assert repr(TRANSFER) in message
+    assert "--merge" in message
+    assert snapshot(engine) == []
+
+
+def test_files_of_two_identities_never_share_a_namespace_even_when_merging(
+    engine: Engine, tmp_path: Path
+) -> None:
+    # Two JSONTokenStorage files, both in DEFAULT, of two users, for different resource
+    # servers: nothing collides by key, yet DEFAULT would hold two users' tokens.
+    alice = write_json(
+        tmp_path / "alice.json", {"DEFAULT": {AUTH: make_token_data(AUTH, identity_id="alice")}}
+    )
+    bob = write_json(
+        tmp_path / "bob.json", {"DEFAULT": {TRANSFER: make_token_data(TRANSFER, identity_id="bob")}}
+    )
+
+    for merge in (False, True):
+        with pytest.raises(ImportFormatError, match="another identity"):
+            import_token_files(engine, [alice, bob], merge=merge)
+    assert snapshot(engine) == []
+
+
+def test_a_file_of_another_identity_is_refused_for_a_namespace_the_database_holds(
+    engine: Engine, tmp_path: Path, namespace: str
+) -> None:
+    with SQLAlchemyTokenStorage(engine, namespace=namespace) as storage:
+        storage.store_token_data_by_resource_server(
+            {AUTH: make_token_data(AUTH, identity_id="alice")}
+        )
+    before = snapshot(engine)
+    bob = write_json(
+        tmp_path / "bob.json", {namespace: {TRANSFER: make_token_data(TRANSFER, identity_id="bob")}}
+    )
+
+    with pytest.raises(ImportFormatError, match="another identity"):
+        import_token_files(engine, [bob])
+    assert snapshot(engine) == before
 
 
 def test_importing_twice_changes_nothing_the_second_time(

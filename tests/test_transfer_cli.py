@@ -33,7 +33,9 @@ def test_import_prints_one_line_per_file_and_namespace_and_hides_config(
     cli_db = write_sqlite_adapter(tmp_path / "storage.db", {namespace: response}, config)
     other = write_json(tmp_path / "t.json", {"DEFAULT": {TRANSFER: make_token_data()}})
 
-    result = run("import", str(cli_db), str(other), "--namespace", namespace, url=database_url)
+    result = run(
+        "import", str(cli_db), str(other), "--namespace", namespace, "--merge", url=database_url
+    )
 
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [

@@ -104,8 +104,13 @@ def import_token_files(
     retry: RetryPolicy | None = None,
     encryption_keys: KeyRing | None = None,
     placement: Placement = DEFAULT_PLACEMENT,
+    merge: bool = False,
 ) -> ImportReport:
     """Import globus-sdk token files (any format, detected by content) in one transaction.
+
+    Tokens of different users never mix: two files that supply the same namespace and
+    resource server are refused (unless ``merge``), and so is a namespace that would
+    hold the tokens of two identities (from two files, or a file and the database).
 
     :param paths: JSON or SQLite token files, applied in this order
     :param namespace: put all token data into this namespace instead of the files' own
@@ -118,8 +123,10 @@ def import_token_files(
     :param encryption_keys: the database's keys: new tokens are sealed with the first,
         stored ones opened for comparison
     :param placement: where the tables are
-    :raises ImportFormatError: a file is unreadable, corrupt or of an unknown format; the
-        database is unchanged
+    :param merge: let several files supply the same namespace and resource server, later
+        files meeting earlier ones by ``on_conflict`` (one identity per namespace still)
+    :raises ImportFormatError: a file is unreadable, corrupt or of an unknown format, or
+        the files would mix tokens as said above; the database is unchanged
     """
     if on_conflict not in CONFLICT_POLICIES:
         raise ValueError(f"on_conflict must be one of {', '.join(CONFLICT_POLICIES)}")
@@ -127,6 +134,7 @@ def import_token_files(
         check_key("namespace", namespace)
     files = read_token_files(paths, identity_from_config=identity_from_config, progress=progress)
     plan = [_file_rows(token_file, namespace) for token_file in files]
+    _refuse_mixed_sources(plan, merge=merge)
     targets = sorted({count.namespace for rows in plan for count, _ in rows})
     statements = statements_for(placement)
 
@@ -134,6 +142,7 @@ def import_token_files(
         current = (
             _existing_rows(connection, statements, targets, encryption_keys) if has_schema else {}
         )
+        _refuse_other_identities(plan, current)
         loaded = dict(current)
         counts = []
         for file_rows in plan:
@@ -176,6 +185,58 @@ def _file_rows(
                 )
         planned.append((ImportCount(token_file.path, token_file.kind, source, target), rows))
     return planned
+
+
+def _refuse_mixed_sources(
+    plan: list[list[tuple[ImportCount, list[dict[str, Any]]]]], *, merge: bool
+) -> None:
+    """Refuse two files that supply one key (unless merging) or one namespace's identity."""
+    supplier: dict[Key, str] = {}
+    identity: dict[str, tuple[str, str]] = {}  # namespace -> (identity, file)
+    for file_rows in plan:
+        for count, rows in file_rows:
+            for row in rows:
+                key = (row["namespace"], row["resource_server"])
+                earlier = supplier.setdefault(key, count.path)
+                if earlier != count.path and not merge:
+                    raise ImportFormatError(
+                        count.path,
+                        f"{earlier} also supplies namespace {key[0]!r}, resource server "
+                        f"{key[1]!r}; import the files one at a time, map them apart with "
+                        "--namespace, or pass --merge to combine them by --on-conflict",
+                    )
+                found = row["identity_id"]
+                if found is None:
+                    continue
+                held, holder = identity.setdefault(key[0], (found, count.path))
+                if held != found and holder != count.path:
+                    raise ImportFormatError(
+                        count.path,
+                        f"its tokens for namespace {key[0]!r} belong to another identity "
+                        f"than those from {holder}; give each user a namespace of their own "
+                        "(--namespace)",
+                    )
+
+
+def _refuse_other_identities(
+    plan: list[list[tuple[ImportCount, list[dict[str, Any]]]]], current: dict[Key, Any]
+) -> None:
+    """Refuse tokens for a namespace whose stored tokens belong to another identity."""
+    stored: dict[str, str] = {}
+    for (stored_namespace, _), row in current.items():
+        if row["identity_id"] is not None:
+            stored.setdefault(stored_namespace, row["identity_id"])
+    for file_rows in plan:
+        for count, rows in file_rows:
+            for row in rows:
+                held = stored.get(row["namespace"])
+                if held is not None and row["identity_id"] not in (None, held):
+                    raise ImportFormatError(
+                        count.path,
+                        f"namespace {row['namespace']!r} in the database holds the tokens of "
+                        "another identity; import into a namespace of this user's own "
+                        "(--namespace)",
+                    )
 
 
 def _merge(

@@ -58,6 +58,12 @@ def namespaces(url: str, placement: Placement) -> None:
     help="For tokens the database holds already: keep the one that expires later, "
     "keep the database's (skip), or take the file's (overwrite).",
 )
+@click.option(
+    "--merge",
+    is_flag=True,
+    help="Let several files supply the same namespace and resource server, later files "
+    "meeting earlier ones by --on-conflict (without it, such files are refused).",
+)
 @click.option("--dry-run", is_flag=True, help="Report what would be imported; write nothing.")
 @click.option(
     "--identity-from-config",
@@ -72,6 +78,7 @@ def import_command(
     paths: tuple[str, ...],
     namespace: str | None,
     on_conflict: str,
+    merge: bool,
     dry_run: bool,
     identity_from_config: bool,
     placement: Placement,
@@ -88,6 +95,7 @@ def import_command(
             paths,
             namespace=namespace,
             on_conflict=on_conflict,
+            merge=merge,
             dry_run=dry_run,
             identity_from_config=identity_from_config,
             progress=progress,
