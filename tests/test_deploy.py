@@ -123,11 +123,28 @@ def test_check_exits_3_when_the_database_is_newer_than_the_package(
 
 
 @pytest.mark.sqlite
-def test_check_exits_1_with_one_line_when_the_database_cannot_be_read(cli: Cli) -> None:
+def test_check_exits_4_with_one_line_when_the_database_cannot_be_reached(cli: Cli) -> None:
     result = cli("check", "--url", "postgresql+psycopg://user:pw@127.0.0.1:1/x")
 
-    assert result.returncode == 1
-    assert _stderr_line(result).startswith("error:")
+    assert result.returncode == 4
+    line = _stderr_line(result)
+    assert line.startswith("error: could not reach the database")
+    assert "127.0.0.1:1" in line
+
+
+def test_current_and_check_refuse_a_token_table_that_is_not_managed_alike(
+    cli: Cli, empty_database_url: URL
+) -> None:
+    url = empty_database_url.render_as_string(hide_password=False)
+    engine = create_engine(empty_database_url)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE tokenstore_sql_tokens (namespace VARCHAR(20))"))
+    engine.dispose()
+
+    for command in ("current", "check"):
+        result = cli(command, "--url", url)
+        assert result.returncode == 1, command
+        assert "not managed by tokenstore-sql" in _stderr_line(result), command
 
 
 @pytest.mark.sqlite
@@ -135,7 +152,8 @@ def test_check_help_documents_every_exit_status(cli: Cli) -> None:
     result = cli("check", "--help")
 
     words = " ".join(result.stdout.split())
-    for phrase in ("0 at head", "1 when an upgrade is pending", "3 when the database"):
+    phrases = ("0 at head", "1 when an upgrade is pending", "3 when the database", "4 when")
+    for phrase in phrases:
         assert phrase in words, phrase
 
 

@@ -12,9 +12,9 @@ from sqlalchemy import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from ..engines import create_engine, describe_database, sqlite_file_path
-from ..errors import PlacementError, TokenStoreError
+from ..errors import PlacementError, StorageUnavailableError, TokenStoreError
 from ..models import DEFAULT_TABLE_PREFIX, SCHEMA_VARIABLE, TABLE_PREFIX_VARIABLE, Placement
-from ..retries import error_code
+from ..retries import error_code, is_transient
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -36,6 +36,12 @@ class PackageTooOldError(CommandError):
     """The database is newer than this package: one line on stderr, exit status 3."""
 
     exit_code = 3
+
+
+class DatabaseUnreachableError(CommandError):
+    """The database could not be reached (or kept failing): one line, exit status 4."""
+
+    exit_code = 4
 
 
 def url_option(command: F) -> F:
@@ -90,12 +96,19 @@ def database(url: str, *, read_only: bool = False) -> Iterator[Engine]:
     engine = open_engine(url, read_only=read_only)
     try:
         yield engine
+    except StorageUnavailableError as exc:
+        raise DatabaseUnreachableError(str(exc)) from None
     except TokenStoreError as exc:
         raise CommandError(str(exc)) from None
     except DBAPIError as exc:
         code = error_code(exc)
         detail = f" (code {code})" if code else ""
-        raise CommandError(f"database error on {describe_database(engine.url)}{detail}") from None
+        where = describe_database(engine.url)
+        if is_transient(exc, engine.dialect.name):  # refused, unreachable, lost, busy
+            raise DatabaseUnreachableError(
+                f"could not reach the database on {where}{detail}"
+            ) from None
+        raise CommandError(f"database error on {where}{detail}") from None
     finally:
         engine.dispose()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import click
 from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError
@@ -93,9 +95,16 @@ def downgrade(url: str, revision: str, placement: Placement) -> None:
 @url_option
 @placement_options
 def current(url: str, placement: Placement) -> None:
-    """Print the database's revision and whether it is at this package's head."""
+    """Print the database's revision and whether it is at this package's head.
+
+    A token table without a version record is refused, as ``check`` and ``upgrade``
+    refuse it (exit status 1).
+    """
     with database(url, read_only=True) as engine, engine.connect() as connection:
         found = schema.status(connection, placement)
+        if found.current is None:  # no schema (printed below), or one not ours (raises)
+            with contextlib.suppress(SchemaOutOfDateError):
+                schema.require_head(connection, placement)
     if found.current is None:
         click.echo(f"none (no tokenstore-sql schema; head is {found.head})")
     elif found.at_head:
@@ -116,9 +125,10 @@ def check(url: str, placement: Placement) -> None:
     """Exit 0 if the database is at this package's head revision, else non-zero.
 
     For deploy pipelines; changes nothing. Exit status: 0 at head; 1 when an upgrade is
-    pending (older or no schema; run `tokenstore-sql upgrade`) or the check failed;
-    3 when the database is at a revision this package does not know (upgrade the
-    package). Anything but 0 prints one line on stderr naming both revisions.
+    pending (older or no schema; run `tokenstore-sql upgrade`) or the schema is not
+    tokenstore-sql's; 3 when the database is at a revision this package does not know
+    (upgrade the package); 4 when the database could not be reached. Anything but 0
+    prints one line on stderr.
     """
     with database(url, read_only=True) as engine, engine.connect() as connection:
         try:
