@@ -324,6 +324,31 @@ def test_a_driver_that_is_not_installed_is_named_in_one_line(cli: Cli) -> None:
     assert PASSWORD not in cli.everything_printed()
 
 
+@pytest.mark.parametrize(
+    ("scheme", "hint"),
+    [
+        ("mysql", "use a mysql+pymysql:// URL"),
+        ("postgres", "the URL scheme for PostgreSQL is postgresql, not postgres"),
+        ("oracle", "tokenstore-sql supports sqlite, postgresql+psycopg and mysql+pymysql"),
+    ],
+)
+def test_a_url_whose_driver_is_missing_names_the_url_that_works(
+    cli: Cli, scheme: str, hint: str
+) -> None:
+    if scheme == "mysql" and importlib.util.find_spec("MySQLdb") is not None:
+        pytest.skip("mysqlclient is installed here")
+    url = f"{scheme}://user:{PASSWORD}@127.0.0.1/x"
+
+    line = _one_line_error(cli("current", "--url", url))
+
+    assert hint in line
+    assert PASSWORD not in cli.everything_printed()
+    with pytest.raises(ImportError, match=hint.replace("+", r"\+")) as raised:
+        tokenstore_sql.create_engine(url)
+    assert isinstance(raised.value, tokenstore_sql.MissingDriverError)
+    assert PASSWORD not in str(raised.value)
+
+
 def test_a_sqlite_path_that_cannot_be_created_fails_with_one_line(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("not a directory")
 

@@ -29,6 +29,7 @@ forked child their pools are replaced without closing the parent's connections
 from __future__ import annotations
 
 import errno
+import importlib.util
 import logging
 import os
 import threading
@@ -40,8 +41,9 @@ from typing import Any, Final, TypeVar
 
 import sqlalchemy
 from sqlalchemy import URL, Engine, make_url
+from sqlalchemy.exc import NoSuchModuleError
 
-from .errors import DatabaseOperationError
+from .errors import DatabaseOperationError, MissingDriverError
 from .transactions import configure_galera, configure_mysql, configure_sqlite
 
 # Engines made here log as "sqlalchemy.engine.Engine.tokenstore_sql". SQLAlchemy logs
@@ -82,7 +84,10 @@ def create_engine(url: str | URL, **options: Any) -> Engine:
     :param options: passed to :func:`sqlalchemy.create_engine`
     """
     url, arguments, busy_timeout_ms = engine_arguments(url, options)
-    engine = sqlalchemy.create_engine(url, **arguments)
+    try:
+        engine = sqlalchemy.create_engine(url, **arguments)
+    except (NoSuchModuleError, ImportError):
+        raise MissingDriverError(missing_driver_hint(url)) from None
     backend = url.get_backend_name()
     if backend == "sqlite":
         configure_sqlite(engine, busy_timeout_ms, in_memory=sqlite_file_path(url) is None)
@@ -91,6 +96,37 @@ def create_engine(url: str | URL, **options: Any) -> Engine:
             configure_mysql(engine)
         configure_galera(engine)
     return engine
+
+
+# The driver tokenstore-sql is tested with for each backend, and the extra that brings it.
+PREFERRED_DRIVERS: Final = {
+    "postgresql": ("psycopg", "postgresql"),
+    "mysql": ("pymysql", "mysql"),
+    "mariadb": ("pymysql", "mysql"),
+}
+
+
+def missing_driver_hint(url: URL) -> str:
+    """Say why a URL's driver could not be loaded and what would work instead."""
+    backend, _, driver = url.drivername.partition("+")  # without loading the dialect
+    if backend == "postgres":
+        return "the URL scheme for PostgreSQL is postgresql, not postgres: postgresql+psycopg://..."
+    if backend not in PREFERRED_DRIVERS:
+        return (
+            f"no SQLAlchemy dialect or driver is installed for {url.drivername!r}; "
+            "tokenstore-sql supports sqlite, postgresql+psycopg and mysql+pymysql URLs"
+        )
+    preferred, extra = PREFERRED_DRIVERS[backend]
+    named = f"the {driver} driver" if driver else "the default driver"
+    if driver != preferred and importlib.util.find_spec(preferred) is not None:
+        return (
+            f"{named} for {backend} is not installed, but {preferred} is: "
+            f"use a {backend}+{preferred}:// URL"
+        )
+    return (
+        f"{named} for {backend} is not installed: pip install 'tokenstore-sql[{extra}]' "
+        f"and use a {backend}+{preferred}:// URL"
+    )
 
 
 def engine_arguments(url: str | URL, options: Mapping[str, Any]) -> tuple[URL, dict[str, Any], int]:

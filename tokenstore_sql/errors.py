@@ -53,6 +53,14 @@ class UnsupportedDatabaseError(TokenStoreError):
         )
 
 
+class MissingDriverError(TokenStoreError, ImportError):
+    """The URL names a database driver (or dialect) that is not installed.
+
+    Also an ``ImportError``, which is what SQLAlchemy raises for it. The message says
+    which URL scheme or package would work.
+    """
+
+
 class SchemaError(TokenStoreError):
     """The database schema is missing, foreign, or at a revision this package cannot use."""
 

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import click
 from sqlalchemy import Engine, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from ..engines import create_engine, describe_database, sqlite_file_path
 from ..errors import PlacementError, StorageUnavailableError, TokenStoreError
@@ -55,10 +55,6 @@ def url_option(command: F) -> F:
     )(command)
 
 
-# Which optional extra of this package installs the driver a backend needs.
-DRIVER_EXTRAS = {"postgresql": "postgresql", "mysql": "mysql", "mariadb": "mysql"}
-
-
 def open_engine(url: str, *, read_only: bool = False) -> Engine:
     """Create the command's engine, turning every setup failure into one line.
 
@@ -74,13 +70,8 @@ def open_engine(url: str, *, read_only: bool = False) -> Engine:
         parsed = make_url("sqlite://")
     try:
         return create_engine(parsed)
-    except (NoSuchModuleError, ImportError):
-        extra = DRIVER_EXTRAS.get(parsed.get_backend_name())
-        hint = f"pip install 'tokenstore-sql[{extra}]'" if extra else "install its dialect"
-        raise CommandError(
-            f"the database driver for {parsed.drivername!r} is not installed; {hint}"
-        ) from None
-    except TokenStoreError as exc:  # e.g. a SQLite file that cannot be created
+    # MissingDriverError names the URL that works; or a SQLite file cannot be created
+    except TokenStoreError as exc:
         raise CommandError(str(exc)) from None
     except ValueError:  # e.g. a port that is not a number
         raise CommandError("the database URL is not a valid SQLAlchemy URL") from None
