@@ -86,8 +86,11 @@ class RetryPolicy:
             try:
                 return transaction()
             except (PoolTimeoutError, DBAPIError) as exc:
-                wait = attempts.wait_after(exc)
-            time.sleep(wait)
+                failure = exc
+            # Outside the except block: an error raised here carries no __context__,
+            # so the driver's text (which can quote rows) is not reachable from it.
+            time.sleep(attempts.wait_after(failure))
+            del failure
 
     async def run_async(
         self, operation: str, engine: AsyncEngine, transaction: Callable[[], Awaitable[T]]
@@ -98,8 +101,9 @@ class RetryPolicy:
             try:
                 return await transaction()
             except (PoolTimeoutError, DBAPIError) as exc:
-                wait = attempts.wait_after(exc)
-            await asyncio.sleep(wait)
+                failure = exc
+            await asyncio.sleep(attempts.wait_after(failure))  # as in run(): no __context__
+            del failure
 
 
 class _Attempts:
