@@ -46,3 +46,21 @@ def test_quickstart_stores_and_reads_back_without_showing_tokens(tmp_path: Path)
     assert (tmp_path / "tokenstore-quickstart.db").exists()
     # the tokens are random hex: no run of 32 hex digits may be printed
     assert not re.search(r"[0-9a-f]{32}", result.stdout)
+
+
+def test_the_use_snippet_runs_as_written(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    snippet = readme.split("\n## Use\n", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    result = subprocess.run(
+        [sys.executable, "-c", snippet],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.splitlines() == [
+        "urn:globus:auth:scope:transfer.api.globus.org:all",
+        "['transfer.api.globus.org']",
+        "[]",
+    ]
