@@ -501,13 +501,51 @@ def test_export_refuses_an_existing_file_unless_told(
     target = _write(tmp_path / "out.json", "keep me")
     target.chmod(0o644)
 
-    with pytest.raises(TokenFileError, match="already exists"):
+    with pytest.raises(TokenFileError, match=r"already exists.*--force"):
         export_token_file(engine, target, namespaces=[namespace])
     assert target.read_text() == "keep me"
 
     export_token_file(engine, target, namespaces=[namespace], overwrite=True)
     assert json.loads(target.read_text())["format_version"] == "2.0"
     assert stat.S_IMODE(os.stat(target).st_mode) == 0o600
+
+
+@pytest.mark.parametrize("case", ["missing directory", "not a directory", "disk full"])
+def test_an_export_that_cannot_be_written_fails_naming_the_path_and_leaves_no_file(
+    engine: Engine,
+    tmp_path: Path,
+    namespace: str,
+    case: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with SQLAlchemyTokenStorage(engine, namespace=namespace) as storage:
+        storage.store_token_data_by_resource_server({TRANSFER: make_token_data(TRANSFER)})
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    if case == "missing directory":
+        target, reason = folder / "nowhere" / "out.json", "No such file or directory"
+    elif case == "not a directory":
+        _write(folder / "a-file", "x")
+        target, reason = folder / "a-file" / "out.json", "Not a directory"
+    else:
+        target, reason = folder / "out.json", "No space left on device"
+
+        def full(fd: int) -> None:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(os, "fsync", full)
+
+    with pytest.raises(TokenFileError) as refused:
+        export_token_file(engine, target, namespaces=[namespace])
+
+    assert str(refused.value) == f"{target}: cannot be written: {reason}"
+    leftovers = sorted(p.name for p in folder.iterdir())
+    assert leftovers == ([] if case != "not a directory" else ["a-file"])
+    # a rerun is not refused as "already exists"
+    monkeypatch.undo()
+    if case == "disk full":
+        export_token_file(engine, target, namespaces=[namespace])
+        assert json.loads(target.read_text())["format_version"] == "2.0"
 
 
 def test_export_refuses_extra_that_would_shadow_a_field(

@@ -43,6 +43,7 @@ CONFLICT_POLICIES: Final = ("newer", "skip", "overwrite")
 # Namespaces per SELECT ... IN (...), well inside every backend's parameter limit.
 _NAMESPACES_PER_SELECT: Final = 500
 _FIELDS: Final = frozenset({"resource_server", *DATA_COLUMNS}) - {"extra"}
+_EXISTS: Final = "already exists; choose another path, or replace it with --force (overwrite=True)"
 
 Key = tuple[str, str]
 
@@ -302,7 +303,7 @@ def export_token_file(
     """
     target = Path(path)
     if target.exists() and not overwrite:
-        raise TokenFileError(str(path), "already exists; choose another path or overwrite it")
+        raise TokenFileError(str(path), _EXISTS)
     with _engine(url_or_engine) as engine:
         statement = statements_for(placement).select_tokens(
             None if namespaces is None else sorted(set(namespaces))
@@ -332,25 +333,34 @@ def export_token_file(
 
 
 def _write_private(target: Path, text: str, overwrite: bool) -> None:
-    """Write a file readable by its owner only: created exclusively, or swapped in whole."""
-    if not overwrite:
-        try:
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            raise TokenFileError(str(target), "already exists") from None
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        return
-    fd, temporary = tempfile.mkstemp(dir=target.parent or ".", prefix=f".{target.name}.")
+    """Write a file readable by its owner only, whole or not at all.
+
+    The text goes to a temporary file (mode 0600) in the target's directory and is
+    synced to disk; then it is linked in as the target (which fails if the target exists)
+    or, with ``overwrite``, renamed over it. A failure on the way (a missing directory, no
+    permission, a full disk) leaves no partial file behind, tokens in it or not.
+
+    :raises TokenFileError: naming the path and the operating system's reason
+    """
+    temporary: str | None = None
     try:
+        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+        if overwrite:
+            os.replace(temporary, target)
+        else:
+            os.link(temporary, target)
+    except FileExistsError:
+        raise TokenFileError(str(target), _EXISTS) from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise TokenFileError(str(target), f"cannot be written: {reason}") from None
+    finally:
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
 
 
 @contextmanager
