@@ -498,6 +498,8 @@ def test_export_writes_a_private_file_that_json_token_storage_reads(
 def test_export_refuses_an_existing_file_unless_told(
     engine: Engine, tmp_path: Path, namespace: str
 ) -> None:
+    with SQLAlchemyTokenStorage(engine, namespace=namespace) as storage:
+        storage.store_token_data_by_resource_server({TRANSFER: make_token_data(TRANSFER)})
     target = _write(tmp_path / "out.json", "keep me")
     target.chmod(0o644)
 
@@ -546,6 +548,18 @@ def test_an_export_that_cannot_be_written_fails_naming_the_path_and_leaves_no_fi
     if case == "disk full":
         export_token_file(engine, target, namespaces=[namespace])
         assert json.loads(target.read_text())["format_version"] == "2.0"
+
+
+def test_an_export_of_a_namespace_that_holds_nothing_writes_nothing_and_says_so(
+    engine: Engine, tmp_path: Path, namespace: str
+) -> None:
+    with SQLAlchemyTokenStorage(engine, namespace=namespace) as storage:
+        storage.store_token_data_by_resource_server({TRANSFER: make_token_data(TRANSFER)})
+    target = tmp_path / "out.json"
+
+    with pytest.raises(TokenFileError, match=r"no token data in namespace.*'nosuch'"):
+        export_token_file(engine, target, namespaces=[namespace, "nosuch"])
+    assert not target.exists()
 
 
 def test_export_refuses_extra_that_would_shadow_a_field(

@@ -299,7 +299,8 @@ def export_token_file(
     :param encryption_keys: the keys that open the database's encrypted tokens
     :param placement: where the tables are
     :returns: the number of tokens written, by namespace
-    :raises TokenFileError: the file exists, or some ``extra`` cannot be written
+    :raises TokenFileError: the file exists or cannot be written, a namespace asked for
+        holds no token data, or some ``extra`` cannot be written; no file is written
     """
     target = Path(path)
     if target.exists() and not overwrite:
@@ -327,6 +328,12 @@ def export_token_file(
                 f"the key {clashes[0]!r}, which a token file cannot keep apart from the field",
             )
         data.setdefault(namespace, {})[resource_server] = token_data.to_dict(include_extra=True)
+    empty = sorted(name for name, by_resource_server in data.items() if not by_resource_server)
+    if empty:
+        raise TokenFileError(
+            str(path),
+            f"not written: no token data in namespace(s) {', '.join(map(repr, empty))}",
+        )
     document = {"data": data, "format_version": "2.0", "globus-sdk.version": SDK_VERSION}
     _write_private(target, json.dumps(document), overwrite)
     return {namespace: len(by_rs) for namespace, by_rs in data.items()}
