@@ -408,6 +408,8 @@ def _corrupt_files(tmp_path: Path, good: Path) -> Iterator[tuple[str, Path, str]
     text = good.read_text()
     yield "truncated json", _write(tmp_path / "cut.json", text[: len(text) // 2]), "not valid JSON"
     yield "empty", _write(tmp_path / "empty.json", ""), "is empty"
+    deep = "[" * 5000 + "]" * 5000
+    yield "nested 5,000 deep", _write(tmp_path / "deep.json", deep), "nested too deeply"
     yield "binary", _write(tmp_path / "bin.json", b"\xff\xfe\x00garbage"), "neither JSON"
     doc = json.loads(text)
     yield (
@@ -472,7 +474,7 @@ def test_every_broken_file_fails_the_whole_import_naming_the_file(
         assert "SECRET" not in message, case
         assert "access-" not in message, case
         assert snapshot(engine) == before, case
-    assert len(cases) == 12
+    assert len(cases) == 13
 
 
 # --- export --------------------------------------------------------------------------

@@ -79,6 +79,10 @@ def read_token_file(
     return _read_json(name, content)
 
 
+# Python's JSON parser recurses once per level of nesting; a token file has a handful.
+_TOO_DEEP = "is JSON nested too deeply to be a token file"
+
+
 def _read_json(name: str, content: bytes) -> TokenFile:
     if not content.strip():
         raise ImportFormatError(name, "is empty")
@@ -90,6 +94,8 @@ def _read_json(name: str, content: bytes) -> TokenFile:
         raise ImportFormatError(
             name, f"is not valid JSON (line {exc.lineno}, column {exc.colno}): truncated or corrupt"
         ) from None
+    except RecursionError:
+        raise ImportFormatError(name, _TOO_DEEP) from None
     if not isinstance(document, dict) or "format_version" not in document:
         raise ImportFormatError(name, "is JSON but not a globus-sdk token file (no format_version)")
     version = document["format_version"]
@@ -160,6 +166,8 @@ def _read_sqlite(name: str, identity_from_config: bool) -> TokenFile:
             value = json.loads(token_json)
         except (TypeError, ValueError):
             raise ImportFormatError(name, f"token data for {where} is not valid JSON") from None
+        except RecursionError:
+            raise ImportFormatError(name, f"token data for {where}: {_TOO_DEEP}") from None
         if isinstance(value, dict) and value.get("identity_id") is None and namespace in identities:
             value = {**value, "identity_id": identities[namespace]}
         data = _token_data(name, namespace, resource_server, value)
