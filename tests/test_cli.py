@@ -349,6 +349,26 @@ def test_a_url_whose_driver_is_missing_names_the_url_that_works(
     assert PASSWORD not in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    ("query", "problem"),
+    [
+        ("ssl_ca=/nonexistent/ca.pem", "ssl_ca file '/nonexistent/ca.pem' cannot be read"),
+        ("charset=utf8mb4x", "charset 'utf8mb4x' is not one MySQL knows"),
+    ],
+)
+def test_a_mysql_url_the_driver_would_choke_on_fails_in_one_line(
+    cli: Cli, query: str, problem: str
+) -> None:
+    url = f"mysql+pymysql://root:{PASSWORD}@127.0.0.1:1/x?{query}"
+
+    line = _one_line_error(cli("current", "--url", url))
+
+    assert problem in line
+    assert PASSWORD not in cli.everything_printed()
+    with pytest.raises(tokenstore_sql.ConfigurationError, match=problem):
+        tokenstore_sql.create_engine(url)
+
+
 def test_a_sqlite_path_that_cannot_be_created_fails_with_one_line(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("not a directory")
 

@@ -11,6 +11,7 @@ from .crypto import KeyRing, generate_key
 from .deploy import alembic_include_name, alembic_include_name_for, upgrade_connection
 from .engines import create_engine
 from .errors import (
+    ConfigurationError,
     DatabaseOperationError,
     EncryptionKeyError,
     ImportFormatError,
@@ -75,6 +76,7 @@ __all__ = [
     "VERSION_TABLE",
     "AsyncSQLAlchemyTokenStorage",
     "AsyncTokenStore",
+    "ConfigurationError",
     "DatabaseOperationError",
     "EncryptionKeyError",
     "ImportCount",

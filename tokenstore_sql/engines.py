@@ -43,7 +43,7 @@ import sqlalchemy
 from sqlalchemy import URL, Engine, make_url
 from sqlalchemy.exc import NoSuchModuleError
 
-from .errors import DatabaseOperationError, MissingDriverError
+from .errors import ConfigurationError, DatabaseOperationError, MissingDriverError
 from .transactions import configure_galera, configure_mysql, configure_sqlite
 
 # Engines made here log as "sqlalchemy.engine.Engine.tokenstore_sql". SQLAlchemy logs
@@ -155,11 +155,42 @@ def engine_arguments(url: str | URL, options: Mapping[str, Any]) -> tuple[URL, d
             connect_args.setdefault("prepare_threshold", None)
         defaults["connect_args"] = connect_args
     if backend in ("mysql", "mariadb"):
+        _check_mysql_query(url)
         defaults["pool_recycle"] = MYSQL_POOL_RECYCLE_SECONDS
         if "charset" not in url.query:
             # utf8mb4 carries all of Unicode; MySQL's older "utf8" stops at three bytes.
             url = url.update_query_dict({"charset": "utf8mb4"})
     return url, {**defaults, **options}, busy_timeout_ms
+
+
+# Query parameters that name files the MySQL driver reads when it connects.
+_MYSQL_FILE_PARAMETERS: Final = ("ssl_ca", "ssl_cert", "ssl_key")
+
+
+def _check_mysql_query(url: URL) -> None:
+    """Refuse a MySQL URL whose files or charset the driver would fail on at connect time.
+
+    PyMySQL reports these with an ``OSError`` or ``AttributeError`` deep in its connect,
+    not as a database error, so they would surface as a traceback on the first call.
+
+    :raises ConfigurationError: naming the parameter (and the file, never a password)
+    """
+    for name in _MYSQL_FILE_PARAMETERS:
+        value = url.query.get(name)
+        if isinstance(value, str) and not os.access(value, os.R_OK):
+            raise ConfigurationError(f"the URL's {name} file {value!r} cannot be read")
+    charset = url.query.get("charset")
+    if isinstance(charset, str) and url.drivername.endswith("+pymysql"):
+        from pymysql.charset import charset_by_name  # type: ignore[import-untyped]
+
+        try:
+            known = charset_by_name(charset) is not None
+        except KeyError:  # older PyMySQL releases raise instead
+            known = False
+        if not known:
+            raise ConfigurationError(
+                f"the URL's charset {charset!r} is not one MySQL knows; use utf8mb4"
+            )
 
 
 def sqlite_file_path(url: URL) -> Path | None:

@@ -53,6 +53,10 @@ class UnsupportedDatabaseError(TokenStoreError):
         )
 
 
+class ConfigurationError(TokenStoreError, ValueError):
+    """A database URL or engine option is wrong in a way no connection attempt can fix."""
+
+
 class MissingDriverError(TokenStoreError, ImportError):
     """The URL names a database driver (or dialect) that is not installed.
 
