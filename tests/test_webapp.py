@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,7 +20,7 @@ from examples.webapp import create_app
 from tokenstore_sql import TokenStore
 
 from .fake_auth import AUTH_RS, TRANSFER, FakeAuth
-from .web_examples import app_settings, serve_example
+from .web_examples import ROOT, app_settings, serve_example
 
 ALICE = str(uuid.uuid4())
 BOB = str(uuid.uuid4())
@@ -158,3 +161,33 @@ def test_the_one_command_serves_the_app_on_sqlite(tmp_path: Path) -> None:
     assert "GLOBUS_CLIENT_ID and GLOBUS_CLIENT_SECRET are not set" in server.stderr
     assert f"redirect URL http://localhost:{server.port}/callback" in server.stderr
     assert (tmp_path / "webapp-tokens.db").exists()
+
+
+@pytest.mark.sqlite
+@pytest.mark.parametrize("module", ["examples.webapp", "examples.async_webapp"])
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("postgresql+psycopg://app:hunter2@127.0.0.1:1/tokens", "could not open the database"),
+        ("oracle://app:hunter2@127.0.0.1/tokens", "tokenstore-sql supports sqlite"),
+    ],
+)
+def test_an_example_whose_database_is_down_or_driver_missing_says_so_in_one_line(
+    module: str, url: str, said: str
+) -> None:
+    env = {**os.environ, "TOKENSTORE_SQL_URL": url, "WEBAPP_PORT": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", module],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ")
+    assert said in last
+    assert "hunter2" not in result.stdout + result.stderr

@@ -22,10 +22,17 @@ from types import TracebackType
 from typing import Any, Final, TypeVar
 
 from sqlalchemy import URL, make_url
+from sqlalchemy.exc import NoSuchModuleError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.asyncio import create_async_engine as sqlalchemy_async_engine
 
-from .engines import engine_arguments, reset_pools_after_fork, sqlite_file_path
+from .engines import (
+    engine_arguments,
+    missing_driver_hint,
+    reset_pools_after_fork,
+    sqlite_file_path,
+)
+from .errors import MissingDriverError
 from .transactions import configure_galera, configure_sqlite
 
 # aiosqlite logs each operation at DEBUG with its statement and bound values, tokens
@@ -59,7 +66,10 @@ def create_async_engine(url: str | URL, **options: Any) -> AsyncEngine:
     engine between many storages, within one event loop.
     """
     url, arguments, busy_timeout_ms = engine_arguments(async_url(url), options)
-    engine = sqlalchemy_async_engine(url, **arguments)
+    try:
+        engine = sqlalchemy_async_engine(url, **arguments)
+    except (NoSuchModuleError, ImportError):
+        raise MissingDriverError(missing_driver_hint(url)) from None
     if url.get_backend_name() == "sqlite":
         in_memory = sqlite_file_path(url) is None
         configure_sqlite(engine.sync_engine, busy_timeout_ms, in_memory=in_memory)

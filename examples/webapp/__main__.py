@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 
+from tokenstore_sql import TokenStoreError
+
 from ..settings import explain_missing_settings, settings_from_environment
 from .app import create_app
 
@@ -19,7 +21,10 @@ from .app import create_app
 def main() -> None:
     settings = settings_from_environment()
     explain_missing_settings(settings)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)  # opens the database, creating the schema if it is new
+    except TokenStoreError as exc:  # down, unreachable, a driver missing: one line
+        raise SystemExit(f"error: {exc}") from None
     port = int(os.environ.get("WEBAPP_PORT", "5000"))
     print(f"tokens are kept in {app.extensions['token_store']!r}")
     app.run(host="127.0.0.1", port=port)
