@@ -6,10 +6,11 @@ import importlib.util
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import URL, inspect, text
+from sqlalchemy import URL, inspect, make_url, text
 
 import tokenstore_sql
 from tokenstore_sql import (
@@ -21,6 +22,7 @@ from tokenstore_sql import (
 )
 from tokenstore_sql import cli as cli_module
 
+from .conftest import SERVER_PARAMS
 from .sdk import make_token_data
 
 PASSWORD = "hunter2"
@@ -367,6 +369,36 @@ def test_a_mysql_url_the_driver_would_choke_on_fails_in_one_line(
     assert PASSWORD not in cli.everything_printed()
     with pytest.raises(tokenstore_sql.ConfigurationError, match=problem):
         tokenstore_sql.create_engine(url)
+
+
+@pytest.mark.parametrize("backend", SERVER_PARAMS, indirect=True)
+@pytest.mark.parametrize("wrong", ["database", "user"])
+def test_a_connection_failure_names_its_cause_with_code_and_name(
+    cli: Cli, server_url: str, backend: str, wrong: str
+) -> None:
+    base = make_url(server_url)
+    url = (
+        base.set(database="tokenstore_no_such_db")
+        if wrong == "database"
+        else base.set(username="tokenstore_no_such_user", password=PASSWORD)
+    )
+    rendered = url.render_as_string(hide_password=False)
+
+    line = _one_line_error(cli("current", "--url", rendered))
+
+    expected = {
+        ("postgresql", "database"): "(no such database)",
+        ("postgresql", "user"): "(no such user (role))",
+        ("mysql", "database"): "(code 1049 no such database)",
+        ("mysql", "user"): "access denied)",  # 1045, or 1698 on MariaDB
+    }[backend, wrong]
+    assert line.endswith(expected), line
+    assert PASSWORD not in cli.everything_printed()
+    started = time.monotonic()
+    with pytest.raises(tokenstore_sql.DatabaseOperationError) as raised:
+        tokenstore_sql.SQLAlchemyTokenStorage(rendered)
+    assert time.monotonic() - started < 5  # a lasting cause: not retried until the deadline
+    assert str(raised.value).endswith(expected)
 
 
 def test_a_sqlite_path_that_cannot_be_created_fails_with_one_line(cli: Cli, tmp_path: Path) -> None:

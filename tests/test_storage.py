@@ -328,6 +328,7 @@ def test_transient_failures_are_retried_then_reported(tmp_path: Path, call: str)
     assert len(attempts) == 3
     assert "sqlite:" in str(caught.value)
     assert caught.value.code == "5"
+    assert str(caught.value).endswith("(code 5 database is locked (busy))")
     assert caught.value.__cause__ is None
     assert caught.value.__context__ is None  # the driver's error is not reachable
 

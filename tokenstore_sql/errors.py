@@ -152,15 +152,25 @@ class _DatabaseFailure(TokenStoreError):
     :ivar operation: what the storage was doing
     :ivar database: where, as ``dialect://host/name`` without credentials
     :ivar code: the driver's error code or SQLSTATE, where known
+    :ivar condition: what the code means (``query_canceled``, ``read-only database``),
+        or the cause of a failure to connect (``connection refused``), where known
     """
 
     _message = "{operation} failed on {database}"
 
-    def __init__(self, operation: str, database: str, code: str | None = None) -> None:
+    def __init__(
+        self,
+        operation: str,
+        database: str,
+        code: str | None = None,
+        condition: str | None = None,
+    ) -> None:
         self.operation = operation
         self.database = database
         self.code = code
-        detail = f" (code {code})" if code else ""
+        self.condition = condition
+        named = " ".join(part for part in (code, condition) if part)
+        detail = f" ({'code ' if code else ''}{named})" if named else ""
         super().__init__(self._message.format(operation=operation, database=database) + detail)
 
 

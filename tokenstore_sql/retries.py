@@ -34,6 +34,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from .conditions import LASTING_CAUSES, condition_name, connection_cause
 from .engines import describe_database
 from .errors import DatabaseOperationError, StorageUnavailableError
 
@@ -123,11 +124,13 @@ class _Attempts:
             # longer here would only stack up more callers.
             raise StorageUnavailableError(self.operation, database) from None
         code = error_code(exc)
-        if not is_transient(exc, self.engine.dialect.name):
-            raise DatabaseOperationError(self.operation, database, code) from None
+        dialect = self.engine.dialect.name
+        condition = condition_name(dialect, code) or (None if code else connection_cause(exc))
+        if not is_transient(exc, dialect):
+            raise DatabaseOperationError(self.operation, database, code, condition)
         waited = time.monotonic() - self.started
         if self.attempt >= self.policy.attempts or waited + self.delay > self.policy.deadline:
-            raise StorageUnavailableError(self.operation, database, code) from None
+            raise StorageUnavailableError(self.operation, database, code, condition)
         wait = self.delay * (0.5 + random.random() / 2)
         self.delay = min(self.delay * 2, self.policy.max_delay)
         self.attempt += 1
@@ -159,8 +162,9 @@ def is_transient(exc: DBAPIError, dialect: str) -> bool:
         return True
     code = error_code(exc)
     if code is None:
-        # Drivers give connection-level failures (refused, reset, timed out) no code.
-        return isinstance(exc, OperationalError)
+        # Drivers give connection-level failures (refused, reset, timed out) no code;
+        # psycopg gives none to a wrong password or database either, which no retry fixes.
+        return isinstance(exc, OperationalError) and connection_cause(exc) not in LASTING_CAUSES
     if dialect == "postgresql":
         return code in _POSTGRESQL_RETRY_STATES or code.startswith("08")  # 08: connection
     if dialect in ("mysql", "mariadb"):

@@ -11,6 +11,7 @@ import click
 from sqlalchemy import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
+from ..conditions import condition_name, connection_cause
 from ..engines import create_engine, describe_database, sqlite_file_path
 from ..errors import PlacementError, StorageUnavailableError, TokenStoreError
 from ..models import DEFAULT_TABLE_PREFIX, SCHEMA_VARIABLE, TABLE_PREFIX_VARIABLE, Placement
@@ -92,10 +93,13 @@ def database(url: str, *, read_only: bool = False) -> Iterator[Engine]:
     except TokenStoreError as exc:
         raise CommandError(str(exc)) from None
     except DBAPIError as exc:
+        dialect = engine.dialect.name
         code = error_code(exc)
-        detail = f" (code {code})" if code else ""
+        condition = condition_name(dialect, code) or (None if code else connection_cause(exc))
+        named = " ".join(part for part in (code, condition) if part)
+        detail = f" ({'code ' if code else ''}{named})" if named else ""
         where = describe_database(engine.url)
-        if is_transient(exc, engine.dialect.name):  # refused, unreachable, lost, busy
+        if is_transient(exc, dialect):  # refused, unreachable, lost, busy
             raise DatabaseUnreachableError(
                 f"could not reach the database on {where}{detail}"
             ) from None
