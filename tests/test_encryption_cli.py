@@ -105,7 +105,9 @@ def test_downgrade_below_0002_refuses_while_rows_are_encrypted(empty_database_ur
     assert "rotate-keys --decrypt" in refused.stderr
     assert "Traceback" not in refused.stderr
 
-    assert _cli("rotate-keys", "--url", url, "--decrypt", keys=key).returncode == 0
+    decrypted = _cli("rotate-keys", "--url", url, "--decrypt", keys=key)
+    assert decrypted.returncode == 0
+    assert decrypted.stdout.startswith("stored 1 row(s) in clear text;")
     downgraded = _cli("downgrade", "--url", url, "0001")
     assert downgraded.returncode == 0, downgraded.stderr
     assert "revision 0001" in downgraded.stdout

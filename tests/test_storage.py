@@ -208,6 +208,7 @@ def test_store_updates_timestamps_but_keeps_created_at(
     [
         ("extra", [1, 2], "extra is a list"),
         ("extra", "just text", "extra is a str"),
+        ("extra", 7, "extra is an int"),
         ("identity_id", None, None),
     ],
 )

@@ -278,6 +278,11 @@ def _row_problem(row: Mapping[Any, Any]) -> str | None:
     for field, types in _ROW_TYPES.items():
         value = row[field]
         if isinstance(value, bool) or not isinstance(value, types):
-            kind = "missing" if value is None else f"a {type(value).__name__}"
+            kind = "missing" if value is None else _a(type(value).__name__)
             return f"{field} is {kind}"
     return None
+
+
+def _a(noun: str) -> str:
+    """Put "a" or "an" before a type's name: "an int", "a str"."""
+    return f"{'an' if noun[:1] in 'aeiou' else 'a'} {noun}"

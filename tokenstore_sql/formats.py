@@ -200,7 +200,7 @@ def _token_data(
     for key, types in FIELD_TYPES.items():
         item = value.get(key)
         if isinstance(item, bool) or not isinstance(item, types):
-            kind = "missing" if item is None else f"a {type(item).__name__}"
+            kind = "missing" if item is None else _a(type(item).__name__)
             raise ImportFormatError(name, f"token data for {where}: {key} is {kind}")
     # The constructor directly, as from_dict would call it: from_dict inspects the
     # constructor's signature for every token, which made it most of an import's time.
@@ -233,3 +233,8 @@ def discover_app_files(home: str | os.PathLike[str] | None = None) -> list[Path]
     base = globus_app_dir(home)
     found = (*base.glob("*/*/*tokens.json"), *base.glob("*/*/*tokens.db"))
     return sorted(path for path in found if path.is_file())
+
+
+def _a(noun: str) -> str:
+    """Put "a" or "an" before a type's name: "an int", "a str"."""
+    return f"{'an' if noun[:1] in 'aeiou' else 'a'} {noun}"

@@ -34,7 +34,13 @@ def generate_key_command() -> None:
     help="Comma-separated keys, newest first (default: $TOKENSTORE_SQL_KEYS).",
 )
 @click.option("--decrypt", is_flag=True, help="Store every token in clear text instead.")
-@click.option("--batch-size", default=DEFAULT_BATCH_SIZE, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--batch-size",
+    default=DEFAULT_BATCH_SIZE,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Rows rewritten per transaction (each batch commits on its own).",
+)
 @placement_options
 def rotate_keys_command(
     url: str, keys: str | None, decrypt: bool, batch_size: int, placement: Placement
@@ -52,10 +58,11 @@ def rotate_keys_command(
         report = rotate_keys(
             engine, ring, decrypt=decrypt, batch_size=batch_size, placement=placement
         )
-    target = "clear text" if decrypt or ring is None else f"key {ring.primary_key_id}"
-    click.echo(
-        f"rewrote {report.rewritten} row(s) under {target}; {report.skipped} changed meanwhile"
-    )
+    if decrypt or ring is None:
+        done = f"stored {report.rewritten} row(s) in clear text"
+    else:
+        done = f"rewrote {report.rewritten} row(s) under key {ring.primary_key_id}"
+    click.echo(f"{done}; {report.skipped} changed meanwhile")
     if report.unreadable:
         first = ", ".join(f"{ns!r}/{rs!r}" for ns, rs in report.unreadable[:5])
         raise CommandError(
