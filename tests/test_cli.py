@@ -246,6 +246,14 @@ def test_downgrade_minus_one_steps_back_one_revision_as_the_help_says(
 # --- where the URL comes from ----------------------------------------------------------
 
 
+def test_without_a_url_the_command_says_both_ways_to_give_one(cli: Cli) -> None:
+    result = cli("current")
+
+    assert result.returncode == 2
+    assert "no database URL: pass --url URL or set TOKENSTORE_SQL_URL" in result.stderr
+    assert "[required]" not in cli("current", "--help").stdout
+
+
 def test_url_falls_back_to_the_environment_variable(cli: Cli, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'tokens.db'}"
 

@@ -45,12 +45,19 @@ class DatabaseUnreachableError(CommandError):
     exit_code = 4
 
 
+def _require_url(context: click.Context, parameter: click.Parameter, value: str | None) -> str:
+    # Not required=True: help would say "[required]" though the variable satisfies it.
+    if not value:
+        raise click.UsageError("no database URL: pass --url URL or set TOKENSTORE_SQL_URL")
+    return value
+
+
 def url_option(command: F) -> F:
     """Add ``--url`` (falling back to ``TOKENSTORE_SQL_URL``) to a command."""
     return click.option(
         "--url",
         envvar="TOKENSTORE_SQL_URL",
-        required=True,
+        callback=_require_url,
         help=URL_HELP,
         metavar="URL",
     )(command)
