@@ -415,7 +415,18 @@ def test_a_sqlite_path_that_cannot_be_created_fails_with_one_line(cli: Cli, tmp_
     line = _one_line_error(cli("upgrade", "--url", f"sqlite:///{tmp_path / 'a-file' / 'x.db'}"))
 
     assert line.startswith("error:")
-    assert "database file" in line or "cannot create the SQLite database" in line
+    assert "does not exist" in line
+
+
+def test_a_sqlite_url_in_a_directory_that_does_not_exist_creates_nothing(
+    cli: Cli, tmp_path: Path
+) -> None:
+    typo = tmp_path / "typo-dir" / "x.db"
+
+    line = _one_line_error(cli("upgrade", "--url", f"sqlite:///{typo}"))
+
+    assert f"{typo.parent}, does not exist" in line
+    assert not typo.parent.exists()
 
 
 # --- a database at a revision this package does not know -------------------------------

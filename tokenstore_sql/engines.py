@@ -207,8 +207,11 @@ def _create_private_sqlite_file(url: URL) -> None:
     path = sqlite_file_path(url)
     if path is None or path.exists():
         return
+    if not path.parent.is_dir():  # a typo, most likely: never make directories for it
+        raise ConfigurationError(
+            f"the directory of the SQLite database, {path.parent}, does not exist"
+        )
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         except FileExistsError:  # another process made it first

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -203,11 +204,11 @@ class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
         come from ``TOKENSTORE_SQL_KEYS`` when it is set, the placement from
         ``TOKENSTORE_SQL_TABLE_PREFIX`` and ``TOKENSTORE_SQL_SCHEMA``.
         """
-        url = os.environ.get(URL_VARIABLE) or (
-            "sqlite:///"
-            + default_app_path(client_id, app_name, config.environment)
-            + APP_FILE_SUFFIX
-        )
+        url = os.environ.get(URL_VARIABLE)
+        if not url:
+            path = Path(default_app_path(client_id, app_name, config.environment) + APP_FILE_SUFFIX)
+            path.parent.mkdir(parents=True, exist_ok=True)  # as globus-sdk's own storages do
+            url = f"sqlite:///{path}"
         keys = os.environ.get(KEYS_VARIABLE)
         return cls(
             url,
