@@ -26,7 +26,7 @@ from .conftest import SERVER_PARAMS
 from .sdk import make_token_data
 
 PASSWORD = "hunter2"
-URL_COMMANDS = ("upgrade", "downgrade base", "current", "namespaces")
+URL_COMMANDS = ("upgrade", "downgrade base --yes", "current", "namespaces")
 
 
 class Cli:
@@ -216,11 +216,21 @@ def test_downgrade_base_removes_the_schema(cli: Cli, url: str) -> None:
     _store_tokens(url, {"carol": "TOKEN-OF-CAROL-SECRET"})
     assert _schema_state(url) == (schema.head_revision(), True)
 
-    result = cli("downgrade", "base", "--url", url)
+    refused = cli("downgrade", "base", "--url", url)  # no terminal to ask on
+    assert refused.returncode == 1
+    assert "--yes" in refused.stderr
+    assert _schema_state(url) == (schema.head_revision(), True)
+
+    result = cli("downgrade", "base", "--url", url, "--yes")
 
     assert result.returncode == 0, result.stderr
     assert "base" in result.stdout
     assert _schema_state(url) == (None, False)
+    engine = create_engine(url)
+    try:
+        assert not inspect(engine).has_table(VERSION_TABLE)  # nothing left behind
+    finally:
+        engine.dispose()
     after = cli("current", "--url", url)
     assert after.stdout.startswith("none")
     _assert_no_token_printed(cli, ["TOKEN-OF-CAROL-SECRET"])

@@ -110,7 +110,8 @@ def test_cli_stats_prune_and_remove_namespace(empty_database_url: URL) -> None:
     dry = _cli(empty_database_url, "prune", "--dry-run")
     after_dry = _remaining(empty_database_url)
     pruned = _cli(empty_database_url, "prune")
-    removed = _cli(empty_database_url, "remove-namespace", "user:bob")
+    refused = _cli(empty_database_url, "remove-namespace", "user:bob")  # no terminal here
+    removed = _cli(empty_database_url, "remove-namespace", "user:bob", "--yes")
     by_server = _cli(empty_database_url, "stats", "--by", "resource-server")
 
     for result in (shown, dry, pruned, removed, by_server):
@@ -121,6 +122,8 @@ def test_cli_stats_prune_and_remove_namespace(empty_database_url: URL) -> None:
     assert dry.stdout.startswith("would remove 2 row(s)")
     assert sum(len(v) for v in after_dry.values()) == 5
     assert pruned.stdout.startswith("removed 2 row(s)")
+    assert refused.returncode == 1
+    assert "--yes" in refused.stderr
     assert removed.stdout.strip() == "removed 1 row(s) from namespace 'user:bob'"
     assert "user:alice" not in by_server.stdout
     assert "total: 2 row(s), 1 expired, 0 unusable" in by_server.stdout
@@ -130,7 +133,7 @@ def test_cli_stats_prune_and_remove_namespace(empty_database_url: URL) -> None:
 def test_cli_maintenance_on_an_empty_database_is_one_line_and_status_1(
     empty_database_url: URL,
 ) -> None:
-    for command in (["stats"], ["prune"], ["remove-namespace", "x"]):
+    for command in (["stats"], ["prune"], ["remove-namespace", "x", "--yes"]):
         result = _cli(empty_database_url, *command)
         assert result.returncode == 1
         assert result.stderr.startswith("error: ")

@@ -272,11 +272,11 @@ def test_every_database_command_takes_the_placement(
     stats = cli("stats", "--url", url, *options)
     assert "total: 1 row(s)" in stats.stdout, stats.stderr
     assert cli("prune", "--url", url, "--dry-run", *options).returncode == 0
-    removed = cli("remove-namespace", "--url", url, namespace, *options)
+    removed = cli("remove-namespace", "--url", url, namespace, "--yes", *options)
     assert "removed 1 row(s)" in removed.stdout, removed.stderr
     rotated = cli("rotate-keys", "--url", url, "--decrypt", *options)
     assert rotated.returncode == 0, rotated.stderr
-    downgraded = cli("downgrade", "--url", url, "base", *options)
+    downgraded = cli("downgrade", "--url", url, "base", "--yes", *options)
     assert downgraded.returncode == 0, downgraded.stderr
     with _engine(empty_database_url) as engine:
         assert _placed(engine, placement) == {placement.version_table}

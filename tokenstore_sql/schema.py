@@ -38,7 +38,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.script.revision import RevisionError
 from alembic.util.exc import CommandError
-from sqlalchemy import Connection, Engine, inspect
+from sqlalchemy import Connection, Engine, MetaData, Table, inspect
 from sqlalchemy.exc import DBAPIError
 
 from .columns import is_mysql_family
@@ -297,6 +297,9 @@ def downgrade(engine: Engine, target: str, placement: Placement = DEFAULT_PLACEM
     with _locked_transaction(engine) as connection:
         _check_downgrade_path(connection, target, placement)
         _run_alembic(command.downgrade, connection, target, placement)
+        if target == "base":  # Alembic leaves its version table behind, empty
+            version = Table(placement.version_table, MetaData(), schema=placement.schema)
+            version.drop(connection, checkfirst=True)
     with _checked_lock:
         _checked.get(engine, set()).discard(placement)
 

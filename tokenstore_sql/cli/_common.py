@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -152,3 +153,22 @@ def keys_option(command: F) -> F:
         metavar="KEY[,KEY...]",
         help="The database's encryption keys, newest first (default: $TOKENSTORE_SQL_KEYS).",
     )(command)
+
+
+def yes_option(command: F) -> F:
+    """Add ``--yes`` to a command that destroys tokens (see :func:`confirm`)."""
+    return click.option(
+        "--yes",
+        "-y",
+        is_flag=True,
+        help="Do it without asking; needed where there is no terminal to ask on.",
+    )(command)
+
+
+def confirm(yes: bool, question: str) -> None:
+    """Ask before destroying tokens: on a terminal ask, elsewhere require ``--yes``."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise CommandError(f"{question} Pass --yes to confirm (no terminal to ask on).")
+    click.confirm(question, abort=True)

@@ -20,10 +20,12 @@ from ..storage import SQLAlchemyTokenStorage
 from ..transfer import CONFLICT_POLICIES, ImportReport, export_token_file, import_token_files
 from ._common import (
     CommandError,
+    confirm,
     database,
     keys_option,
     placement_options,
     url_option,
+    yes_option,
 )
 
 # Above this many files, import shows a progress bar on stderr while it reads them.
@@ -207,12 +209,15 @@ def discover(home: str | None) -> None:
 @click.command("remove-namespace")
 @url_option
 @click.argument("namespace")
+@yes_option
 @placement_options
-def remove_namespace_command(url: str, namespace: str, placement: Placement) -> None:
+def remove_namespace_command(url: str, namespace: str, yes: bool, placement: Placement) -> None:
     """Remove every token of NAMESPACE (logout, offboarding), in one transaction.
 
-    Tokens are removed from the database, not revoked at Globus Auth.
+    Tokens are removed from the database, not revoked at Globus Auth. Asks first (or
+    needs --yes).
     """
+    confirm(yes, f"Remove every token of namespace {namespace!r}?")
     with database(url) as engine:
         storage = SQLAlchemyTokenStorage(
             engine, namespace=namespace, create_schema=False, placement=placement

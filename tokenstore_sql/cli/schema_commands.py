@@ -15,9 +15,11 @@ from ._common import (
     URL_HELP,
     CommandError,
     PackageTooOldError,
+    confirm,
     database,
     placement_options,
     url_option,
+    yes_option,
 )
 
 
@@ -78,12 +80,16 @@ def _offline_sql(url: str | None, dialect: str | None, revision: str, placement:
 @click.command(context_settings={"ignore_unknown_options": True})
 @url_option
 @click.argument("revision")
+@yes_option
 @placement_options
-def downgrade(url: str, revision: str, placement: Placement) -> None:
+def downgrade(url: str, revision: str, yes: bool, placement: Placement) -> None:
     """Downgrade the schema to REVISION: a revision id, -1 for one step, or base.
 
-    Downgrading to base drops the token table and every token in it.
+    Downgrading to base drops the token table and every token in it, and the version
+    table; it asks first (or needs --yes).
     """
+    if revision == "base":
+        confirm(yes, "Drop the token table and every token in it?")
     with database(url) as engine:
         schema.downgrade(engine, revision, placement)
         with engine.connect() as connection:
