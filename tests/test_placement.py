@@ -124,7 +124,7 @@ def test_two_placements_in_one_database_stay_independent(
 
         # Each placement has its own version table: moving one leaves the other alone.
         schema.downgrade(engine, "base", second)
-        assert _placed(engine, second) == {second.version_table}  # Alembic keeps it, empty
+        assert _placed(engine, second) == set()  # version table dropped too
         assert _placed(engine, first) == {first.tokens_table, first.version_table}
         with engine.connect() as connection:
             assert schema.current_revision(connection, first) == HEAD
@@ -279,7 +279,7 @@ def test_every_database_command_takes_the_placement(
     downgraded = cli("downgrade", "--url", url, "base", "--yes", *options)
     assert downgraded.returncode == 0, downgraded.stderr
     with _engine(empty_database_url) as engine:
-        assert _placed(engine, placement) == {placement.version_table}
+        assert _placed(engine, placement) == set()  # base drops the version table too
 
 
 def test_the_command_line_reads_the_placement_from_the_environment(

@@ -144,6 +144,7 @@ def test_simultaneous_first_opens_all_succeed_and_create_the_schema_once(
 
 @pytest.mark.sqlite
 def test_a_new_sqlite_file_is_readable_by_its_owner_only(tmp_path: object) -> None:
+    os.mkdir(os.path.join(str(tmp_path), "nested"))
     path = os.path.join(str(tmp_path), "nested", "tokens.db")
     SQLAlchemyTokenStorage(f"sqlite:///{path}").close()
 
