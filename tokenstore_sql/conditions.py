@@ -93,8 +93,6 @@ _CONNECTION_CAUSES: Final = (
     (("network is unreachable",), "host unreachable"),
     (("server closed the connection",), "connection closed by the server"),
 )
-# Causes that no retry can fix.
-LASTING_CAUSES: Final = frozenset({AUTHENTICATION_FAILED, "no such user (role)", NO_SUCH_DATABASE})
 
 
 def condition_name(dialect: str, code: str | None) -> str | None:

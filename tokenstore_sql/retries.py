@@ -34,7 +34,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from .conditions import LASTING_CAUSES, condition_name, connection_cause
+from .conditions import condition_name, connection_cause
 from .engines import describe_database
 from .errors import DatabaseOperationError, StorageUnavailableError
 
@@ -162,9 +162,10 @@ def is_transient(exc: DBAPIError, dialect: str) -> bool:
         return True
     code = error_code(exc)
     if code is None:
-        # Drivers give connection-level failures (refused, reset, timed out) no code;
-        # psycopg gives none to a wrong password or database either, which no retry fixes.
-        return isinstance(exc, OperationalError) and connection_cause(exc) not in LASTING_CAUSES
+        # Drivers give connection-level failures (refused, reset, timed out) no code.
+        # psycopg gives none to a missing database or role either; those stay retried,
+        # as a database just created on a primary may not have reached a standby yet.
+        return isinstance(exc, OperationalError)
     if dialect == "postgresql":
         return code in _POSTGRESQL_RETRY_STATES or code.startswith("08")  # 08: connection
     if dialect in ("mysql", "mariadb"):
