@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -13,7 +16,7 @@ import responses
 from globus_sdk.login_flows import LoginFlowManager
 from sqlalchemy import URL
 
-from tokenstore_sql import SQLAlchemyTokenStorage, generate_key
+from tokenstore_sql import SQLAlchemyTokenStorage, generate_key, globus_app_namespace
 
 from .fake_auth import FakeAuth, mocked
 from .sdk import SDK_VERSION_INFO, TokenStorageData, load_response, make_token_data
@@ -62,7 +65,8 @@ def test_client_app_stores_tokens_in_the_database_and_a_second_app_reuses_them(
 
     assert _token_requests() == 1  # no new grant: the stored token was reused
     assert header == f"Bearer {meta['access_token']}"
-    with SQLAlchemyTokenStorage(database_url, namespace="DEFAULT") as storage:
+    namespace = globus_app_namespace(client_id, "tokenstore-test-app")
+    with SQLAlchemyTokenStorage(database_url, namespace=namespace) as storage:
         stored = storage.get_token_data(TRANSFER)
     assert stored is not None
     assert stored.access_token == meta["access_token"]
@@ -95,16 +99,113 @@ def test_an_app_storage_encrypts_with_keys_from_the_environment(
     load_response("auth.oauth2_client_credentials_tokens")
     namespace = f"app-{uuid.uuid4()}"
 
+    storage_client_id = str(uuid.uuid4())
     storage = SQLAlchemyTokenStorage.for_globus_app(
-        client_id=str(uuid.uuid4()),
+        client_id=storage_client_id,
         app_name="app",
         config=globus_sdk.GlobusAppConfig(),
         namespace=namespace,
     )
 
-    assert storage.namespace == namespace
+    assert storage.namespace == globus_app_namespace(storage_client_id, "app", namespace=namespace)
     assert storage.keys is not None
     storage.close()
+
+
+@needs_clientapp_without_id_token
+@responses.activate
+def test_apps_sharing_a_database_never_see_each_others_tokens(
+    database_url: URL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TOKENSTORE_SQL_URL", database_url.render_as_string(hide_password=False))
+    load_response("auth.oauth2_client_credentials_tokens")
+    first_client, second_client = str(uuid.uuid4()), str(uuid.uuid4())
+
+    _client_app(SQLAlchemyTokenStorage, first_client).get_authorizer(TRANSFER)
+    assert _token_requests() == 1
+    _client_app(SQLAlchemyTokenStorage, second_client).get_authorizer(TRANSFER)
+    assert _token_requests() == 2  # the other client's token was not handed out
+    _client_app(SQLAlchemyTokenStorage, first_client).get_authorizer(TRANSFER)
+    assert _token_requests() == 2  # while each app finds its own again
+
+
+def test_each_app_name_and_environment_gets_a_namespace_of_its_own(
+    database_url: URL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TOKENSTORE_SQL_URL", database_url.render_as_string(hide_password=False))
+    client_id = str(uuid.uuid4())
+    apps = [
+        (client_id, "portal", globus_sdk.GlobusAppConfig()),
+        (client_id, "portal-admin", globus_sdk.GlobusAppConfig()),
+        (client_id, "portal", globus_sdk.GlobusAppConfig(environment="sandbox")),
+    ]
+    storages = [
+        SQLAlchemyTokenStorage.for_globus_app(
+            client_id=app_client, app_name=name, config=config, namespace="DEFAULT"
+        )
+        for app_client, name, config in apps
+    ]
+    try:
+        storages[0].store_token_data_by_resource_server({TRANSFER: make_token_data(TRANSFER)})
+        assert len({storage.namespace for storage in storages}) == 3
+        assert [storage.get_token_data(TRANSFER) is not None for storage in storages] == [
+            True,
+            False,
+            False,
+        ]
+    finally:
+        for storage in storages:
+            storage.close()
+
+
+def test_app_namespaces_cannot_collide_through_separators_in_names() -> None:
+    client_id = "0d6e1f3c-0000-4000-8000-000000000001"
+    assert globus_app_namespace(client_id, "a:b", namespace="c") != globus_app_namespace(
+        client_id, "a", namespace="b:c"
+    )
+    assert globus_app_namespace(client_id, "a%3Ab") != globus_app_namespace(client_id, "a:b")
+    assert globus_app_namespace(client_id, "My App") == (
+        f"globus-app:production:{client_id}:My App:DEFAULT"
+    )
+
+
+def _readme_move_commands() -> str:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### In a GlobusApp", 1)[1].split("\n### ", 1)[0]
+    return section.split("```sh\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_moves_rows_of_the_shared_default_namespace_to_the_app(
+    empty_database_url: URL, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = empty_database_url.render_as_string(hide_password=False)
+    monkeypatch.setenv("TOKENSTORE_SQL_URL", url)
+    client_id = str(uuid.uuid4())
+    with SQLAlchemyTokenStorage(url, namespace="DEFAULT") as old:
+        old.store_token_data_by_resource_server({TRANSFER: make_token_data(TRANSFER)})
+    bin_dir = str(Path(sys.executable).parent)
+    env = {
+        **os.environ,
+        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+        "CLIENT_ID": client_id,
+        "APP_NAME": "portal",
+    }
+    subprocess.run(
+        ["bash", "-euc", _readme_move_commands()],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+
+    config = globus_sdk.GlobusAppConfig()
+    with SQLAlchemyTokenStorage(url, namespace="DEFAULT") as old:
+        assert old.get_token_data_by_resource_server() == {}
+    moved = SQLAlchemyTokenStorage.for_globus_app(client_id, "portal", config, "DEFAULT")
+    with moved:
+        assert moved.get_token_data(TRANSFER) is not None
+    assert not list(tmp_path.glob("*.json"))  # the token file is gone
 
 
 def test_remove_namespace_removes_every_resource_server_of_that_namespace_only(
@@ -158,14 +259,16 @@ class _Browser:
         return flow
 
 
-def _user_app(auth: FakeAuth, token_storage: object, identity_id: str) -> globus_sdk.UserApp:
+def _user_app(
+    auth: FakeAuth, token_storage: object, identity_id: str, app_name: str = "tokenstore-user-app"
+) -> globus_sdk.UserApp:
     config = globus_sdk.GlobusAppConfig(
         token_storage=token_storage,  # type: ignore[arg-type]
         login_flow_manager=_Browser(auth, identity_id),  # type: ignore[arg-type]
         request_refresh_tokens=True,
     )
     return globus_sdk.UserApp(
-        "tokenstore-user-app",
+        app_name,
         client_id=auth.client_id,
         client_secret="client-secret",
         scope_requirements=USER_SCOPES,
@@ -202,11 +305,14 @@ def test_user_app_logs_in_through_the_provider_and_a_second_app_reuses_the_token
         second = _user_app(auth, SQLAlchemyTokenStorage, identity)
         assert second.login_required() is False
         header = second.get_authorizer(TRANSFER).get_authorization_header()
-        _close(first)
-        _close(second)
+        another_app = _user_app(auth, SQLAlchemyTokenStorage, identity, "another-app")
+        assert another_app.login_required() is True  # one app's login is not another's
+        for app in (first, second, another_app):
+            _close(app)
 
     assert auth.code_exchanges == 1  # the second app made no token request
-    with SQLAlchemyTokenStorage(empty_database_url, namespace="DEFAULT") as storage:
+    namespace = globus_app_namespace(auth.client_id, "tokenstore-user-app")
+    with SQLAlchemyTokenStorage(empty_database_url, namespace=namespace) as storage:
         stored = storage.get_token_data_by_resource_server()
     assert sorted(stored) == ["auth.globus.org", TRANSFER]
     assert header == f"Bearer {stored[TRANSFER].access_token}"

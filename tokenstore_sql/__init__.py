@@ -33,11 +33,12 @@ from .errors import (
 from .locks import locked_transaction
 from .maintenance import RowCounts, TokenStats, prune, stats
 from .models import TOKENS_TABLE, VERSION_TABLE, Placement, TokenRow, metadata
+from .namespaces import globus_app_namespace, user_namespace
 from .refresh import LockingRefreshTokenAuthorizer, refresh_once
 from .retries import RetryPolicy
 from .rotation import RotationReport, rotate_keys
 from .storage import SQLAlchemyTokenStorage
-from .store import TokenStore, user_namespace
+from .store import TokenStore
 from .transfer import ImportCount, ImportReport, export_token_file, import_token_files
 
 if TYPE_CHECKING:
@@ -115,6 +116,7 @@ __all__ = [
     "create_engine",
     "export_token_file",
     "generate_key",
+    "globus_app_namespace",
     "import_token_files",
     "locked_transaction",
     "metadata",

@@ -23,9 +23,9 @@ from .async_storage import AsyncSQLAlchemyTokenStorage
 from .crypto import KeyRing
 from .engines import masked_url
 from .models import DEFAULT_PLACEMENT, Placement
+from .namespaces import check_app_label, user_namespace
 from .refresh import OnRefresh
 from .retries import RetryPolicy
-from .store import user_namespace
 
 
 class AsyncTokenStore(AsyncEngineOwner):
@@ -55,7 +55,7 @@ class AsyncTokenStore(AsyncEngineOwner):
         placement: Placement = DEFAULT_PLACEMENT,
     ) -> None:
         if app is not None:
-            user_namespace(uuid.UUID(int=0), app=app)  # validates the label early
+            check_app_label(app)
         self.app = app
         self.retry = retry or RetryPolicy()
         self.keys = KeyRing.coerce(encryption_keys)

@@ -23,6 +23,7 @@ from .crypto import KeyRing
 from .direct import compiled_for, execute_write, fetch_rows
 from .engines import EngineOwner, masked_url, reset_pools_after_fork
 from .models import DEFAULT_PLACEMENT, Placement
+from .namespaces import globus_app_namespace
 from .retries import RetryPolicy
 from .schema import ensure_schema, is_checked
 from .statements import check_dialect, key_params, statements_for
@@ -200,19 +201,25 @@ class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
         ``GlobusAppConfig(token_storage=SQLAlchemyTokenStorage)`` keeps the app's tokens
         in the database named by ``TOKENSTORE_SQL_URL``, or else in an embedded SQLite
         file beside globus-sdk's own token files
-        (``~/.globus/app/{client_id}/{app_name}/tokens.tokenstore.db``). Encryption keys
-        come from ``TOKENSTORE_SQL_KEYS`` when it is set, the placement from
+        (``~/.globus/app/{client_id}/{app_name}/tokens.tokenstore.db``). Each app keeps
+        its tokens in a namespace of its own, :func:`~tokenstore_sql.globus_app_namespace`
+        of its client ID, name, environment and ``namespace``, so apps sharing one
+        database never see each other's tokens. Encryption keys come from
+        ``TOKENSTORE_SQL_KEYS`` when it is set, the placement from
         ``TOKENSTORE_SQL_TABLE_PREFIX`` and ``TOKENSTORE_SQL_SCHEMA``.
         """
+        environment = config.environment
         url = os.environ.get(URL_VARIABLE)
         if not url:
-            path = Path(default_app_path(client_id, app_name, config.environment) + APP_FILE_SUFFIX)
+            path = Path(default_app_path(client_id, app_name, environment) + APP_FILE_SUFFIX)
             path.parent.mkdir(parents=True, exist_ok=True)  # as globus-sdk's own storages do
             url = f"sqlite:///{path}"
         keys = os.environ.get(KEYS_VARIABLE)
         return cls(
             url,
-            namespace=namespace,
+            namespace=globus_app_namespace(
+                client_id, app_name, environment=environment, namespace=namespace
+            ),
             encryption_keys=KeyRing.from_text(keys) if keys else None,
             placement=Placement.from_environment(),
         )

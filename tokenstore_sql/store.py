@@ -4,20 +4,15 @@ A web backend creates one ``TokenStore`` per process at start-up and asks it for
 user's storage (or refreshing authorizer) in each request. Handing out a storage costs
 no I/O: the schema is checked once, when the store is created.
 
-Namespaces follow one convention, so that operators can read them in SQL and in
-``tokenstore-sql stats``:
-
-- ``user:{identity_id}`` for a Globus identity (a UUID, in canonical lower case);
-- ``{app}:user:{identity_id}`` when several apps or environments share a database,
-  e.g. ``portal-prod:user:...``; ``app`` is 1 to 64 letters, digits, ``.``, ``_``, ``-``.
+Namespaces follow the package's convention (see :mod:`tokenstore_sql.namespaces`):
+``user:{identity_id}``, or ``{app}:user:{identity_id}`` when several apps share a database.
 """
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from typing import Any
 
 from globus_sdk import AuthLoginClient
 from sqlalchemy import URL, Engine
@@ -25,34 +20,11 @@ from sqlalchemy import URL, Engine
 from ._sdk import TokenStorageData
 from .crypto import KeyRing
 from .engines import EngineOwner, masked_url
-from .errors import InvalidTokenDataError
 from .models import DEFAULT_PLACEMENT, Placement
+from .namespaces import check_app_label, user_namespace
 from .refresh import LockingRefreshTokenAuthorizer, OnRefresh, refresh_once
 from .retries import RetryPolicy
 from .storage import SQLAlchemyTokenStorage
-
-_APP_NAME: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
-
-
-def user_namespace(identity_id: str | uuid.UUID, *, app: str | None = None) -> str:
-    """Return the namespace of a user's token data, by the package's convention.
-
-    :param identity_id: the user's Globus identity id (the id_token's ``sub``)
-    :param app: an app or environment label, when several share one database
-    :raises InvalidTokenDataError: (a ``ValueError``) if the id is not a UUID or the app
-        label has characters other than letters, digits, ``.``, ``_`` and ``-``
-    """
-    try:
-        canonical = str(uuid.UUID(str(identity_id)))
-    except ValueError:
-        raise InvalidTokenDataError("a user's identity id must be a UUID") from None
-    if app is None:
-        return f"user:{canonical}"
-    if not _APP_NAME.fullmatch(app):
-        raise InvalidTokenDataError(
-            "an app label is 1 to 64 letters, digits, '.', '_' or '-' characters"
-        )
-    return f"{app}:user:{canonical}"
 
 
 class TokenStore(EngineOwner):
@@ -79,7 +51,7 @@ class TokenStore(EngineOwner):
         placement: Placement = DEFAULT_PLACEMENT,
     ) -> None:
         if app is not None:
-            user_namespace(uuid.UUID(int=0), app=app)  # validates the label early
+            check_app_label(app)
         self.app = app
         self._hold_engine(url_or_engine, engine_options)
         try:
