@@ -134,6 +134,26 @@ def test_concurrent_upserts_of_one_key_leave_one_whole_value(url: URL, namespace
     assert final.refresh_token == f"refresh-{suffix}"  # one write's values, never a mix
 
 
+@pytest.mark.sqlite
+def test_tasks_sharing_an_in_memory_storage_take_turns() -> None:
+    async def work(storage: AsyncSQLAlchemyTokenStorage, task: int) -> None:
+        for i in range(10):
+            token = f"task-{task}-{i}"
+            await storage.store_token_data_by_resource_server(
+                {f"rs-{task}": make_token_data(f"rs-{task}", access_token=token)}
+            )
+            stored = await storage.get_token_data(f"rs-{task}")
+            assert stored is not None
+            assert stored.access_token == token
+
+    async def main() -> Any:
+        async with AsyncSQLAlchemyTokenStorage("sqlite://", namespace="memory") as storage:
+            await asyncio.gather(*(work(storage, task) for task in range(8)))
+            return await storage.get_token_data_by_resource_server()
+
+    assert sorted(asyncio.run(main())) == sorted(f"rs-{task}" for task in range(8))
+
+
 def test_constructing_a_storage_does_no_io(url: URL) -> None:
     sent: list[str] = []
 

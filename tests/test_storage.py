@@ -237,6 +237,16 @@ def test_a_hand_edited_row_raises_naming_namespace_and_resource_server(
 
 
 def test_threads_sharing_one_storage_all_succeed(storage: SQLAlchemyTokenStorage) -> None:
+    _share_between_threads(storage)
+
+
+@pytest.mark.sqlite
+def test_threads_sharing_an_in_memory_storage_see_one_database() -> None:
+    with SQLAlchemyTokenStorage("sqlite://", namespace="in-memory") as storage:
+        _share_between_threads(storage)
+
+
+def _share_between_threads(storage: SQLAlchemyTokenStorage) -> None:
     errors: list[BaseException] = []
     written: set[str] = set()
     lock = threading.Lock()

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import create_async_engine as sqlalchemy_async_engin
 
 from .engines import (
     engine_arguments,
+    memory_pool_arguments,
     missing_driver_hint,
     reset_pools_after_fork,
     sqlite_file_path,
@@ -66,12 +67,14 @@ def create_async_engine(url: str | URL, **options: Any) -> AsyncEngine:
     engine between many storages, within one event loop.
     """
     url, arguments, busy_timeout_ms = engine_arguments(async_url(url), options)
+    in_memory = url.get_backend_name() == "sqlite" and sqlite_file_path(url) is None
+    if in_memory:
+        arguments = memory_pool_arguments(arguments, busy_timeout_ms, asynchronous=True)
     try:
         engine = sqlalchemy_async_engine(url, **arguments)
     except (NoSuchModuleError, ImportError):
         raise MissingDriverError(missing_driver_hint(url)) from None
     if url.get_backend_name() == "sqlite":
-        in_memory = sqlite_file_path(url) is None
         configure_sqlite(engine.sync_engine, busy_timeout_ms, in_memory=in_memory)
     elif url.get_backend_name() in ("mysql", "mariadb"):
         configure_galera(engine.sync_engine)

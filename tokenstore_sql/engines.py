@@ -42,6 +42,7 @@ from typing import Any, Final, TypeVar
 import sqlalchemy
 from sqlalchemy import URL, Engine, make_url
 from sqlalchemy.exc import NoSuchModuleError
+from sqlalchemy.pool import AsyncAdaptedQueuePool, QueuePool
 
 from .errors import ConfigurationError, DatabaseOperationError, MissingDriverError
 from .transactions import configure_galera, configure_mysql, configure_sqlite
@@ -84,18 +85,46 @@ def create_engine(url: str | URL, **options: Any) -> Engine:
     :param options: passed to :func:`sqlalchemy.create_engine`
     """
     url, arguments, busy_timeout_ms = engine_arguments(url, options)
+    in_memory = url.get_backend_name() == "sqlite" and sqlite_file_path(url) is None
+    if in_memory:
+        arguments = memory_pool_arguments(arguments, busy_timeout_ms, asynchronous=False)
     try:
         engine = sqlalchemy.create_engine(url, **arguments)
     except (NoSuchModuleError, ImportError):
         raise MissingDriverError(missing_driver_hint(url)) from None
     backend = url.get_backend_name()
     if backend == "sqlite":
-        configure_sqlite(engine, busy_timeout_ms, in_memory=sqlite_file_path(url) is None)
+        configure_sqlite(engine, busy_timeout_ms, in_memory=in_memory)
     elif backend in ("mysql", "mariadb"):
         if engine.dialect.driver == "pymysql":
             configure_mysql(engine)
         configure_galera(engine)
     return engine
+
+
+# An in-memory SQLite database lives in one connection: SQLAlchemy's default pool for it
+# gives each thread a connection, and so a database, of its own, where a storage made in
+# one thread finds no tables in another. Engines we create keep one connection for every
+# thread (or task) instead, in a pool of one: callers take turns with it, one checkout
+# at a time, as SQLite runs one transaction per connection. A caller waits for its turn
+# as long as a SQLite writer waits for a file's lock (the busy timeout).
+
+
+def memory_pool_arguments(
+    arguments: dict[str, Any], busy_timeout_ms: int, *, asynchronous: bool
+) -> dict[str, Any]:
+    """Arguments for one in-memory SQLite connection shared in turns; ``poolclass`` wins."""
+    if "poolclass" in arguments or "pool" in arguments:
+        return arguments
+    pool: dict[str, Any] = {
+        "poolclass": AsyncAdaptedQueuePool if asynchronous else QueuePool,
+        "pool_size": 1,
+        "max_overflow": 0,
+        "pool_timeout": busy_timeout_ms / 1000,
+    }
+    if not asynchronous:  # the connection moves between threads, one at a time
+        pool["connect_args"] = {**arguments.get("connect_args", {}), "check_same_thread": False}
+    return {**arguments, **pool}
 
 
 # The driver tokenstore-sql is tested with for each backend, and the extra that brings it.
