@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tokenstore_sql import InvalidTokenDataError, SQLAlchemyTokenStorage
+from tokenstore_sql import InvalidTokenDataError, SQLAlchemyTokenStorage, generate_key
 
 from .sdk import make_token_data
 
@@ -130,6 +130,33 @@ def test_a_resource_server_over_255_characters_is_refused(
 ) -> None:
     long_name = "r" * 256
     _store_expecting(storage, {long_name: make_token_data(long_name)}, ValueError, "256", "255")
+
+
+MAX_TEXT_BYTES = 2**24 - 1  # MySQL's MEDIUMTEXT, the least any database holds
+
+
+@pytest.mark.parametrize("field", ["access_token", "refresh_token", "scope"])
+def test_text_longer_than_every_database_holds_is_refused_before_any_sql(
+    storage: SQLAlchemyTokenStorage, field: str
+) -> None:
+    # A non-strict MariaDB would cut such a value short without an error.
+    data = make_token_data("rs")
+    setattr(data, field, SECRET + "x" * (MAX_TEXT_BYTES + 1 - len(SECRET)))
+    message = _store_expecting(storage, {"rs": data}, ValueError, field, "16,777,216 bytes")
+    assert "16,777,215" in message
+
+
+def test_multibyte_text_is_measured_in_bytes(storage: SQLAlchemyTokenStorage) -> None:
+    data = make_token_data("rs", access_token="\u00e9" * (MAX_TEXT_BYTES // 2 + 1))
+    _store_expecting(storage, {"rs": data}, ValueError, "access_token", "16,777,216 bytes")
+
+
+def test_a_token_that_outgrows_the_limit_once_encrypted_is_refused(
+    make_api_storage: Any, namespace: str
+) -> None:
+    sealed = make_api_storage(namespace, encryption_keys=[generate_key()])
+    data = make_token_data("rs", access_token=SECRET + "x" * (13 * 2**20))  # 13 MiB clear
+    _store_expecting(sealed, {"rs": data}, ValueError, "access_token", "bytes encrypted")
 
 
 @pytest.mark.parametrize("namespace", [None, 7, "n" * 256, "\x00" * 128, "bad\ud800ns"])

@@ -21,6 +21,9 @@ _BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
 
 # The columns encrypted at rest when a storage has keys.
 TOKEN_FIELDS = ("access_token", "refresh_token")
+# The text columns (LongText) and the most any database holds in one: MySQL's MEDIUMTEXT.
+LONG_TEXT_FIELDS = ("scope", "access_token", "refresh_token")
+MAX_TEXT_BYTES = 2**24 - 1
 
 
 class _Invalid(InvalidTokenDataError, TypeError):
@@ -76,13 +79,33 @@ def rows_for_storage(
 
 
 def seal_tokens(row: dict[str, Any], keys: KeyRing | None) -> None:
-    """Encrypt a clear row's tokens in place with the ring's first key (None: keep clear)."""
+    """Encrypt a clear row's tokens in place with the ring's first key (None: keep clear).
+
+    :raises InvalidTokenDataError: if a text value is longer than every database holds
+    """
     row["token_key_id"] = None if keys is None else keys.primary_key_id
-    if keys is None:
+    if keys is not None:
+        for field in TOKEN_FIELDS:
+            if row[field] is not None:
+                row[field] = keys.seal(row[field], _seal_context(row["namespace"], row, field))
+    for field in LONG_TEXT_FIELDS:
+        _check_stored_size(row, field, encrypted=keys is not None and field in TOKEN_FIELDS)
+
+
+def _check_stored_size(row: Mapping[str, Any], field: str, *, encrypted: bool) -> None:
+    # MySQL's MEDIUMTEXT holds MAX_TEXT_BYTES; where the server is not in a strict
+    # sql_mode it cuts a longer value short without an error, so refuse it here, the same
+    # on every database (rows move between them by export and import).
+    value = row[field]
+    if value is None or len(value) * 4 <= MAX_TEXT_BYTES:  # surely short enough
         return
-    for field in TOKEN_FIELDS:
-        if row[field] is not None:
-            row[field] = keys.seal(row[field], _seal_context(row["namespace"], row, field))
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > MAX_TEXT_BYTES:
+        stored = "bytes encrypted" if encrypted else "bytes"
+        raise InvalidTokenDataError(
+            f"{field} for resource server {row['resource_server']!r} is too long: "
+            f"{size:,} {stored}; at most {MAX_TEXT_BYTES:,} are supported"
+        )
 
 
 def open_tokens(namespace: str, row: Mapping[Any, Any], keys: KeyRing | None) -> dict[str, Any]:
