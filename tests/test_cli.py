@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import click
 import pytest
 from sqlalchemy import URL, inspect, make_url, text
 
@@ -151,6 +155,48 @@ def test_every_registered_command_has_a_help_summary(cli: Cli, command: str) -> 
     assert summary.rstrip(".") in " ".join(result.stdout.split())
 
 
+def _every_parameter() -> Iterator[tuple[str, click.Context, click.Parameter]]:
+    for name, command in sorted(cli_module.main.commands.items()):
+        context = click.Context(command, info_name=name)
+        for parameter in command.get_params(context):
+            yield name, context, parameter
+
+
+def test_every_option_that_reads_a_variable_says_so_in_one_wording() -> None:
+    variables = set()
+    for name, context, parameter in _every_parameter():
+        if not isinstance(parameter, click.Option):
+            continue
+        record = parameter.get_help_record(context)
+        assert record is not None, (name, parameter.opts)
+        # click writes "[env var: NAME]" from the option itself; no second wording by hand
+        assert "TOKENSTORE_SQL_" not in (parameter.help or ""), (name, parameter.opts)
+        assert "$" not in (parameter.help or ""), (name, parameter.opts)
+        if parameter.envvar:
+            assert isinstance(parameter.envvar, str)
+            assert f"[env var: {parameter.envvar}" in record[1], (name, parameter.opts)
+            variables.add(parameter.envvar)
+    assert variables == {
+        "TOKENSTORE_SQL_URL",
+        "TOKENSTORE_SQL_KEYS",
+        "TOKENSTORE_SQL_TABLE_PREFIX",
+        "TOKENSTORE_SQL_SCHEMA",
+    }
+
+
+def test_every_option_that_takes_a_value_has_an_uppercase_metavar() -> None:
+    for name, context, parameter in _every_parameter():
+        if not isinstance(parameter, click.Option) or parameter.is_flag:
+            continue
+        metavar = parameter.metavar or ""
+        assert re.fullmatch(r"[A-Z][A-Z_]*", metavar), (name, parameter.opts, metavar)
+        if isinstance(parameter.type, click.Choice):  # the metavar hides them: help names them
+            record = parameter.get_help_record(context)
+            assert record is not None
+            for choice in parameter.type.choices:
+                assert str(choice) in record[1], (name, parameter.opts, choice)
+
+
 def test_version_names_the_package_version(cli: Cli) -> None:
     result = cli("--version")
 
@@ -251,6 +297,110 @@ def test_downgrade_minus_one_steps_back_one_revision_as_the_help_says(
     assert _schema_state(url)[0] == previous
     assert f"revision {previous}" in result.stdout
     assert "-1 for one step" in cli("downgrade", "--help").stdout
+
+
+# --- --json, for scripts and monitoring ------------------------------------------------
+
+
+def _json(result: subprocess.CompletedProcess[str]) -> object:
+    """The one JSON document a run printed on stdout."""
+    assert len(result.stdout.splitlines()) == 1, result.stdout
+    return json.loads(result.stdout)
+
+
+def test_current_and_check_json_give_one_document_and_keep_the_exit_status(
+    cli: Cli, url: str
+) -> None:
+    head = schema.head_revision()
+    pending = {"status": "upgrade-pending", "revision": None, "head": head, "up_to_date": False}
+    at_head = {"status": "ok", "revision": head, "head": head, "up_to_date": True}
+
+    before = [cli(command, "--url", url, "--json") for command in ("current", "check")]
+    assert cli("upgrade", "--url", url).returncode == 0
+    after = [cli(command, "--url", url, "--json") for command in ("current", "check")]
+
+    assert [_json(result) for result in before] == [pending, pending]
+    assert before[0].returncode == 0
+    assert "run `tokenstore-sql upgrade`" in _one_line_error(before[1])  # as without --json
+    assert [_json(result) for result in after] == [at_head, at_head]
+    assert [(result.returncode, result.stderr) for result in after] == [(0, ""), (0, "")]
+
+
+def test_check_json_on_an_unknown_revision_says_database_newer_with_status_3(
+    cli: Cli, unknown_revision_url: str
+) -> None:
+    newer = {
+        "status": "database-newer",
+        "revision": "ffff",
+        "head": schema.head_revision(),
+        "up_to_date": False,
+    }
+
+    checked = cli("check", "--url", unknown_revision_url, "--json")
+    current = cli("current", "--url", unknown_revision_url, "--json")
+
+    assert _json(checked) == newer
+    assert "upgrade the tokenstore-sql package" in _one_line_error(checked, status=3)
+    assert (current.returncode, _json(current)) == (0, newer)
+
+
+@pytest.mark.sqlite
+def test_check_json_names_a_table_that_is_not_ours_and_current_refuses_it(
+    cli: Cli, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'foreign.db'}"
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text(f"CREATE TABLE {TOKENS_TABLE} (namespace VARCHAR(20))"))
+    engine.dispose()
+
+    checked = cli("check", "--url", url, "--json")
+    current = cli("current", "--url", url, "--json")
+
+    assert _json(checked) == {
+        "status": "not-managed",
+        "revision": None,
+        "head": schema.head_revision(),
+        "up_to_date": False,
+    }
+    assert "not managed by tokenstore-sql" in _one_line_error(checked)
+    assert "not managed by tokenstore-sql" in _one_line_error(current)
+    assert current.stdout == ""
+
+
+def test_namespaces_and_stats_json_count_what_is_stored_and_never_show_a_token(
+    cli: Cli, url: str
+) -> None:
+    tokens = {"bob": "TOKEN-OF-BOB-SECRET", "alice": "TOKEN-OF-ALICE-SECRET"}
+    _store_tokens(url, tokens)
+
+    names = cli("namespaces", "--url", url, "--json")
+    counted = cli("stats", "--url", url, "--json")
+    by_namespace = cli("stats", "--url", url, "--json", "--by", "namespace")
+
+    assert _json(names) == ["alice", "bob"]
+    one = {"rows": 1, "expired": 0, "unusable": 0}
+    assert _json(counted) == {
+        "by_namespace": [{"name": "alice", **one}, {"name": "bob", **one}],
+        "by_resource_server": [{"name": "rs", "rows": 2, "expired": 0, "unusable": 0}],
+        "total": {"rows": 2, "expired": 0, "unusable": 0},
+    }
+    assert _json(by_namespace) == {
+        "by_namespace": [{"name": "alice", **one}, {"name": "bob", **one}],
+        "total": {"rows": 2, "expired": 0, "unusable": 0},
+    }
+    _assert_no_token_printed(cli, [*tokens.values(), *(f"{t}-refresh" for t in tokens.values())])
+
+
+@pytest.mark.parametrize("command", ["current", "check", "namespaces", "stats"])
+def test_json_errors_stay_one_line_on_stderr_with_their_exit_status(cli: Cli, command: str) -> None:
+    unreachable = f"postgresql+psycopg://user:{PASSWORD}@127.0.0.1:1/x"
+
+    result = cli(command, "--url", unreachable, "--json")
+
+    assert _one_line_error(result, status=4).startswith("error: could not ")
+    assert result.stdout == ""
+    assert PASSWORD not in cli.everything_printed()
 
 
 # --- where the URL comes from ----------------------------------------------------------

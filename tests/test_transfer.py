@@ -1,24 +1,32 @@
 """Import of globus-sdk token files and export to JSONTokenStorage, on every backend.
 
 The files are written by globus-sdk's own storage classes (see ``sdk_files.py``).
+
+Imports without keys are refused where the token table holds encrypted tokens, which
+other modules' tests leave in the run's shared scratch database; so the tests here (and
+in ``test_transfer_cli.py``) use a scratch database of this module's own instead.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import sqlite3
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import URL, Engine, inspect, select
+from sqlalchemy import URL, Engine, inspect, make_url, select
 
 from tokenstore_sql import (
+    EncryptionKeyError,
     ImportFormatError,
     KeyRing,
+    Placement,
     SQLAlchemyTokenStorage,
     TokenFileError,
     TokenRow,
@@ -32,10 +40,15 @@ from tokenstore_sql.formats import (
     JSON_V2,
     SQLITE_V1,
     SQLITE_V2,
+    discover_app_databases,
     discover_app_files,
     read_token_file,
 )
+from tokenstore_sql.models import DEFAULT_PLACEMENT, tokens_table
+from tokenstore_sql.transfer import export_token_stream
 
+from .conftest import _reachable_admin_url
+from .databases import Servers, scratch_database
 from .sdk import TokenStorageData, close_storage, make_token_data
 from .sdk_files import (
     JSONTokenStorage,
@@ -79,6 +92,29 @@ def counts(report: Any) -> list[tuple[str, str, int, int, int, int]]:
         (c.source_namespace, c.namespace, c.added, c.updated, c.kept, c.skipped)
         for c in report.counts
     ]
+
+
+@pytest.fixture(scope="module")
+def module_database(servers: Servers) -> Iterator[Callable[[str], URL]]:
+    """A scratch database per server for this module alone, made on first use."""
+    made: dict[str, URL] = {}
+    with contextlib.ExitStack() as stack:
+
+        def url(backend: str) -> URL:
+            if backend not in made:
+                admin_url = _reachable_admin_url(servers, backend)
+                made[backend] = stack.enter_context(scratch_database(admin_url))
+            return made[backend]
+
+        yield url
+
+
+@pytest.fixture
+def database_url(backend: str, module_database: Callable[[str], URL], tmp_path: Path) -> URL:
+    """As conftest's, but a server's database is this module's: no other module's rows."""
+    if backend == "sqlite":
+        return make_url(f"sqlite:///{tmp_path / 'tokens.db'}")
+    return module_database(backend)
 
 
 @pytest.fixture
@@ -403,6 +439,67 @@ def test_import_into_an_encrypted_database_seals_tokens_and_stays_idempotent(
     assert counts(again) == [(namespace, namespace, 0, 0, 1, 0)]
 
 
+def _key_ids(engine: Engine, placement: Placement = DEFAULT_PLACEMENT) -> dict[str, str | None]:
+    """Each stored row's namespace and token_key_id (None: stored in clear)."""
+    table = tokens_table(placement)
+    with engine.connect() as connection:
+        found = connection.execute(select(table.c.namespace, table.c.token_key_id)).all()
+    return {namespace: key_id for namespace, key_id in found}
+
+
+def test_import_without_keys_is_refused_where_the_table_holds_encrypted_tokens(
+    empty_database_url: URL, tmp_path: Path, namespace: str
+) -> None:
+    keys = KeyRing([generate_key()])
+    path = write_json(tmp_path / "t.json", {namespace: {TRANSFER: make_token_data(TRANSFER)}})
+    engine = create_engine(empty_database_url)
+    try:
+        with SQLAlchemyTokenStorage(engine, namespace="sealed", encryption_keys=keys) as storage:
+            storage.store_token_data_by_resource_server({AUTH: make_token_data(AUTH)})
+        before = snapshot(engine)
+
+        for dry_run in (True, False):
+            with pytest.raises(EncryptionKeyError) as refused:
+                import_token_files(engine, [path], dry_run=dry_run)
+            assert str(refused.value) == (
+                "the token table holds encrypted tokens, but no encryption keys were given; "
+                "pass the keys (--keys, encryption_keys=), or --plaintext "
+                "(allow_plaintext=True) to store these tokens in clear text anyway"
+            )
+        assert snapshot(engine) == before
+
+        report = import_token_files(engine, [path], allow_plaintext=True)
+        assert counts(report) == [(namespace, namespace, 1, 0, 0, 0)]
+        assert _key_ids(engine) == {"sealed": keys.primary_key_id, namespace: None}
+        assert stored(engine, namespace) == {TRANSFER: make_token_data(TRANSFER).to_dict()}
+    finally:
+        engine.dispose()
+
+
+def test_import_without_keys_into_a_table_of_clear_tokens_needs_no_flag(
+    empty_database_url: URL, tmp_path: Path, namespace: str
+) -> None:
+    keys = KeyRing([generate_key()])
+    elsewhere = Placement("elsewhere_")  # encrypted tokens in another table do not count
+    path = write_json(tmp_path / "t.json", {namespace: {TRANSFER: make_token_data(TRANSFER)}})
+    engine = create_engine(empty_database_url)
+    try:
+        with SQLAlchemyTokenStorage(engine, namespace="clear") as storage:
+            storage.store_token_data_by_resource_server({AUTH: make_token_data(AUTH)})
+        with SQLAlchemyTokenStorage(
+            engine, namespace="sealed", encryption_keys=keys, placement=elsewhere
+        ) as storage:
+            storage.store_token_data_by_resource_server({AUTH: make_token_data(AUTH)})
+
+        report = import_token_files(engine, [path])
+
+        assert counts(report) == [(namespace, namespace, 1, 0, 0, 0)]
+        assert _key_ids(engine) == {"clear": None, namespace: None}
+        assert _key_ids(engine, elsewhere) == {"sealed": keys.primary_key_id}
+    finally:
+        engine.dispose()
+
+
 # --- failures leave the database as it was -------------------------------------------
 
 
@@ -497,6 +594,27 @@ def test_export_writes_a_private_file_that_json_token_storage_reads(
     got = JSONTokenStorage(target, namespace=namespace).get_token_data(TRANSFER)
     assert got is not None
     assert got.to_dict(include_extra=True) == data.to_dict(include_extra=True)
+
+
+def test_export_to_a_stream_writes_the_same_document_and_refuses_before_writing(
+    engine: Engine, tmp_path: Path, namespace: str
+) -> None:
+    data = make_token_data(TRANSFER, extra={"note": "kept"})
+    with SQLAlchemyTokenStorage(engine, namespace=namespace) as storage:
+        storage.store_token_data_by_resource_server({TRANSFER: data})
+    target = tmp_path / "out.json"
+    export_token_file(engine, target, namespaces=[namespace])
+    stream = io.StringIO()
+
+    written = export_token_stream(engine, stream, namespaces=[namespace])
+
+    assert written == {namespace: 1}
+    assert json.loads(stream.getvalue()) == json.loads(target.read_text())
+    assert stream.getvalue().endswith("}\n")
+    refused = io.StringIO()
+    with pytest.raises(TokenFileError, match=r"^<stream>: not written: no token data"):
+        export_token_stream(engine, refused, namespaces=[namespace, f"{namespace}-none"])
+    assert refused.getvalue() == ""
 
 
 def test_export_refuses_an_existing_file_unless_told(
@@ -648,3 +766,25 @@ def test_discovery_finds_the_files_globus_app_writes(
 
     assert found == sorted(Path(s.filepath) for s in made)  # type: ignore[attr-defined]
     assert discover_app_files() == found
+
+
+def test_discovery_lists_our_own_globus_app_databases_apart_from_the_files_to_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import globus_sdk
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("USERPROFILE", str(tmp_path))
+    for variable in ("URL", "KEYS", "TABLE_PREFIX", "SCHEMA"):
+        monkeypatch.delenv(f"TOKENSTORE_SQL_{variable}", raising=False)
+    for environment in ("production", "sandbox"):
+        config = globus_sdk.GlobusAppConfig(environment=environment)
+        with SQLAlchemyTokenStorage.for_globus_app("c3", "ours", config, "DEFAULT") as storage:
+            storage.store_token_data_by_resource_server({TRANSFER: make_token_data()})
+    app_dir = tmp_path / ".globus" / "app" / "c3" / "ours"
+    ours = [app_dir / "sandbox-tokens.tokenstore.db", app_dir / "tokens.tokenstore.db"]
+    importable = write_json(app_dir / "tokens.json", {"DEFAULT": {TRANSFER: make_token_data()}})
+
+    assert discover_app_databases(tmp_path) == ours
+    assert discover_app_databases() == ours
+    assert discover_app_files(tmp_path) == [importable]

@@ -1,21 +1,35 @@
-"""``tokenstore-sql import``, ``export`` and ``discover`` from the command line."""
+"""``tokenstore-sql import``, ``export`` and ``discover`` from the command line.
+
+Like ``test_transfer.py``, on a scratch database of this module's own.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import pty
+import select
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import URL, Engine
 
+from tokenstore_sql import SQLAlchemyTokenStorage, create_engine, generate_key
 from tokenstore_sql.cli import main
-from tokenstore_sql.cli.data_commands import PROGRESS_BAR_FILES
+from tokenstore_sql.cli.transfer_commands import PROGRESS_BAR_FILES
 
+from . import test_transfer
 from .sdk import make_token_data
 from .sdk_files import JSONTokenStorage, token_response, write_json, write_sqlite_adapter
-from .test_transfer import CLIENT_SECRET, TRANSFER, snapshot, stored
+from .test_transfer import AUTH, CLIENT_SECRET, TRANSFER, snapshot, stored
+
+# This module's own scratch database, as in test_transfer.py (fixtures, by assignment).
+module_database = test_transfer.module_database
+database_url = test_transfer.database_url
 
 
 def run(*args: str, url: URL | None = None) -> Result:
@@ -125,6 +139,127 @@ def test_export_writes_a_private_json_token_storage_file(
     assert "already exists" in again.stderr
 
 
+def test_export_to_dash_writes_only_the_json_to_stdout_and_the_counts_to_stderr(
+    database_url: URL, tmp_path: Path, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # where a file named - would appear
+    data = make_token_data()
+    path = write_json(tmp_path / "in.json", {namespace: {TRANSFER: data}})
+    assert run("import", str(path), url=database_url).exit_code == 0
+
+    result = run("export", "-", "--namespace", namespace, url=database_url)
+
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        f"stdout: namespace {namespace!r}: 1 token(s)",
+        "wrote 1 token(s) in 1 namespace(s) to stdout",
+    ]
+    document = json.loads(result.stdout)
+    assert document["format_version"] == "2.0"
+    assert list(document["data"]) == [namespace]
+    piped = tmp_path / "piped.json"
+    piped.write_text(result.stdout)
+    got = JSONTokenStorage(piped, namespace=namespace).get_token_data(TRANSFER)
+    assert got is not None
+    assert got.to_dict() == data.to_dict()
+    assert not Path("-").exists()
+
+
+def test_export_to_dash_refuses_before_writing_anything(
+    database_url: URL, tmp_path: Path, namespace: str
+) -> None:
+    path = write_json(tmp_path / "in.json", {namespace: {TRANSFER: make_token_data()}})
+    assert run("import", str(path), url=database_url).exit_code == 0
+
+    nothing = run(
+        "export", "-", "--namespace", namespace, "--namespace", "nosuch", url=database_url
+    )
+    forced = run("export", "-", "--force", url=database_url)
+
+    assert (nothing.exit_code, nothing.stdout) == (1, "")
+    assert nothing.stderr.splitlines() == [
+        "error: <stdout>: not written: no token data in namespace(s) 'nosuch'"
+    ]
+    assert (forced.exit_code, forced.stdout) == (2, "")
+    assert "--force replaces a file; with - (stdout) there is none" in forced.stderr
+    assert "(refused with -)" in " ".join(run("export", "--help").stdout.split())
+
+
+def test_export_to_dash_refuses_to_write_tokens_to_a_terminal(tmp_path: Path) -> None:
+    database = tmp_path / "tokens.db"
+    terminal, child = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENSTORE_SQL_")}
+    try:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tokenstore_sql",
+                "export",
+                "-",
+                "--url",
+                f"sqlite:///{database}",
+            ],
+            stdout=child,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        shown = b""
+        while select.select([terminal], [], [], 0)[0]:
+            try:
+                shown += os.read(terminal, 4096)
+            except OSError:  # the terminal's other end is closed: nothing more to read
+                break
+    finally:
+        os.close(child)
+        os.close(terminal)
+
+    assert result.returncode == 1
+    assert result.stderr == (
+        "error: refusing to write tokens to a terminal; redirect or pipe stdout\n"
+    )
+    assert shown == b""
+    assert not database.exists()  # refused before the database was opened
+
+
+def test_import_without_keys_into_an_encrypted_table_is_refused_unless_plaintext(
+    empty_database_url: URL, tmp_path: Path, namespace: str
+) -> None:
+    key = generate_key()
+    with SQLAlchemyTokenStorage(
+        empty_database_url, namespace="sealed", encryption_keys=[key]
+    ) as storage:
+        storage.store_token_data_by_resource_server({AUTH: make_token_data(AUTH)})
+    data = make_token_data()
+    path = str(write_json(tmp_path / "t.json", {namespace: {TRANSFER: data}}))
+
+    refused = run("import", path, url=empty_database_url)
+    contradictory = run("import", path, "--plaintext", "--keys", key, url=empty_database_url)
+    engine = create_engine(empty_database_url)
+    try:
+        assert stored(engine, namespace) == {}
+        allowed = run("import", path, "--plaintext", url=empty_database_url)
+        assert stored(engine, namespace) == {TRANSFER: data.to_dict()}
+    finally:
+        engine.dispose()
+
+    assert (refused.exit_code, refused.stdout) == (1, "")
+    assert refused.stderr.splitlines() == [
+        "error: the token table holds encrypted tokens, but no encryption keys were given; "
+        "pass the keys (--keys, encryption_keys=), or --plaintext (allow_plaintext=True) to "
+        "store these tokens in clear text anyway"
+    ]
+    assert contradictory.exit_code == 2
+    assert "--plaintext stores tokens in clear text, but keys were given" in contradictory.stderr
+    assert allowed.exit_code == 0, allowed.output
+    assert allowed.stdout.splitlines()[-1] == "wrote 1 token(s) from 1 file(s)"
+    for result in (refused, contradictory, allowed):
+        assert key not in result.output
+        assert data.access_token not in result.output
+
+
 def test_discover_lists_globus_app_files_without_a_database(tmp_path: Path) -> None:
     app_dir = tmp_path / ".globus" / "app" / "client-1" / "my-app"
     app_dir.mkdir(parents=True)
@@ -143,6 +278,34 @@ def test_discover_lists_globus_app_files_without_a_database(tmp_path: Path) -> N
     assert "1 of 2 file(s) cannot be imported" in result.stderr
     assert empty.exit_code == 0
     assert "no GlobusApp token files under" in empty.stdout
+
+
+def test_discover_lists_our_own_databases_with_the_url_to_use_them_by(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import globus_sdk
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("USERPROFILE", str(tmp_path))
+    for variable in ("URL", "KEYS", "TABLE_PREFIX", "SCHEMA"):
+        monkeypatch.delenv(f"TOKENSTORE_SQL_{variable}", raising=False)
+    config = globus_sdk.GlobusAppConfig()
+    with SQLAlchemyTokenStorage.for_globus_app("c3", "ours", config, "DEFAULT") as storage:
+        storage.store_token_data_by_resource_server({TRANSFER: make_token_data()})
+        app_namespace = storage.namespace
+    app_dir = tmp_path / ".globus" / "app" / "c3" / "ours"
+    ours = app_dir / "tokens.tokenstore.db"
+    importable = write_json(app_dir / "tokens.json", {"DEFAULT": {TRANSFER: make_token_data()}})
+
+    result = run("discover", "--home", str(tmp_path))
+
+    assert result.exit_code == 0, result.output
+    url = f"sqlite:///{ours}"
+    assert result.stdout.splitlines() == [
+        f"{importable}: JSONTokenStorage 2.0, namespace 'DEFAULT': 1 token(s)",
+        f"{ours}: tokenstore-sql database: --url {url}",
+    ]
+    assert run("namespaces", "--url", url).stdout == f"{app_namespace}\n"
 
 
 @pytest.mark.parametrize("policy", ["skip", "overwrite"])

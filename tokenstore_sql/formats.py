@@ -29,6 +29,7 @@ from typing import Any, Final
 from ._sdk import TokenStorageData
 from .codec import FIELD_TYPES
 from .errors import ImportFormatError
+from .storage import APP_FILE_SUFFIX
 
 SQLITE_HEADER: Final = b"SQLite format 3\x00"
 DEFAULT_NAMESPACE: Final = "DEFAULT"
@@ -232,6 +233,17 @@ def discover_app_files(home: str | os.PathLike[str] | None = None) -> list[Path]
     """
     base = globus_app_dir(home)
     found = (*base.glob("*/*/*tokens.json"), *base.glob("*/*/*tokens.db"))
+    return sorted(path for path in found if path.is_file())
+
+
+def discover_app_databases(home: str | os.PathLike[str] | None = None) -> list[Path]:
+    """List the SQLite databases that this package keeps for ``GlobusApp``, in order.
+
+    ``SQLAlchemyTokenStorage.for_globus_app`` writes them beside globus-sdk's own files,
+    as ``[<environment>-]tokens.tokenstore.db``; they are tokenstore-sql databases to
+    open with a ``sqlite:///`` URL, not files to import.
+    """
+    found = globus_app_dir(home).glob(f"*/*/*tokens{APP_FILE_SUFFIX}")
     return sorted(path for path in found if path.is_file())
 
 

@@ -4,6 +4,8 @@ An import reads and checks every file first, then applies them in the order give
 one transaction: either all of it is written or none. Each token meets what the
 database (or an earlier file of the same import) holds under its namespace and resource
 server; identical data is kept as it is, so running an import again changes nothing.
+Without keys, an import into a table that holds encrypted tokens is refused unless clear
+text is allowed explicitly: a forgotten key must not quietly leave tokens unencrypted.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TextIO
 
 from sqlalchemy import URL, Connection, Engine
 
@@ -31,7 +33,13 @@ from .codec import (
 )
 from .crypto import KeyRing
 from .engines import create_engine
-from .errors import ImportFormatError, InvalidTokenDataError, SchemaOutOfDateError, TokenFileError
+from .errors import (
+    EncryptionKeyError,
+    ImportFormatError,
+    InvalidTokenDataError,
+    SchemaOutOfDateError,
+    TokenFileError,
+)
 from .formats import TokenFile, read_token_file
 from .models import DEFAULT_PLACEMENT, Placement
 from .retries import RetryPolicy
@@ -44,6 +52,11 @@ CONFLICT_POLICIES: Final = ("newer", "skip", "overwrite")
 _NAMESPACES_PER_SELECT: Final = 500
 _FIELDS: Final = frozenset({"resource_server", *DATA_COLUMNS}) - {"extra"}
 _EXISTS: Final = "already exists; choose another path, or replace it with --force (overwrite=True)"
+_ENCRYPTED_TABLE: Final = (
+    "the token table holds encrypted tokens, but no encryption keys were given; pass the "
+    "keys (--keys, encryption_keys=), or --plaintext (allow_plaintext=True) to store these "
+    "tokens in clear text anyway"
+)
 
 Key = tuple[str, str]
 
@@ -106,6 +119,7 @@ def import_token_files(
     encryption_keys: KeyRing | None = None,
     placement: Placement = DEFAULT_PLACEMENT,
     merge: bool = False,
+    allow_plaintext: bool = False,
 ) -> ImportReport:
     """Import globus-sdk token files (any format, detected by content) in one transaction.
 
@@ -126,8 +140,13 @@ def import_token_files(
     :param placement: where the tables are
     :param merge: let several files supply the same namespace and resource server, later
         files meeting earlier ones by ``on_conflict`` (one identity per namespace still)
+    :param allow_plaintext: without ``encryption_keys``, store the tokens in clear text
+        even where the table holds encrypted tokens (default: refuse)
     :raises ImportFormatError: a file is unreadable, corrupt or of an unknown format, or
         the files would mix tokens as said above; the database is unchanged
+    :raises EncryptionKeyError: no ``encryption_keys`` (nor ``allow_plaintext``) for a
+        table that holds encrypted tokens, in any namespace; nothing is written, even on
+        a dry run
     """
     if on_conflict not in CONFLICT_POLICIES:
         raise ValueError(f"on_conflict must be one of {', '.join(CONFLICT_POLICIES)}")
@@ -140,6 +159,8 @@ def import_token_files(
     statements = statements_for(placement)
 
     def apply(connection: Connection) -> list[ImportCount]:
+        if has_schema and encryption_keys is None and not allow_plaintext:
+            _refuse_clear_text(connection, statements)
         current = (
             _existing_rows(connection, statements, targets, encryption_keys) if has_schema else {}
         )
@@ -161,6 +182,15 @@ def import_token_files(
         has_schema = _has_schema(engine, placement, create=not dry_run)
         counts = _in_transaction(engine, "import token files", apply, retry, writes=not dry_run)
     return ImportReport(files, counts, dry_run)
+
+
+def _refuse_clear_text(connection: Connection, statements: TokenStatements) -> None:
+    """Refuse to add clear-text tokens to a table that holds encrypted ones.
+
+    :raises EncryptionKeyError: some row of the table, in any namespace, is encrypted
+    """
+    if connection.execute(statements.select_rows_to_rekey(None, None, 1)).first() is not None:
+        raise EncryptionKeyError(_ENCRYPTED_TABLE)
 
 
 def _file_rows(
@@ -305,6 +335,52 @@ def export_token_file(
     target = Path(path)
     if target.exists() and not overwrite:
         raise TokenFileError(str(path), _EXISTS)
+    text, written = _token_document(
+        url_or_engine, str(path), namespaces, retry, encryption_keys, placement
+    )
+    _write_private(target, text, overwrite)
+    return written
+
+
+def export_token_stream(
+    url_or_engine: str | URL | Engine,
+    stream: TextIO,
+    *,
+    namespaces: Sequence[str] | None = None,
+    retry: RetryPolicy | None = None,
+    encryption_keys: KeyRing | None = None,
+    placement: Placement = DEFAULT_PLACEMENT,
+) -> dict[str, int]:
+    """Write the JSON of :func:`export_token_file` to an open text stream (stdout, say).
+
+    The whole document is made first and written in one call, followed by a newline:
+    on a refusal, nothing has been written to ``stream``.
+
+    :returns: the number of tokens written, by namespace
+    :raises TokenFileError: naming the stream, as :func:`export_token_file` would
+    """
+    text, written = _token_document(
+        url_or_engine,
+        str(getattr(stream, "name", "<stream>")),
+        namespaces,
+        retry,
+        encryption_keys,
+        placement,
+    )
+    stream.write(text + "\n")
+    stream.flush()
+    return written
+
+
+def _token_document(
+    url_or_engine: str | URL | Engine,
+    where: str,
+    namespaces: Sequence[str] | None,
+    retry: RetryPolicy | None,
+    keys: KeyRing | None,
+    placement: Placement,
+) -> tuple[str, dict[str, int]]:
+    """Read token data into a ``JSONTokenStorage`` document; ``where`` names it in errors."""
     with _engine(url_or_engine) as engine:
         statement = statements_for(placement).select_tokens(
             None if namespaces is None else sorted(set(namespaces))
@@ -319,11 +395,11 @@ def export_token_file(
     data: dict[str, dict[str, Any]] = {name: {} for name in namespaces or ()}
     for row in rows:
         namespace, resource_server = row["namespace"], row["resource_server"]
-        token_data = token_data_from_row(namespace, row, encryption_keys)
+        token_data = token_data_from_row(namespace, row, keys)
         clashes = sorted(_FIELDS.intersection(token_data.extra))
         if clashes:
             raise TokenFileError(
-                str(path),
+                where,
                 f"extra of namespace {namespace!r}, resource server {resource_server!r} has "
                 f"the key {clashes[0]!r}, which a token file cannot keep apart from the field",
             )
@@ -331,12 +407,10 @@ def export_token_file(
     empty = sorted(name for name, by_resource_server in data.items() if not by_resource_server)
     if empty:
         raise TokenFileError(
-            str(path),
-            f"not written: no token data in namespace(s) {', '.join(map(repr, empty))}",
+            where, f"not written: no token data in namespace(s) {', '.join(map(repr, empty))}"
         )
     document = {"data": data, "format_version": "2.0", "globus-sdk.version": SDK_VERSION}
-    _write_private(target, json.dumps(document), overwrite)
-    return {namespace: len(by_rs) for namespace, by_rs in data.items()}
+    return json.dumps(document), {namespace: len(by_rs) for namespace, by_rs in data.items()}
 
 
 def _write_private(target: Path, text: str, overwrite: bool) -> None:

@@ -1,8 +1,14 @@
-"""What every command shares: one-line errors, the --url, --keys and placement options."""
+"""What every command shares: one-line errors, the common options, JSON output.
+
+Every option that falls back to an environment variable says so in one wording, which
+click writes from the option itself: ``[env var: TOKENSTORE_SQL_URL]``. Its own help
+never names the variable again, so the two cannot drift apart.
+"""
 
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,13 +23,11 @@ from ..engines import create_engine, describe_database, sqlite_file_path
 from ..errors import PlacementError, StorageUnavailableError, TokenStoreError
 from ..models import DEFAULT_TABLE_PREFIX, SCHEMA_VARIABLE, TABLE_PREFIX_VARIABLE, Placement
 from ..retries import error_code, is_transient
+from ..storage import KEYS_VARIABLE, URL_VARIABLE
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-URL_HELP = (
-    "SQLAlchemy database URL, e.g. sqlite:///tokens.db or "
-    "postgresql+psycopg://user@host/db (default: $TOKENSTORE_SQL_URL)"
-)
+URL_HELP = "SQLAlchemy database URL, e.g. sqlite:///tokens.db or postgresql+psycopg://user@host/db."
 
 
 class CommandError(click.ClickException):
@@ -49,19 +53,29 @@ class DatabaseUnreachableError(CommandError):
 def _require_url(context: click.Context, parameter: click.Parameter, value: str | None) -> str:
     # Not required=True: help would say "[required]" though the variable satisfies it.
     if not value:
-        raise click.UsageError("no database URL: pass --url URL or set TOKENSTORE_SQL_URL")
+        raise click.UsageError(f"no database URL: pass --url URL or set {URL_VARIABLE}")
     return value
 
 
 def url_option(command: F) -> F:
-    """Add ``--url`` (falling back to ``TOKENSTORE_SQL_URL``) to a command."""
+    """Add ``--url`` (falling back to ``TOKENSTORE_SQL_URL``), needed one way or the other."""
+    return _url(callback=_require_url)(command)
+
+
+def optional_url_option(command: F) -> F:
+    """Add ``--url`` to a command that can do without a database (``upgrade --sql``)."""
+    return _url(callback=None)(command)
+
+
+def _url(callback: Callable[..., Any] | None) -> Callable[[F], F]:
     return click.option(
         "--url",
-        envvar="TOKENSTORE_SQL_URL",
-        callback=_require_url,
+        envvar=URL_VARIABLE,
+        show_envvar=True,
+        callback=callback,
         help=URL_HELP,
         metavar="URL",
-    )(command)
+    )
 
 
 def open_engine(url: str, *, read_only: bool = False) -> Engine:
@@ -130,18 +144,18 @@ def placement_options(command: F) -> F:
     with_schema = click.option(
         "--schema",
         envvar=SCHEMA_VARIABLE,
-        metavar="NAME",
-        help="PostgreSQL schema of the tables (default: $TOKENSTORE_SQL_SCHEMA, else the "
-        "search path).",
+        show_envvar=True,
+        metavar="SCHEMA",
+        help="PostgreSQL schema of the tables; without it, the search path.",
     )(with_placement)
     return click.option(  # type: ignore[return-value]  # the wrapper takes new options
         "--table-prefix",
         envvar=TABLE_PREFIX_VARIABLE,
+        show_envvar=True,
         default=DEFAULT_TABLE_PREFIX,
         show_default=True,
         metavar="PREFIX",
-        help="Prefix of the table names: PREFIXtokens, PREFIXversion "
-        "(or $TOKENSTORE_SQL_TABLE_PREFIX).",
+        help="Prefix of the table names: PREFIXtokens, PREFIXversion.",
     )(with_schema)
 
 
@@ -149,10 +163,26 @@ def keys_option(command: F) -> F:
     """Add ``--keys`` (falling back to ``TOKENSTORE_SQL_KEYS``) to a command."""
     return click.option(
         "--keys",
-        envvar="TOKENSTORE_SQL_KEYS",
-        metavar="KEY[,KEY...]",
-        help="The database's encryption keys, newest first (default: $TOKENSTORE_SQL_KEYS).",
+        envvar=KEYS_VARIABLE,
+        show_envvar=True,
+        metavar="KEYS",
+        help="The database's encryption keys, comma-separated, newest first.",
     )(command)
+
+
+def json_option(command: F) -> F:
+    """Add ``--json``, passed to the command as ``as_json`` (see :func:`echo_json`)."""
+    return click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        help="Print one JSON document on stdout instead, for scripts and monitoring.",
+    )(command)
+
+
+def echo_json(document: object) -> None:
+    """Print ``document`` as one line of JSON on stdout; it never holds a token."""
+    click.echo(json.dumps(document, ensure_ascii=False))
 
 
 def yes_option(command: F) -> F:

@@ -10,6 +10,7 @@ from ..rotation import DEFAULT_BATCH_SIZE, rotate_keys
 from ._common import (
     CommandError,
     database,
+    keys_option,
     placement_options,
     url_option,
 )
@@ -27,18 +28,14 @@ def generate_key_command() -> None:
 
 @click.command("rotate-keys")
 @url_option
-@click.option(
-    "--keys",
-    envvar="TOKENSTORE_SQL_KEYS",
-    metavar="KEY[,KEY...]",
-    help="Comma-separated keys, newest first (default: $TOKENSTORE_SQL_KEYS).",
-)
+@keys_option
 @click.option("--decrypt", is_flag=True, help="Store every token in clear text instead.")
 @click.option(
     "--batch-size",
     default=DEFAULT_BATCH_SIZE,
     show_default=True,
     type=click.IntRange(1),
+    metavar="ROWS",
     help="Rows rewritten per transaction (each batch commits on its own).",
 )
 @placement_options

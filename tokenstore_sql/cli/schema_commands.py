@@ -9,14 +9,22 @@ from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError
 
 from .. import deploy, schema
-from ..errors import SchemaOutOfDateError, SchemaTooNewError, TokenStoreError
+from ..errors import (
+    SchemaNotManagedError,
+    SchemaOutOfDateError,
+    SchemaTooNewError,
+    TokenStoreError,
+)
 from ..models import Placement
+from ..schema import SchemaStatus
 from ._common import (
-    URL_HELP,
     CommandError,
     PackageTooOldError,
     confirm,
     database,
+    echo_json,
+    json_option,
+    optional_url_option,
     placement_options,
     url_option,
     yes_option,
@@ -24,7 +32,7 @@ from ._common import (
 
 
 @click.command()
-@click.option("--url", envvar="TOKENSTORE_SQL_URL", help=URL_HELP, metavar="URL")
+@optional_url_option
 @click.option(
     "--sql",
     is_flag=True,
@@ -33,7 +41,9 @@ from ._common import (
 @click.option(
     "--dialect",
     type=click.Choice(deploy.OFFLINE_DIALECTS),
-    help="With --sql: the database to write SQL for (default: the one --url names).",
+    metavar="DIALECT",
+    help=f"With --sql: the database to write SQL for, one of {', '.join(deploy.OFFLINE_DIALECTS)} "
+    "(default: the one --url names).",
 )
 @click.argument("revision", default="head")
 @placement_options
@@ -99,19 +109,23 @@ def downgrade(url: str, revision: str, yes: bool, placement: Placement) -> None:
 
 @click.command()
 @url_option
+@json_option
 @placement_options
-def current(url: str, placement: Placement) -> None:
+def current(url: str, as_json: bool, placement: Placement) -> None:
     """Print the database's revision and whether it is at this package's head.
 
     A token table without a version record is refused, as ``check`` and ``upgrade``
-    refuse it (exit status 1).
+    refuse it (exit status 1). With --json: {"status", "revision", "head",
+    "up_to_date"}, as ``check --json`` prints it.
     """
     with database(url, read_only=True) as engine, engine.connect() as connection:
         found = schema.status(connection, placement)
         if found.current is None:  # no schema (printed below), or one not ours (raises)
             with contextlib.suppress(SchemaOutOfDateError):
                 schema.require_head(connection, placement)
-    if found.current is None:
+    if as_json:
+        echo_json(_schema_document(_verdict(found), found))
+    elif found.current is None:
         click.echo(f"none (no tokenstore-sql schema; head is {found.head})")
     elif found.at_head:
         click.echo(f"{found.current} (head)")
@@ -126,8 +140,9 @@ def current(url: str, placement: Placement) -> None:
 
 @click.command()
 @url_option
+@json_option
 @placement_options
-def check(url: str, placement: Placement) -> None:
+def check(url: str, as_json: bool, placement: Placement) -> None:
     """Exit 0 if the database is at this package's head revision, else non-zero.
 
     For deploy pipelines; changes nothing. Exit status: 0 at head; 1 when an upgrade is
@@ -135,15 +150,51 @@ def check(url: str, placement: Placement) -> None:
     tokenstore-sql's; 3 when the database is at a revision this package does not know
     (upgrade the package); 4 when the database could not be reached. Anything but 0
     prints one line on stderr.
+
+    With --json, the verdict also goes to stdout as {"status", "revision", "head",
+    "up_to_date"}, status being ok, upgrade-pending, database-newer or not-managed;
+    the exit status is the same. A database that cannot be reached prints no JSON.
     """
     with database(url, read_only=True) as engine, engine.connect() as connection:
         try:
             found = schema.require_head(connection, placement)
         except SchemaTooNewError as exc:
+            _echo_verdict(as_json, "database-newer", SchemaStatus(exc.current, exc.head))
             raise PackageTooOldError(str(exc)) from None
         except SchemaOutOfDateError as exc:  # older, or no schema: exit status 1
+            _echo_verdict(as_json, "upgrade-pending", SchemaStatus(exc.current, exc.head))
             raise CommandError(str(exc)) from None
-    click.echo(f"database is at revision {found.current} (head)")
+        except SchemaNotManagedError as exc:
+            _echo_verdict(as_json, "not-managed", SchemaStatus(None, schema.head_revision()))
+            raise CommandError(str(exc)) from None
+    if as_json:
+        echo_json(_schema_document("ok", found))
+    else:
+        click.echo(f"database is at revision {found.current} (head)")
+
+
+def _verdict(found: SchemaStatus) -> str:
+    """ok, upgrade-pending (older or no schema) or database-newer (unknown revision)."""
+    if found.at_head:
+        return "ok"
+    if found.current is not None and found.current not in schema.known_revisions():
+        return "database-newer"
+    return "upgrade-pending"
+
+
+def _echo_verdict(as_json: bool, verdict: str, found: SchemaStatus) -> None:
+    if as_json:
+        echo_json(_schema_document(verdict, found))
+
+
+def _schema_document(verdict: str, found: SchemaStatus) -> dict[str, object]:
+    """Give the JSON of ``current --json`` and ``check --json``: always the same keys."""
+    return {
+        "status": verdict,
+        "revision": found.current,
+        "head": found.head,
+        "up_to_date": found.at_head,
+    }
 
 
 COMMANDS = (
