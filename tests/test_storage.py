@@ -89,13 +89,19 @@ def test_constructing_more_storages_on_a_checked_engine_sends_no_sql(engine: Eng
 
 
 # What the driver sends for a store of three resource servers, a get, a get-all and a
-# remove: one statement per call. SQLite writes add BEGIN IMMEDIATE and COMMIT (its reads
-# send no BEGIN), and its trace shows the upsert once per row (one prepared statement, no
-# round trips); on PostgreSQL every call runs in autocommit mode (psycopg pipelines the
-# rows of a store as one implicit transaction); MySQL connections are in autocommit mode
-# and spared COMMIT and ROLLBACK when no transaction is open.
+# remove: one statement per call. SQLite writes add BEGIN IMMEDIATE, between two PRAGMA
+# busy_timeout (the lock is polled for with SQLite's busy handler off; all in-process
+# calls), and COMMIT (its reads send no BEGIN), and its trace shows the upsert once per
+# row (one prepared statement, no round trips); on PostgreSQL every call runs in
+# autocommit mode (psycopg pipelines the rows of a store as one implicit transaction);
+# MySQL connections are in autocommit mode and spared COMMIT and ROLLBACK when no
+# transaction is open.
 _SENT_PER_CALL = {
-    "sqlite": ["BEGIN", *["INSERT"] * 3, "COMMIT", "SELECT", "SELECT", "BEGIN", "DELETE", "COMMIT"],
+    "sqlite": [
+        *["PRAGMA", "BEGIN", "PRAGMA", *["INSERT"] * 3, "COMMIT"],
+        *["SELECT", "SELECT"],
+        *["PRAGMA", "BEGIN", "PRAGMA", "DELETE", "COMMIT"],
+    ],
     "postgresql": ["INSERT", "SELECT", "SELECT", "DELETE"],
     "mysql": ["INSERT", "SELECT", "SELECT", "DELETE"],
 }
@@ -110,7 +116,7 @@ def test_each_call_sends_one_statement(storage: SQLAlchemyTokenStorage) -> None:
         storage.get_token_data_by_resource_server()
         storage.remove_token_data("a")
     assert [s.verb for s in sent] == _SENT_PER_CALL[engine.dialect.name]
-    work = [s for s in sent if s.verb not in ("BEGIN", "COMMIT")]
+    work = [s for s in sent if s.verb not in ("PRAGMA", "BEGIN", "COMMIT")]
     assert all("tokenstore_sql_tokens" in s.sql for s in work)
     if engine.dialect.name != "sqlite":
         assert all(s.autocommit for s in sent)

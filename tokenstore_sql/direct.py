@@ -14,8 +14,9 @@ the messages treat it as before.
 One statement is atomic and reads a consistent snapshot on its own, so each runs with
 no round trip it does not need: PostgreSQL connections are switched to autocommit for it
 (client-side in psycopg; a multi-row upsert is one pipelined batch, one implicit
-transaction); SQLite writes take the write lock up front with ``BEGIN IMMEDIATE`` and
-commit, SQLite reads send nothing else; MySQL writes commit, which the MySQL connections
+transaction); SQLite writes take the write lock up front with ``BEGIN IMMEDIATE`` (polled
+for with the busy handler off: see :func:`tokenstore_sql.transactions.begin_sqlite_write`)
+and commit, SQLite reads send nothing else; MySQL writes commit, which the MySQL connections
 of tokenstore-sql's engines (in autocommit mode) skip without a round trip (see
 :mod:`tokenstore_sql.transactions`).
 
@@ -35,6 +36,8 @@ from sqlalchemy import Dialect, Engine, Executable
 from sqlalchemy.engine.interfaces import DBAPICursor
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import PoolProxiedConnection
+
+from .transactions import BUSY_TIMEOUT_INFO, begin_sqlite_write
 
 Processor = Callable[[Any], Any]
 
@@ -129,11 +132,12 @@ def execute_write(
 
     :raises sqlalchemy.exc.DBAPIError: as SQLAlchemy would raise it, parameters hidden
     """
+    # Bound before the transaction begins: on SQLite every other writer waits meanwhile.
+    batch: list[Any] = [statement.parameters(row) for row in rows]
     with _one_statement(engine, statement, writes=True) as cursor:
-        if len(rows) == 1:
-            cursor.execute(statement.sql, statement.parameters(rows[0]))
+        if len(batch) == 1:
+            cursor.execute(statement.sql, batch[0])
         else:
-            batch: list[Any] = [statement.parameters(row) for row in rows]
             cursor.executemany(statement.sql, batch)
         return int(cursor.rowcount)
 
@@ -151,9 +155,9 @@ def _one_statement(
         if autocommit:
             connection.driver_connection.autocommit = True  # type: ignore[union-attr]
         cursor = connection.cursor()
-        if writes and dialect.name == "sqlite":
-            cursor.execute("BEGIN IMMEDIATE")
         try:
+            if writes and dialect.name == "sqlite":
+                _begin_sqlite_write(connection, cursor)
             yield cursor
             if writes:
                 connection.commit()
@@ -193,6 +197,14 @@ def _one_statement(
     finally:
         if connection is not None:
             _give_back(connection, dialect, autocommit)
+
+
+def _begin_sqlite_write(connection: PoolProxiedConnection, cursor: DBAPICursor) -> None:
+    busy_timeout_ms = connection.info.get(BUSY_TIMEOUT_INFO)
+    if busy_timeout_ms is None:  # an engine not made by tokenstore-sql: the driver waits
+        cursor.execute("BEGIN IMMEDIATE")
+    else:
+        begin_sqlite_write(cursor.execute, busy_timeout_ms)
 
 
 def _give_back(connection: PoolProxiedConnection, dialect: Dialect, autocommit: bool) -> None:

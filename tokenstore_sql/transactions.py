@@ -19,6 +19,9 @@ durability for speed:
   while the busy timeout applies, rather than on upgrade from a read lock, where SQLite
   reports a conflict without waiting. This needs the driver's own transaction handling
   switched off, which is done per connection.
+- Our own write transactions on sync engines wait for that lock in
+  :func:`begin_sqlite_write`, polling every millisecond or two, not in SQLite's busy
+  handler (see there why); the total wait is still bounded by the busy timeout.
 
 MySQL and MariaDB connections (PyMySQL) run in autocommit mode, and every transaction
 but a single statement starts with an explicit ``BEGIN``. PyMySQL would otherwise send a
@@ -30,7 +33,11 @@ is then one round trip and a write one, as with the bare driver.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import random
+import sys
+import time
+from collections.abc import Callable, Mapping
+from contextlib import suppress
 from functools import cache
 from types import MappingProxyType
 from typing import Any, Final
@@ -45,6 +52,8 @@ WRITE_TRANSACTION_OPTION: Final = "tokenstore_sql_write"
 # Execution option for a transaction that is one statement: no BEGIN is sent for it on
 # our SQLite (reads) and MySQL engines.
 SINGLE_STATEMENT_OPTION: Final = "tokenstore_sql_single_statement"
+# Where a SQLite connection's pool record keeps the busy timeout it was opened with.
+BUSY_TIMEOUT_INFO: Final = "tokenstore_sql_busy_timeout_ms"
 
 
 def single_statement_options(dialect: Dialect, *, writes: bool) -> Mapping[str, Any]:
@@ -77,6 +86,7 @@ def configure_sqlite(engine: Engine, busy_timeout_ms: int, *, in_memory: bool) -
         dbapi_connection.isolation_level = None  # sqlite3's switch for driver-level BEGINs
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_ms:d}")
+        record.info[BUSY_TIMEOUT_INFO] = busy_timeout_ms
         if not in_memory:
             cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = FULL")
@@ -86,9 +96,75 @@ def configure_sqlite(engine: Engine, busy_timeout_ms: int, *, in_memory: bool) -
     def _on_begin(connection: sqlalchemy.Connection) -> None:
         options = connection.get_execution_options()
         if options.get(WRITE_TRANSACTION_OPTION, False):
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            if connection.dialect.is_async:
+                # Sleeping here would stall the event loop: aiosqlite waits in SQLite's
+                # busy handler, on its own thread, instead.
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                begin_sqlite_write(connection.exec_driver_sql, busy_timeout_ms)
         elif not options.get(SINGLE_STATEMENT_OPTION, False):
             connection.exec_driver_sql("BEGIN")
+
+
+# SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50 and then 100 ms
+# between tries, and the lock goes to whoever asks while it is free, with no queue. A
+# writer that has waited a while then tries ten times a second, while writers that never
+# slept take the lock one after another in between its tries: with 4 processes writing
+# and the CPUs busy, one waited over 2 s (measurements: stress/sqlite_writers.py). Short
+# polls give every waiter its chance each time the lock comes free.
+_BUSY_FIRST_SLEEP: Final = 0.000_5
+_BUSY_LONGEST_SLEEP: Final = 0.002
+_SQLITE_BUSY: Final = 5
+# sqlite3 gives its errors their result code from Python 3.11 on. Before, a busy lock
+# cannot be told reliably from other failures, and writers wait in SQLite's handler.
+_RESULT_CODES: Final = sys.version_info >= (3, 11)
+
+
+def begin_sqlite_write(execute: Callable[[str], object], busy_timeout_ms: int) -> None:
+    """Start a SQLite write transaction, waiting up to ``busy_timeout_ms`` for the lock.
+
+    ``BEGIN IMMEDIATE`` is tried with the connection's busy handler off and retried after
+    jittered sleeps of 0.25-2 ms while the lock is busy; the handler is restored for the
+    transaction's other statements (and for the connection's later users) either way.
+    On Python 3.10 the wait is SQLite's busy handler's, as for every other statement.
+
+    :param execute: runs one SQL statement on the connection (a cursor's ``execute``, or
+        ``Connection.exec_driver_sql``)
+    :raises: the driver's error for a busy lock once ``busy_timeout_ms`` has passed, or
+        for any other failure at once
+    """
+    if not _RESULT_CODES:
+        execute("BEGIN IMMEDIATE")
+        return
+    execute("PRAGMA busy_timeout = 0")
+    try:
+        _poll_for_write_lock(execute, busy_timeout_ms / 1000)
+    except BaseException:
+        with suppress(Exception):  # a connection that failed may fail this too; the
+            execute(f"PRAGMA busy_timeout = {busy_timeout_ms:d}")  # first error stands
+        raise
+    execute(f"PRAGMA busy_timeout = {busy_timeout_ms:d}")
+
+
+def _poll_for_write_lock(execute: Callable[[str], object], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    delay = _BUSY_FIRST_SLEEP
+    while True:
+        try:
+            execute("BEGIN IMMEDIATE")
+            return
+        except Exception as exc:
+            remaining = deadline - time.monotonic()
+            if not _is_busy(exc) or remaining <= 0:
+                raise
+        time.sleep(min(random.uniform(delay / 2, delay), remaining))
+        delay = min(delay * 2, _BUSY_LONGEST_SLEEP)
+
+
+def _is_busy(exc: BaseException) -> bool:
+    # sqlite3's own error, or SQLAlchemy's wrapper of it (exec_driver_sql).
+    code = getattr(getattr(exc, "orig", exc), "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF == _SQLITE_BUSY
 
 
 def configure_mysql(engine: Engine) -> None:
