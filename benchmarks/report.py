@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from . import caller_engine
 from .subjects import OPERATION_LABELS, OPERATIONS, PREPARED, SDK_SQLITE, tokenstore_label
 
 
@@ -156,6 +157,7 @@ def markdown(results: dict[str, Any]) -> str:
                     f"{_times(row['vs_floor'])} |"
                 )
     out += ["", *prepared_table(results.get("prepared"))]
+    out += ["", *caller_engine.table(results.get("caller_engine"))]
     out += [
         "",
         "### Scale: median µs with the database holding N namespaces of 5 resource servers",

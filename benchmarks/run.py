@@ -17,6 +17,7 @@ from typing import Any
 
 from . import (
     async_rows,
+    caller_engine,
     concurrency,
     machine,
     prepared,
@@ -130,6 +131,8 @@ def build(
                 made.append(subjects.tokenstore_prepared(database))
             if backend in async_backends and scale in (args.scales[0], args.scales[-1]):
                 made.append(async_rows.subject(database, loop))
+            if scale == args.scales[0]:
+                made.append(caller_engine.subject(database))
         made.append(subjects.sdk_sqlite(workdir / f"sdk-{scale}.db"))
         if scale <= args.json_max_scale:
             made.append(subjects.sdk_json(workdir / f"sdk-{scale}.json"))
@@ -179,8 +182,9 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
     stack.callback(loop.close)  # registered first, so closed after every async engine
     async_backends = [b for b in chosen if b not in async_skipped]
     built, meta["preload_seconds"] = build(args, chosen, workdir, stack, loop, async_backends)
-    measured = [s for s in built if s.kind != async_rows.KIND]
+    measured = [s for s in built if s.kind not in (async_rows.KIND, caller_engine.KIND)]
     asyncs = [s for s in built if s.kind == async_rows.KIND]
+    caller_cells = caller_engine.cells([s for s in built if s.kind == caller_engine.KIND])
     first = [s for s in measured if s.scale == args.scales[0]]
     last = [s for s in measured if s.scale == args.scales[-1]]
     ours = [s for s in first if s.kind == "tokenstore-sql"]
@@ -206,9 +210,13 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
         f"latency: {len(cells) + len(async_cells)} cells ({len(async_cells)} async), "
         f"interleaved, {args.seconds * 0.6:.0f} s"
     )
-    measure(cells + async_cells, args.seconds * 0.6, min_samples=3 if args.smoke else 5)
+    measure(
+        cells + async_cells + caller_cells, args.seconds * 0.6, min_samples=3 if args.smoke else 5
+    )
     latency, async_latency = latency_rows(cells), latency_rows(async_cells)
     report.add_ratios(latency)
+    caller_latency = latency_rows(caller_cells)
+    caller_engine.add_ratios(caller_latency, latency)
     side_by_side = measure_prepared(first, args.smoke)
     async_rows.latency_ratios(async_latency, latency)
     async_rows.release(asyncs)
@@ -236,6 +244,7 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
     storm = refresh_storm.run_all(chosen, workdir, args.storm_users, args.storm_processes)
     results = {"meta": meta, "latency": latency, "concurrency": conc, "import": imports}
     results["async"] = {"latency": async_latency, "throughput": throughput}
+    results["caller_engine"] = caller_latency
     results["refresh_storm"] = storm
     results["prepared"] = {"cells": report.prepared_rows(latency), "get": side_by_side}
     results["scale"] = report.growth(latency)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import caller_engine
 from .subjects import OPERATION_LABELS, SDK_SQLITE, tokenstore_label
 
 GETS = ("get_hit", "get_miss", "get_all")
@@ -86,6 +87,7 @@ def check(results: dict[str, Any]) -> list[dict[str, Any]]:
     _concurrency_checks(checks, results)
     _async_checks(checks, results)
     checks += storm_checks(results.get("refresh_storm", []))
+    checks += caller_engine.checks(results.get("caller_engine"))
     for backend, limit in IMPORT_TARGETS.items():
         row = results["import"].get(backend, {"status": "not run"})
         target = f"import into {backend} ≥ {limit:,} tokens/s"

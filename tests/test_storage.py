@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from tokenstore_sql import (
 from tokenstore_sql._sdk import TokenStorage
 from tokenstore_sql.retries import RetryPolicy
 
+from .conftest import SERVER_PARAMS
 from .sdk import make_token_data
 from .tracing import before_statements, sent_statements
 
@@ -492,3 +495,256 @@ def test_a_password_in_the_urls_query_is_masked_too(parameter: str) -> None:
     assert "SECRET" not in shown
     assert "first" not in shown
     assert f"{parameter}=%2A%2A%2A" in shown or f"{parameter}=***" in shown
+
+
+# Caller engines: a storage given an engine made with sqlalchemy.create_engine, whose
+# connections are in the driver's default (transaction) mode and whose pool rolls each
+# one back on return. See tokenstore_sql/direct_drivers.py and direct_pymysql.py.
+
+
+def _caller_engine(url: URL, **options: Any) -> Engine:
+    import sqlalchemy
+
+    return sqlalchemy.create_engine(url, pool_size=1, max_overflow=0, **options)
+
+
+def _calls(storage: SQLAlchemyTokenStorage) -> dict[str, Any]:
+    three = {rs: make_token_data(rs) for rs in ("a", "b", "c")}
+    return {
+        "store 3": lambda: storage.store_token_data_by_resource_server(three),
+        "get": lambda: storage.get_token_data("a"),
+        "get miss": lambda: storage.get_token_data("absent"),
+        "get all": storage.get_token_data_by_resource_server,
+        "store 1": lambda: storage.store_token_data_by_resource_server({"d": make_token_data("d")}),
+        "remove": lambda: storage.remove_token_data("a"),
+        "remove namespace": storage.remove_namespace,
+    }
+
+
+def _session(dbapi_connection: Any) -> tuple[object, bool]:
+    """A driver connection's autocommit mode, and whether a transaction is open."""
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        return dbapi_connection.isolation_level, dbapi_connection.in_transaction
+    if type(dbapi_connection).__module__.startswith("psycopg"):
+        return dbapi_connection.autocommit, dbapi_connection.info.transaction_status != 0
+    # MariaDB's server status does not flag a transaction that has only read.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("SELECT @@in_transaction")
+    (open_,) = cursor.fetchone()
+    cursor.close()
+    return dbapi_connection.get_autocommit(), bool(open_)
+
+
+@pytest.mark.parametrize("mode", ["transactions", "autocommit"])
+def test_a_caller_engine_gets_each_connection_back_as_it_lent_it(
+    database_url: URL, namespace: str, mode: str
+) -> None:
+    options = {"isolation_level": "AUTOCOMMIT"} if mode == "autocommit" else {}
+    caller = _caller_engine(database_url, **options)
+    storage = SQLAlchemyTokenStorage(caller, namespace=namespace)
+    lent: list[tuple[object, bool]] = []
+    returned: list[tuple[tuple[object, bool], bool]] = []
+
+    def on_checkout(dbapi_connection: Any, *args: Any) -> None:
+        lent.append(_session(dbapi_connection))
+
+    def on_reset(dbapi_connection: Any, record: Any, state: Any) -> None:
+        returned.append((_session(dbapi_connection), state.transaction_was_reset))
+
+    event.listen(caller.pool, "checkout", on_checkout)
+    event.listen(caller.pool, "reset", on_reset)
+    try:
+        for call in _calls(storage).values():
+            call()
+    finally:
+        event.remove(caller.pool, "checkout", on_checkout)
+        event.remove(caller.pool, "reset", on_reset)
+        caller.dispose()
+    assert len(set(lent)) == 1, lent
+    assert lent[0][1] is False  # lent with no transaction open
+    # As lent, no transaction open; and the pool was told so (the private API of
+    # direct._check_in still works): it skipped its own rollback.
+    assert returned == [(lent[0], True)] * len(lent)
+
+
+def _mysql_commands(dbapi_connection: Any) -> dict[str, int]:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("SHOW SESSION STATUS WHERE Variable_name IN %s", (_COUNTED,))
+    counts = {name.lower().removeprefix("com_"): int(value) for name, value in cursor.fetchall()}
+    cursor.close()
+    return counts
+
+
+MYSQL = [p for p in SERVER_PARAMS if p.values[0] == "mysql"]
+_COUNTED = ("Com_select", "Com_insert", "Com_delete", "Com_commit", "Com_rollback", "Com_begin")
+
+
+@contextmanager
+def _mysql_round_trips(engine: Engine) -> Iterator[dict[str, Any]]:
+    """Count a call's socket writes (the client waits after each) and server commands.
+
+    From checkout to checkin: the pool's reset on return included.
+    """
+    seen: dict[str, Any] = {"writes": 0}
+
+    def on_checkout(dbapi_connection: Any, *args: Any) -> None:
+        seen["before"] = _mysql_commands(dbapi_connection)
+        send = dbapi_connection._write_bytes
+
+        def counted(data: bytes) -> None:
+            seen["writes"] += 1
+            send(data)
+
+        dbapi_connection._write_bytes = counted
+
+    def on_checkin(dbapi_connection: Any, record: Any) -> None:
+        del dbapi_connection._write_bytes
+        after = _mysql_commands(dbapi_connection)
+        seen["commands"] = {
+            k: n - seen["before"][k] for k, n in after.items() if n > seen["before"][k]
+        }
+
+    event.listen(engine.pool, "checkout", on_checkout)
+    event.listen(engine.pool, "checkin", on_checkin)
+    try:
+        yield seen
+    finally:
+        event.remove(engine.pool, "checkout", on_checkout)
+        event.remove(engine.pool, "checkin", on_checkin)
+
+
+_CALLER_SENT = {
+    "sqlite": {
+        "store 3": ["BEGIN", "INSERT", "INSERT", "INSERT", "COMMIT"],
+        "store 1": ["BEGIN", "INSERT", "COMMIT"],
+        "remove": ["BEGIN", "DELETE", "COMMIT"],
+        "remove namespace": ["BEGIN", "DELETE", "COMMIT"],
+    },
+}
+_STATEMENT = {"store 3": "INSERT", "store 1": "INSERT", "remove": "DELETE"}
+_STATEMENT["remove namespace"] = "DELETE"
+_ENDING = {"INSERT": "commit", "DELETE": "commit", "SELECT": "rollback"}
+
+
+def test_each_call_on_a_caller_engine_is_one_round_trip(database_url: URL, namespace: str) -> None:
+    caller = _caller_engine(database_url)
+    storage = SQLAlchemyTokenStorage(caller, namespace=namespace)
+    backend = caller.dialect.name
+    try:
+        for name, call in _calls(storage).items():
+            with sent_statements(caller) as sent:
+                call()
+            verb = _STATEMENT.get(name, "SELECT")
+            # What the driver sends through its own API: no BEGIN, COMMIT or ROLLBACK
+            # on PostgreSQL and MySQL (psycopg in autocommit mode for the call; MySQL's
+            # ending goes in the statement's write, below), the pool's reset included.
+            assert [s.verb for s in sent] == _CALLER_SENT.get(backend, {}).get(name, [verb]), name
+            if backend == "postgresql":
+                assert all(s.autocommit for s in sent)
+            if backend != "mysql":
+                continue
+            with _mysql_round_trips(caller) as trips:
+                call()
+            assert trips["writes"] == 1, name
+            assert trips["commands"] == {verb.lower(): 1, _ENDING[verb]: 1}, name
+    finally:
+        caller.dispose()
+
+
+@pytest.mark.parametrize("backend", MYSQL, indirect=True)
+def test_calls_on_a_mysql_engine_of_ours_are_one_statement_each(database_url: URL) -> None:
+    engine = create_engine(database_url, pool_size=1, max_overflow=0)
+    storage = SQLAlchemyTokenStorage(engine, namespace="ours-round-trips")
+    try:
+        for name, call in _calls(storage).items():
+            with _mysql_round_trips(engine) as trips:
+                call()
+            verb = _STATEMENT.get(name, "SELECT").lower()
+            assert (trips["writes"], trips["commands"]) == (1, {verb: 1}), name
+    finally:
+        engine.dispose()
+
+
+def test_a_refused_store_on_a_caller_engine_leaves_its_connection_in_step(
+    empty_database_url: URL, namespace: str
+) -> None:
+    # On MySQL the refused INSERT's COMMIT was already on its way: the answers to both
+    # are read, and the connection serves the next call. Nothing is stored.
+    caller = _caller_engine(empty_database_url)
+    storage = SQLAlchemyTokenStorage(caller, namespace=namespace)
+    storage.store_token_data_by_resource_server({"old": make_token_data("old")})
+    with caller.begin() as connection:
+        for statement in _REFUSE_C_TRIGGERS[caller.dialect.name]:
+            connection.exec_driver_sql(statement)
+    invalidated: list[object] = []
+    event.listen(caller.pool, "invalidate", lambda *args: invalidated.append(args))
+    try:
+        for refused in (["c"], ["a", "b", "c"]):
+            with pytest.raises(DatabaseOperationError):
+                storage.store_token_data_by_resource_server(
+                    {rs: make_token_data(rs) for rs in refused}
+                )
+            assert set(storage.get_token_data_by_resource_server()) == {"old"}
+        assert invalidated == []
+        with caller.connect() as connection:
+            assert _session(connection.connection.dbapi_connection)[1] is False
+    finally:
+        caller.dispose()
+
+
+def test_the_private_apis_of_the_fast_path_are_there() -> None:
+    # direct._check_in tells the pool a connection is clean with SQLAlchemy's private
+    # _close_special; direct_pymysql sends MySQL's COMMIT or ROLLBACK with PyMySQL's
+    # internals. Both fall back to a round trip more if these go: this test says so.
+    import inspect
+
+    from sqlalchemy.dialects import mysql
+    from sqlalchemy.pool.base import _ConnectionFairy
+
+    from tokenstore_sql import direct_pymysql
+    from tokenstore_sql.direct import compiled_for
+    from tokenstore_sql.statements import statements_for
+
+    assert "transaction_reset" in inspect.signature(_ConnectionFairy._close_special).parameters
+    assert direct_pymysql._pipelining()
+    upsert = compiled_for(statements_for().upsert(mysql.dialect()), mysql.dialect())
+    pattern = direct_pymysql._insert_values()
+    assert pattern is not None
+    assert pattern.match(upsert.sql)
+
+
+@pytest.mark.parametrize("backend", MYSQL, indirect=True)
+def test_a_literal_never_outgrows_its_bound(database_url: URL) -> None:
+    # A multi-row store on a caller's MySQL engine is sent with its COMMIT only when
+    # PyMySQL will send it as one statement; that is judged from these bounds.
+    import datetime
+    from decimal import Decimal
+
+    from tokenstore_sql.direct_pymysql import _literal_bound
+
+    values = [
+        "plain",
+        "quote ' and \" back\\slash \n\r\x00\x1a",
+        "non-ASCII é 漢 🙂",
+        b"bytes ' \x00 \xff",
+        0,
+        -(10**30),
+        True,
+        1.5e-300,
+        Decimal("-12.50"),
+        None,
+        datetime.datetime(2024, 1, 2, 3, 4, 5, 678901),
+        datetime.date(2024, 1, 2),
+    ]
+    engine = _caller_engine(database_url)
+    try:
+        driver = engine.raw_connection()
+        try:
+            for value in values:
+                literal = driver.driver_connection.escape(value)  # type: ignore[union-attr]
+                assert len(literal.encode()) <= (_literal_bound(value) or 0), value
+        finally:
+            driver.close()
+    finally:
+        engine.dispose()
+    assert _literal_bound(object()) is None  # an unknown type: sent the usual way

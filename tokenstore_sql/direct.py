@@ -12,13 +12,16 @@ execution is the driver's cursor. A driver error is raised as SQLAlchemy raises 
 the messages treat it as before.
 
 One statement is atomic and reads a consistent snapshot on its own, so each runs with
-no round trip it does not need: PostgreSQL connections are switched to autocommit for it
-(client-side in psycopg; a multi-row upsert is one pipelined batch, one implicit
-transaction); SQLite writes take the write lock up front with ``BEGIN IMMEDIATE`` (polled
-for with the busy handler off: see :func:`tokenstore_sql.transactions.begin_sqlite_write`)
-and commit, SQLite reads send nothing else; MySQL writes commit, which the MySQL connections
-of tokenstore-sql's engines (in autocommit mode) skip without a round trip (see
-:mod:`tokenstore_sql.transactions`).
+no round trip it does not need, on tokenstore-sql's engines and on a caller's own
+(``sqlalchemy.create_engine``) alike: PostgreSQL connections are switched to autocommit
+for it (client-side in psycopg); SQLite writes take the write lock up front with ``BEGIN
+IMMEDIATE`` (on our engines polled for with the busy handler off: see
+:func:`tokenstore_sql.transactions.begin_sqlite_write`) and commit, SQLite reads send
+nothing else; on MySQL a statement commits itself on our engines' connections (autocommit
+mode), and on a caller's its ``COMMIT`` or ``ROLLBACK`` travels with it. Each connection
+goes back to the pool as it was lent, and the pool is spared its reset ``ROLLBACK`` when
+no transaction is open. Per driver: :mod:`tokenstore_sql.direct_drivers`,
+:mod:`tokenstore_sql.direct_pymysql`.
 
 SQLAlchemy's statement events and ``echo`` do not see these statements; pool events
 see their connections.
@@ -27,19 +30,19 @@ see their connections.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Dialect, Engine, Executable
-from sqlalchemy.engine.interfaces import DBAPICursor
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import PoolProxiedConnection
 
-from .transactions import BUSY_TIMEOUT_INFO, begin_sqlite_write
+from .direct_drivers import Lent, Postgres, Sqlite3
+from .direct_pymysql import PyMySQL
 
 Processor = Callable[[Any], Any]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -119,9 +122,8 @@ def fetch_rows(
 
     :raises sqlalchemy.exc.DBAPIError: as SQLAlchemy would raise it, parameters hidden
     """
-    with _one_statement(engine, statement, writes=False) as cursor:
-        cursor.execute(statement.sql, statement.parameters(values))
-        fetched = cursor.fetchall()
+    params = statement.parameters(values)
+    fetched = _one_statement(engine, statement.sql, lambda lent: lent.fetch(statement.sql, params))
     return [statement.row(values) for values in fetched]
 
 
@@ -134,84 +136,92 @@ def execute_write(
     """
     # Bound before the transaction begins: on SQLite every other writer waits meanwhile.
     batch: list[Any] = [statement.parameters(row) for row in rows]
-    with _one_statement(engine, statement, writes=True) as cursor:
-        if len(batch) == 1:
-            cursor.execute(statement.sql, batch[0])
-        else:
-            cursor.executemany(statement.sql, batch)
-        return int(cursor.rowcount)
+    return _one_statement(engine, statement.sql, lambda lent: lent.write(statement.sql, batch))
 
 
-@contextmanager
-def _one_statement(
-    engine: Engine, statement: CompiledStatement, *, writes: bool
-) -> Iterator[DBAPICursor]:
-    """Give a cursor on a pooled connection, for one statement in a transaction of its own."""
+def _lend(connection: PoolProxiedConnection, dialect: Dialect) -> Lent:
+    """Prepare a connection the pool just lent for one storage statement (no I/O)."""
+    if dialect.name == "postgresql":
+        return Postgres(connection, dialect)
+    return _BY_DRIVER.get(dialect.driver, Lent)(connection, dialect)
+
+
+_BY_DRIVER: dict[str, type[Lent]] = {"pysqlite": Sqlite3, "pymysql": PyMySQL}
+
+
+def _one_statement(engine: Engine, sql: str, work: Callable[[Lent], T]) -> T:
+    """Run ``work`` on a pooled connection: one statement in a transaction of its own."""
     dialect = engine.dialect
-    autocommit = dialect.name == "postgresql"
-    connection = cursor = None
+    error = dialect.loaded_dbapi.Error
+    connection: PoolProxiedConnection | None = None
+    lost = False
     try:
         connection = engine.raw_connection()
-        if autocommit:
-            connection.driver_connection.autocommit = True  # type: ignore[union-attr]
-        cursor = connection.cursor()
+        lent = _lend(connection, dialect)
         try:
-            if writes and dialect.name == "sqlite":
-                _begin_sqlite_write(connection, cursor)
-            yield cursor
-            if writes:
-                connection.commit()
-        except BaseException:
-            if writes and connection.is_valid:
-                with suppress(dialect.loaded_dbapi.Error):
-                    connection.rollback()
+            result = work(lent)
+        except BaseException as exc:
+            lost = isinstance(exc, error) and bool(
+                dialect.is_disconnect(exc, connection.dbapi_connection, None)
+            )
+            _give_back_failed(engine, connection, lent, exc, lost=lost)
+            connection = None
             raise
-        finally:
-            with suppress(dialect.loaded_dbapi.Error):  # a lost connection's cursor
-                cursor.close()
-    except dialect.loaded_dbapi.Error as exc:
-        lost = False
-        if connection is not None and dialect.is_disconnect(
-            exc, connection.dbapi_connection, cursor
-        ):
-            lost = True
-            # As SQLAlchemy's own execution does on a disconnect: the whole pool is
-            # stale (a restart drops every connection), so each older pooled connection
-            # is replaced at its next checkout instead of failing one retry after another.
-            engine.pool._invalidate(connection, exc)
+        try:
+            clean = lent.finish()
+        except error as exc:  # lost meanwhile: the pool replaces it
+            connection.invalidate(exc)
+            clean = False
+        _check_in(connection, clean=clean)
+        connection = None
+        return result
+    except error as exc:
         raise DBAPIError.instance(
-            statement.sql,
+            sql,
             None,
             exc,
-            dialect.loaded_dbapi.Error,
+            error,
             hide_parameters=True,
             connection_invalidated=lost,
             dialect=dialect,
         ) from exc
-    except BaseException as exc:
-        if connection is not None and not isinstance(exc, Exception):
-            # Interrupted mid-statement (KeyboardInterrupt, SystemExit): the connection's
-            # protocol state is unknown, so the pool replaces it, as SQLAlchemy does.
-            connection.invalidate(exc)
-        raise
     finally:
-        if connection is not None:
-            _give_back(connection, dialect, autocommit)
+        if connection is not None:  # lend() failed: the pool resets it
+            connection.close()
 
 
-def _begin_sqlite_write(connection: PoolProxiedConnection, cursor: DBAPICursor) -> None:
-    busy_timeout_ms = connection.info.get(BUSY_TIMEOUT_INFO)
-    if busy_timeout_ms is None:  # an engine not made by tokenstore-sql: the driver waits
-        cursor.execute("BEGIN IMMEDIATE")
+def _give_back_failed(
+    engine: Engine, connection: PoolProxiedConnection, lent: Lent, exc: BaseException, *, lost: bool
+) -> None:
+    """Return the connection of a failed call: restored if it can be, else replaced."""
+    if lost:
+        # As SQLAlchemy's own execution does on a disconnect: the whole pool is
+        # stale (a restart drops every connection), so each older pooled connection
+        # is replaced at its next checkout instead of failing one retry after another.
+        engine.pool._invalidate(connection, exc)
+    elif isinstance(exc, Exception) and lent.restore():
+        # A statement that failed on a live connection (a deadlock, a busy lock): rolled
+        # back, the connection serves the retry.
+        _check_in(connection, clean=True)
+        return
     else:
-        begin_sqlite_write(cursor.execute, busy_timeout_ms)
-
-
-def _give_back(connection: PoolProxiedConnection, dialect: Dialect, autocommit: bool) -> None:
-    """Return a connection to the pool as it was taken: in transaction mode."""
-    if autocommit and connection.is_valid:
-        try:
-            connection.driver_connection.autocommit = False  # type: ignore[union-attr]
-        except dialect.loaded_dbapi.Error as exc:  # lost meanwhile: the pool replaces it
-            connection.invalidate(exc)
+        # Interrupted mid-statement (KeyboardInterrupt, SystemExit), or not restored: the
+        # connection's state is unknown, so the pool replaces it, as SQLAlchemy does.
+        connection.invalidate(exc)
     connection.close()
+
+
+def _check_in(connection: PoolProxiedConnection, *, clean: bool) -> None:
+    """Return a connection to the pool; a clean one (no transaction open) skips its reset.
+
+    The pool rolls back every connection it gets back, and PyMySQL sends that ROLLBACK
+    whether or not a transaction is open: a round trip. Only a private method tells the
+    pool the transaction was already reset: the one SQLAlchemy's own ``Connection.close``
+    uses after ending its transaction. Without it (another SQLAlchemy release) the pool
+    rolls back as before; a test in tests/test_storage.py fails then.
+    """
+    close_special = getattr(connection, "_close_special", None) if clean else None
+    if close_special is None:
+        connection.close()
+    else:
+        close_special(transaction_reset=True)
