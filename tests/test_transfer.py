@@ -451,7 +451,8 @@ def test_import_without_keys_is_refused_where_the_table_holds_encrypted_tokens(
     empty_database_url: URL, tmp_path: Path, namespace: str
 ) -> None:
     keys = KeyRing([generate_key()])
-    path = write_json(tmp_path / "t.json", {namespace: {TRANSFER: make_token_data(TRANSFER)}})
+    token = make_token_data(TRANSFER)
+    path = write_json(tmp_path / "t.json", {namespace: {TRANSFER: token}})
     engine = create_engine(empty_database_url)
     try:
         with SQLAlchemyTokenStorage(engine, namespace="sealed", encryption_keys=keys) as storage:
@@ -471,7 +472,7 @@ def test_import_without_keys_is_refused_where_the_table_holds_encrypted_tokens(
         report = import_token_files(engine, [path], allow_plaintext=True)
         assert counts(report) == [(namespace, namespace, 1, 0, 0, 0)]
         assert _key_ids(engine) == {"sealed": keys.primary_key_id, namespace: None}
-        assert stored(engine, namespace) == {TRANSFER: make_token_data(TRANSFER).to_dict()}
+        assert stored(engine, namespace) == {TRANSFER: token.to_dict()}
     finally:
         engine.dispose()
 

@@ -12,6 +12,7 @@ from .deploy import alembic_include_name, alembic_include_name_for, upgrade_conn
 from .engines import create_engine
 from .errors import (
     ConfigurationError,
+    DatabaseError,
     DatabaseOperationError,
     EncryptionKeyError,
     ImportFormatError,
@@ -78,6 +79,7 @@ __all__ = [
     "AsyncSQLAlchemyTokenStorage",
     "AsyncTokenStore",
     "ConfigurationError",
+    "DatabaseError",
     "DatabaseOperationError",
     "EncryptionKeyError",
     "ImportCount",

@@ -30,11 +30,12 @@ from .engines import (
     engine_arguments,
     memory_pool_arguments,
     missing_driver_hint,
+    parse_url,
     reset_pools_after_fork,
     sqlite_file_path,
 )
 from .errors import MissingDriverError
-from .transactions import configure_galera, configure_sqlite
+from .transactions import SINGLE_STATEMENT_OPTION, configure_galera, configure_sqlite
 
 # aiosqlite logs each operation at DEBUG with its statement and bound values, tokens
 # included, on one process-wide logger. As with the engines' own logger (engines.py), a
@@ -51,7 +52,7 @@ ASYNC_DRIVERS: Final = {
 
 def async_url(url: str | URL) -> URL:
     """Give the URL with its driver replaced by the asyncio driver for its backend."""
-    url = make_url(url)
+    url = parse_url(url)
     backend = url.get_backend_name()
     driver = ASYNC_DRIVERS.get(backend)
     named = url.drivername.partition("+")[2]

@@ -1,9 +1,12 @@
 """Names for the database error codes tokenstore-sql reports, per database.
 
 A message says ``(code 57014 query_canceled)`` rather than a bare ``code 57014``, so
-that an operator need not look the number up. Connection failures often come without
-any code (the driver could not reach a server to ask); for those the driver's text is
-read to tell the usual causes apart, and only the cause is reported, never the text.
+that an operator need not look the number up: wherever a code is shown, its name is
+shown with it when it is one of these (:func:`condition_of` finds it, and
+:func:`tokenstore_sql.errors.failure_detail` writes both). Connection failures often
+come without any code (the driver could not reach a server to ask); for those the
+driver's text is read to tell the usual causes apart, and only the cause is reported,
+never the text.
 """
 
 from __future__ import annotations
@@ -12,8 +15,7 @@ from typing import Final
 
 from sqlalchemy.exc import DBAPIError
 
-AUTHENTICATION_FAILED: Final = "authentication failed"
-NO_SUCH_DATABASE: Final = "no such database"
+_AUTHENTICATION_FAILED: Final = "authentication failed"
 
 # PostgreSQL SQLSTATEs, by the names of PostgreSQL's own errcodes table.
 POSTGRESQL: Final = {
@@ -48,7 +50,7 @@ MYSQL: Final = {
     "1047": "node not ready (Galera)",
     "1049": "no such database",
     "1053": "server shutting down",
-    "1142": "command denied on the table",
+    "1142": "table access denied",
     "1205": "lock wait timeout",
     "1213": "deadlock",
     "1290": "server is read-only",
@@ -67,6 +69,7 @@ MYSQL: Final = {
 }
 # SQLite primary result codes (the low byte of an extended code).
 SQLITE: Final = {
+    1: "SQL logic error",
     5: "database is locked (busy)",
     6: "table is locked",
     8: "read-only database",
@@ -77,14 +80,22 @@ SQLITE: Final = {
     19: "constraint failed",
     26: "not a database file",
 }
+# SQLite extended result codes that say more than their primary code.
+SQLITE_EXTENDED: Final = {
+    261: "database is locked (busy recovery)",
+    517: "database is locked (busy snapshot)",
+    1032: "read-only database (file moved)",
+    1555: "constraint failed (primary key)",
+    2067: "constraint failed (unique)",
+}
 # What a connection failure without a code says (every part), and the cause reported.
 _CONNECTION_CAUSES: Final = (
     (("connection refused",), "connection refused"),
-    (("password authentication failed",), AUTHENTICATION_FAILED),
-    (("authentication failed",), AUTHENTICATION_FAILED),
-    (("no password supplied",), AUTHENTICATION_FAILED),
+    (("password authentication failed",), _AUTHENTICATION_FAILED),
+    (("authentication failed",), _AUTHENTICATION_FAILED),
+    (("no password supplied",), _AUTHENTICATION_FAILED),
     (("role", "does not exist"), "no such user (role)"),
-    (("database", "does not exist"), NO_SUCH_DATABASE),
+    (("database", "does not exist"), "no such database"),
     (("timeout expired",), "connection timed out"),
     (("timed out",), "connection timed out"),
     (("could not translate host name",), "unknown host"),
@@ -92,6 +103,10 @@ _CONNECTION_CAUSES: Final = (
     (("no route to host",), "host unreachable"),
     (("network is unreachable",), "host unreachable"),
     (("server closed the connection",), "connection closed by the server"),
+    (("too many clients",), "too many connections"),
+    (("remaining connection slots are reserved",), "too many connections"),
+    (("the database system is starting up",), "server starting up"),
+    (("the database system is shutting down",), "server shutting down"),
 )
 
 
@@ -104,8 +119,18 @@ def condition_name(dialect: str, code: str | None) -> str | None:
     if dialect in ("mysql", "mariadb"):
         return MYSQL.get(code)
     if dialect == "sqlite" and code.isdigit():
-        return SQLITE.get(int(code) & 0xFF)
+        return SQLITE_EXTENDED.get(int(code)) or SQLITE.get(int(code) & 0xFF)
     return None
+
+
+def condition_of(exc: DBAPIError, dialect: str, code: str | None) -> str | None:
+    """Say what a database error means: its code's name, else (no code) its cause.
+
+    :param code: the error's code, as :func:`tokenstore_sql.retries.error_code` gives it
+    """
+    if code:
+        return condition_name(dialect, code)
+    return connection_cause(exc)
 
 
 def connection_cause(exc: DBAPIError) -> str | None:

@@ -35,16 +35,17 @@ import os
 import threading
 import weakref
 from collections.abc import Mapping
+from contextlib import suppress
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
 import sqlalchemy
 from sqlalchemy import URL, Engine, make_url
-from sqlalchemy.exc import NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.pool import AsyncAdaptedQueuePool, QueuePool
 
-from .errors import ConfigurationError, DatabaseOperationError, MissingDriverError
+from .errors import ConfigurationError, DatabaseOperationError, MissingDriverError, checked_number
 from .transactions import configure_galera, configure_mysql, configure_sqlite
 
 # Engines made here log as "sqlalchemy.engine.Engine.tokenstore_sql". SQLAlchemy logs
@@ -163,12 +164,22 @@ def engine_arguments(url: str | URL, options: Mapping[str, Any]) -> tuple[URL, d
 
     :returns: the URL, the keyword arguments for SQLAlchemy, and the SQLite busy timeout
     """
-    url = make_url(url)
+    url = parse_url(url)
     options = dict(options)
     if options.get("echo") == "debug":
-        raise ValueError("echo='debug' logs every fetched row, tokens included; use echo=True")
-    busy_timeout_ms = int(options.pop("sqlite_busy_timeout_ms", SQLITE_BUSY_TIMEOUT_MS))
+        raise ConfigurationError(
+            "echo='debug' logs every fetched row, tokens included; use echo=True"
+        )
+    busy_timeout_ms = int(
+        checked_number(
+            "sqlite_busy_timeout_ms",
+            options.pop("sqlite_busy_timeout_ms", SQLITE_BUSY_TIMEOUT_MS),
+            unit="milliseconds",
+        )
+    )
     connect_timeout = options.pop("connect_timeout", CONNECT_TIMEOUT_SECONDS)
+    if connect_timeout is not None:  # libpq waits forever for 0 (and int(0.5) is 0)
+        checked_number("connect_timeout", connect_timeout, minimum=1)
     defaults: dict[str, Any] = {"hide_parameters": True, "logging_name": ENGINE_LOGGING_NAME}
     backend = url.get_backend_name()
     if backend == "sqlite":
@@ -248,9 +259,21 @@ def _create_private_sqlite_file(url: URL) -> None:
     except OSError as exc:  # a read-only place, a file where a directory should be, ...
         code = errno.errorcode.get(exc.errno or 0)
         raise DatabaseOperationError(
-            "create the database file", describe_database(url), code
+            "create the database file",
+            describe_database(url),
+            code,
+            os.strerror(exc.errno).lower() if exc.errno else None,
         ) from None
     os.close(fd)
+
+
+def parse_url(url: str | URL) -> URL:
+    """Parse a database URL; the error never quotes it (it may hold a password)."""
+    # ValueError: a port that is not a number. Raised after the block, so that the
+    # parser's error (which can quote the URL) is not this one's __context__.
+    with suppress(ArgumentError, ValueError):
+        return make_url(url)
+    raise ConfigurationError("the database URL is not a valid SQLAlchemy URL")
 
 
 def describe_database(url: URL) -> str:
@@ -337,7 +360,7 @@ class EngineOwner:
             self.engine, self.owns_engine = url_or_engine, False
         else:
             options = dict(engine_options or {})
-            self.engine, self.owns_engine = create_engine(make_url(url_or_engine), **options), True
+            self.engine, self.owns_engine = create_engine(parse_url(url_or_engine), **options), True
         self._closed = False
         return self.engine
 

@@ -3,9 +3,14 @@
 Every message is composed here from facts that are safe to show (namespace, resource
 server, revision, dialect, field name). No token value, bound parameter or database
 error text ever goes into a message.
+
+Every error tokenstore-sql raises is a :class:`TokenStoreError`; a wrong argument or
+option is also a ``ValueError`` (:class:`ConfigurationError` and its kin).
 """
 
 from __future__ import annotations
+
+import math
 
 
 class TokenStoreError(Exception):
@@ -54,7 +59,43 @@ class UnsupportedDatabaseError(TokenStoreError):
 
 
 class ConfigurationError(TokenStoreError, ValueError):
-    """A database URL or engine option is wrong in a way no connection attempt can fix."""
+    """A database URL, engine option or argument is wrong in a way no retry can fix."""
+
+
+def checked_number(
+    parameter: str,
+    value: object,
+    *,
+    minimum: float = 0,
+    positive: bool = False,
+    whole: bool = False,
+    unit: str = "seconds",
+) -> float:
+    """Return a numeric option (a timeout, lease, retry budget, batch size) if it is usable.
+
+    Checked where the option is given, so that a bad value fails at once, naming the
+    option, rather than as an endless or no wait later on.
+
+    :param parameter: the option's name, as the caller spells it
+    :param minimum: the least value allowed
+    :param positive: refuse ``minimum`` itself too (``minimum=0``: more than 0)
+    :param whole: require an ``int``
+    :param unit: what the number counts, for the message (empty: nothing)
+    :raises ConfigurationError: the value is not a finite number (``bool`` is not one)
+        within the bound; a value that is not a number is shown by its type only
+    """
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        usable = (isinstance(value, int) or (not whole and math.isfinite(value))) and (
+            value > minimum if positive else value >= minimum
+        )
+        if usable:
+            return value
+        shown = repr(value)
+    else:
+        shown = "None" if value is None else f"a {type(value).__name__}"
+    kind = ("a whole number" if whole else "a number") + (f" of {unit}" if unit else "")
+    bound = f"greater than {minimum:g}" if positive else f"at least {minimum:g}"
+    raise ConfigurationError(f"{parameter} must be {kind}, {bound} (not {shown})")
 
 
 class MissingDriverError(TokenStoreError, ImportError):
@@ -129,25 +170,50 @@ class SchemaPrivilegeError(SchemaError):
     :ivar database: the database, as ``dialect://host/name`` without credentials
     :ivar target: the revision the schema was to be brought to
     :ivar code: the SQLSTATE or driver error number
+    :ivar condition: what the code means (``insufficient_privilege``), where known
     """
 
-    def __init__(self, account: str | None, database: str, target: str, code: str | None) -> None:
+    def __init__(
+        self,
+        account: str | None,
+        database: str,
+        target: str,
+        code: str | None,
+        condition: str | None = None,
+    ) -> None:
         self.account = account
         self.database = database
         self.target = target
         self.code = code
+        self.condition = condition
         who = f"the database account {account!r}" if account else "this database account"
-        detail = f" (code {code})" if code else ""
         super().__init__(
-            f"{who} may not create or change tables in {database}{detail}, so the "
+            f"{who} may not create or change tables in {database}"
+            f"{failure_detail(code, condition)}, so the "
             f"tokenstore-sql schema cannot be brought to revision {target}; run "
             "`tokenstore-sql upgrade` with an account that may, or grant this one CREATE "
             "(and ALTER, INDEX on MySQL)"
         )
 
 
-class _DatabaseFailure(TokenStoreError):
-    """A failed operation, described by safe facts only.
+def failure_detail(code: str | None, condition: str | None) -> str:
+    """Give the end of a message about a database failure: ``" (code 57014 query_canceled)"``.
+
+    A code always comes with its name where one is known (see
+    :mod:`tokenstore_sql.conditions`); a cause without a code stands alone
+    (``" (connection refused)"``); with neither, the empty string.
+    """
+    if code:
+        return f" (code {code} {condition})" if condition else f" (code {code})"
+    return f" ({condition})" if condition else ""
+
+
+class DatabaseError(TokenStoreError):
+    """The database failed or refused; ``.operation``, ``.database``, ``.code``, ``.condition``.
+
+    The base of :class:`StorageUnavailableError` (worth trying again later) and
+    :class:`DatabaseOperationError` (retrying will not help): catch this for both. The
+    message and attributes hold safe facts only, never the driver's text.
 
     :ivar operation: what the storage was doing
     :ivar database: where, as ``dialect://host/name`` without credentials
@@ -169,18 +235,17 @@ class _DatabaseFailure(TokenStoreError):
         self.database = database
         self.code = code
         self.condition = condition
-        named = " ".join(part for part in (code, condition) if part)
-        detail = f" ({'code ' if code else ''}{named})" if named else ""
-        super().__init__(self._message.format(operation=operation, database=database) + detail)
+        message = self._message.format(operation=operation, database=database)
+        super().__init__(message + failure_detail(code, condition))
 
 
-class StorageUnavailableError(_DatabaseFailure):
+class StorageUnavailableError(DatabaseError):
     """The database could not be reached or kept failing after the bounded retries."""
 
     _message = "could not {operation} on {database}"
 
 
-class DatabaseOperationError(_DatabaseFailure):
+class DatabaseOperationError(DatabaseError):
     """The database refused an operation for a reason that retrying will not fix.
 
     The driver's text is left out on purpose (it can quote row values); ``code`` keeps

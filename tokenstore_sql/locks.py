@@ -27,9 +27,9 @@ from sqlalchemy.exc import DBAPIError
 
 from .columns import is_mysql_family
 from .engines import describe_database
-from .errors import StorageUnavailableError
+from .errors import StorageUnavailableError, checked_number
+from .execution import transaction
 from .statements import check_dialect
-from .transactions import WRITE_TRANSACTION_OPTION
 
 DEFAULT_LOCK_TIMEOUT_SECONDS: Final = 30
 MYSQL_LOCK_NAME_LENGTH: Final = 64
@@ -69,7 +69,9 @@ def locked_transaction(
     :param timeout: seconds to wait for the lock (on SQLite, the engine's busy timeout
         applies instead)
     :raises StorageUnavailableError: the lock could not be had within ``timeout``
+    :raises ConfigurationError: ``timeout`` is less than 1 (PostgreSQL would wait forever)
     """
+    checked_number("timeout", timeout, minimum=1)
     check_dialect(engine.dialect)
     with engine.connect() as connection, locked_transaction_on(connection, name, timeout=timeout):
         yield connection
@@ -85,10 +87,9 @@ def locked_transaction_on(
     schema check, run with ``run_sync``). The connection is left asking for write
     transactions.
     """
-    connection.execution_options(**{WRITE_TRANSACTION_OPTION: True})
     taken = False
     try:
-        with connection.begin():
+        with transaction(connection, writes=True):
             _take(connection, name, timeout)
             taken = True
             yield connection

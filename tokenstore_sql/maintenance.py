@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine
 
+from .execution import run_transaction
 from .models import DEFAULT_PLACEMENT, Placement
 from .retries import RetryPolicy
 from .schema import ensure_schema
 from .statements import statements_for
-from .transactions import WRITE_TRANSACTION_OPTION
 
 
 @dataclass(frozen=True)
@@ -75,16 +75,12 @@ def prune(
     moment = int(time.time()) if now is None else now
     statements = statements_for(placement)
 
-    def attempt() -> int:
-        with engine.connect() as connection:
-            if not dry_run:
-                connection = connection.execution_options(**{WRITE_TRANSACTION_OPTION: True})
-            with connection.begin():
-                if dry_run:
-                    return int(connection.execute(statements.count_unusable(moment)).scalar_one())
-                return int(connection.execute(statements.delete_unusable(moment)).rowcount)
+    def prune_rows(connection: Connection) -> int:
+        if dry_run:
+            return int(connection.execute(statements.count_unusable(moment)).scalar_one())
+        return int(connection.execute(statements.delete_unusable(moment)).rowcount)
 
-    return (retry or RetryPolicy()).run("prune token data", engine, attempt)
+    return run_transaction(engine, "prune token data", prune_rows, writes=not dry_run, retry=retry)
 
 
 def stats(
@@ -106,10 +102,7 @@ def stats(
         rows = connection.execute(statements.select_counts(group_by, moment)).all()
         return [RowCounts(str(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in rows]
 
-    def attempt() -> TokenStats:
-        with engine.connect() as connection, connection.begin():
-            return TokenStats(
-                counts(connection, "namespace"), counts(connection, "resource_server")
-            )
+    def count_rows(connection: Connection) -> TokenStats:
+        return TokenStats(counts(connection, "namespace"), counts(connection, "resource_server"))
 
-    return (retry or RetryPolicy()).run("count token data", engine, attempt)
+    return run_transaction(engine, "count token data", count_rows, writes=False, retry=retry)

@@ -22,7 +22,6 @@ from typing import Any
 from globus_sdk import AuthLoginClient, OAuthRefreshTokenResponse, RefreshTokenAuthorizer
 
 from ._sdk import TokenStorageData
-from .direct import compiled_for, execute_write, fetch_rows
 from .engines import describe_database
 from .errors import (
     DatabaseOperationError,
@@ -30,6 +29,7 @@ from .errors import (
     StorageUnavailableError,
     TokenStoreError,
 )
+from .execution import read_rows, write_rows
 from .inflight import (
     FIRST_FLUSH_DELAY_SECONDS,
     MAX_FLUSH_DELAY_SECONDS,
@@ -192,12 +192,10 @@ class _SyncSteps:
         return self._store(step)
 
     def _read(self) -> RowSnapshot | None:
-        engine = self.storage.engine
-        statement = compiled_for(self.statements.select_for_refresh, engine.dialect)
+        statement = self.statements.select_for_refresh
         params = key_params(self.request.namespace, self.request.resource_server)
-        rows = self.storage.retry.run(
-            "read token data", engine, lambda: fetch_rows(engine, statement, params)
-        )
+        storage = self.storage
+        rows = read_rows(storage.engine, "read token data", statement, params, storage.retry)
         return snapshot_from_row(self.request, rows[0], self.storage.keys) if rows else None
 
     def _write(
@@ -207,13 +205,10 @@ class _SyncSteps:
         step: TakeLease | ReleaseLease | StoreRenewed,
         retry: RetryPolicy | None = None,
     ) -> int:
-        engine = self.storage.engine
-        compiled = compiled_for(statement, engine.dialect)
         # Built before the first attempt: a result Auth got wrong fails here, unparked.
         params = step_parameters(self.request, step, self.storage.keys)
-        return (retry or self.storage.retry).run(
-            operation, engine, lambda: execute_write(engine, compiled, [params])
-        )
+        policy = retry or self.storage.retry
+        return write_rows(self.storage.engine, operation, statement, [params], policy)
 
     def _release(self, step: ReleaseLease) -> None:
         try:

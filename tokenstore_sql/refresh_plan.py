@@ -43,7 +43,12 @@ from ._sdk import TokenStorageData
 from .codec import check_key, rows_for_storage, token_data_from_row
 from .columns import utc_now
 from .crypto import KeyRing
-from .errors import InvalidTokenDataError, MissingTokenDataError, StorageUnavailableError
+from .errors import (
+    InvalidTokenDataError,
+    MissingTokenDataError,
+    StorageUnavailableError,
+    checked_number,
+)
 from .statements import REFRESHED_COLUMNS
 
 if TYPE_CHECKING:
@@ -242,15 +247,24 @@ class RefreshRequest:
         given; waiters wait ``lock_timeout``, else the lease and 5 s more.
 
         :raises InvalidTokenDataError: the resource server is not a usable key
+        :raises ConfigurationError: ``lease_seconds`` is not more than 0, or
+            ``lock_timeout`` is less than 0 (0: do not wait), or either is not a number
         """
         check_key("resource server", resource_server)
-        lease = lease_seconds_for(auth_client) if lease_seconds is None else float(lease_seconds)
+        if lease_seconds is None:
+            lease = lease_seconds_for(auth_client)
+        else:
+            lease = checked_number("lease_seconds", lease_seconds, positive=True)
+        if lock_timeout is None:
+            wait = lease + WAIT_MARGIN_SECONDS
+        else:
+            wait = checked_number("lock_timeout", lock_timeout)
         return cls(
             namespace=namespace,
             resource_server=resource_server,
             rejected_access_token=rejected_access_token,
             lease_seconds=lease,
-            wait_seconds=lease + WAIT_MARGIN_SECONDS if lock_timeout is None else lock_timeout,
+            wait_seconds=wait,
             database=database,
         )
 

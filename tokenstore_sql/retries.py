@@ -34,9 +34,9 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from .conditions import condition_name, connection_cause
+from .conditions import condition_of
 from .engines import describe_database
-from .errors import DatabaseOperationError, StorageUnavailableError
+from .errors import DatabaseOperationError, StorageUnavailableError, checked_number
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -69,12 +69,20 @@ class RetryPolicy:
     :param first_delay: seconds to wait after the first failure; doubles each time
     :param max_delay: the longest single wait
     :param deadline: seconds after which no new attempt starts
+    :raises ConfigurationError: a field is not a number, or out of range (``attempts``
+        at least 1, the delays at least 0, ``deadline`` more than 0)
     """
 
     attempts: int = 6
     first_delay: float = 0.05
     max_delay: float = 2.0
     deadline: float = 15.0
+
+    def __post_init__(self) -> None:
+        checked_number("attempts", self.attempts, minimum=1, whole=True, unit="")
+        checked_number("first_delay", self.first_delay)
+        checked_number("max_delay", self.max_delay)
+        checked_number("deadline", self.deadline, positive=True)
 
     def run(self, operation: str, engine: Engine, transaction: Callable[[], T]) -> T:
         """Run ``transaction`` until it succeeds or the policy gives up.
@@ -125,7 +133,7 @@ class _Attempts:
             raise StorageUnavailableError(self.operation, database) from None
         code = error_code(exc)
         dialect = self.engine.dialect.name
-        condition = condition_name(dialect, code) or (None if code else connection_cause(exc))
+        condition = condition_of(exc, dialect, code)
         if not is_transient(exc, dialect):
             raise DatabaseOperationError(self.operation, database, code, condition)
         waited = time.monotonic() - self.started

@@ -16,7 +16,8 @@ from sqlalchemy import Connection, Engine
 
 from .codec import open_tokens, seal_tokens
 from .crypto import KeyRing
-from .errors import UnreadableTokenDataError
+from .errors import EncryptionKeyError, UnreadableTokenDataError, checked_number
+from .execution import run_transaction
 from .models import DEFAULT_PLACEMENT, Placement
 from .retries import RetryPolicy
 from .schema import ensure_schema
@@ -57,11 +58,12 @@ def rotate_keys(
     :param decrypt: store every token in clear instead (to leave encryption behind)
     :param batch_size: rows per transaction
     :param placement: where the tables are
+    :raises EncryptionKeyError: no ``keys``, and not ``decrypt``
+    :raises ConfigurationError: ``batch_size`` is not a whole number of at least 1
     """
     if keys is None and not decrypt:
-        raise ValueError("rotating needs encryption keys")
-    if batch_size < 1:
-        raise ValueError("batch_size must be at least 1")
+        raise EncryptionKeyError("rotating needs encryption keys (or decrypt=True)")
+    checked_number("batch_size", batch_size, minimum=1, whole=True, unit="rows")
     ensure_schema(engine, placement, create=False)
     statements = statements_for(placement)
     policy = retry or RetryPolicy()
@@ -71,10 +73,12 @@ def rotate_keys(
     after: tuple[str, str] | None = None
     while True:
         statement = statements.select_rows_to_rekey(target, after, batch_size)
-        batch = policy.run(
-            "rotate encryption keys",
+        batch = run_transaction(
             engine,
-            partial(_rotate_batch, engine, statements, statement, keys, target_keys),
+            "rotate encryption keys",
+            partial(_rotate_batch, statements, statement, keys, target_keys),
+            writes=True,
+            retry=policy,
         )
         report.rewritten += batch.rewritten
         report.skipped += batch.skipped
@@ -90,15 +94,14 @@ class _Batch(RotationReport):
 
 
 def _rotate_batch(
-    engine: Engine,
     statements: TokenStatements,
     statement: Any,
     keys: KeyRing | None,
     target_keys: KeyRing | None,
+    connection: Connection,
 ) -> _Batch:
-    with engine.begin() as connection:
-        rows = connection.execute(statement).mappings().all()
-        batch = _rewrite(connection, statements, rows, keys, target_keys)
+    rows = connection.execute(statement).mappings().all()
+    batch = _rewrite(connection, statements, rows, keys, target_keys)
     if rows:
         batch.last = (rows[-1]["namespace"], rows[-1]["resource_server"])
     return batch

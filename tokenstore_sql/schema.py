@@ -42,6 +42,7 @@ from sqlalchemy import Connection, Engine, MetaData, Table, inspect
 from sqlalchemy.exc import DBAPIError
 
 from .columns import is_mysql_family
+from .conditions import condition_name
 from .engines import describe_database
 from .errors import (
     SchemaError,
@@ -50,6 +51,7 @@ from .errors import (
     SchemaPrivilegeError,
     SchemaTooNewError,
 )
+from .execution import transaction
 from .locks import locked_transaction, locked_transaction_on
 from .models import DEFAULT_PLACEMENT, Placement
 from .retries import error_code
@@ -175,7 +177,7 @@ def ensure_schema(
             return
     check_dialect(engine.dialect)
     placement.check_dialect(engine.dialect.name)
-    with engine.connect() as connection:
+    with transaction(engine, writes=False) as connection:
         found = status(connection, placement)
     if not found.at_head:
         if found.current is None and not create:
@@ -212,7 +214,7 @@ def _migrated_by_another_node(
     deadline = time.monotonic() + SCHEMA_LOCK_TIMEOUT_SECONDS
     last, moved_at = None, time.monotonic()
     while time.monotonic() < deadline:
-        with connection.begin():
+        with transaction(connection, writes=False):
             found = status(connection, placement)
         if found.at_head:
             return True
@@ -240,7 +242,7 @@ def ensure_schema_on(
     """
     check_dialect(connection.dialect)
     placement.check_dialect(connection.dialect.name)
-    with connection.begin():
+    with transaction(connection, writes=False):
         found = status(connection, placement)
     if not found.at_head:
         if found.current is None and not create:
@@ -382,7 +384,10 @@ def _run_alembic(
             raise
         url = connection.engine.url
         revision = head_revision() if target == "head" else target
-        raise SchemaPrivilegeError(url.username, describe_database(url), revision, code) from None
+        name = condition_name(connection.dialect.name, code)
+        raise SchemaPrivilegeError(
+            url.username, describe_database(url), revision, code, name
+        ) from None
 
 
 def _raise_unless_changeable(

@@ -20,8 +20,8 @@ from sqlalchemy import URL, Engine, Executable, Select
 from ._sdk import TokenStorage, TokenStorageData, default_app_path
 from .codec import check_key, rows_for_storage, stamped, token_data_from_row
 from .crypto import KeyRing
-from .direct import compiled_for, execute_write, fetch_rows
 from .engines import EngineOwner, masked_url, reset_pools_after_fork
+from .execution import read_rows, write_rows
 from .models import DEFAULT_PLACEMENT, Placement
 from .namespaces import globus_app_namespace
 from .retries import RetryPolicy
@@ -232,15 +232,9 @@ class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
     def _read(
         self, operation: str, statement: Select[Any], params: Mapping[str, str]
     ) -> list[dict[str, Any]]:
-        """Fetch the rows of one ``SELECT`` on the driver's connection, retried."""
-        engine = self.engine
-        read = compiled_for(statement, engine.dialect)
-        return self.retry.run(operation, engine, lambda: fetch_rows(engine, read, params))
+        return read_rows(self.engine, operation, statement, params, self.retry)
 
     def _write(
         self, operation: str, statement: Executable, rows: Sequence[Mapping[str, Any]]
     ) -> int:
-        """Run one write statement for ``rows`` on the driver's connection, retried."""
-        engine = self.engine
-        write = compiled_for(statement, engine.dialect)
-        return self.retry.run(operation, engine, lambda: execute_write(engine, write, rows))
+        return write_rows(self.engine, operation, statement, rows, self.retry)

@@ -34,18 +34,19 @@ from .codec import (
 from .crypto import KeyRing
 from .engines import create_engine
 from .errors import (
+    ConfigurationError,
     EncryptionKeyError,
     ImportFormatError,
     InvalidTokenDataError,
     SchemaOutOfDateError,
     TokenFileError,
 )
+from .execution import run_transaction
 from .formats import TokenFile, read_token_file
 from .models import DEFAULT_PLACEMENT, Placement
 from .retries import RetryPolicy
 from .schema import ensure_schema
 from .statements import TokenStatements, statements_for
-from .transactions import WRITE_TRANSACTION_OPTION
 
 CONFLICT_POLICIES: Final = ("newer", "skip", "overwrite")
 # Namespaces per SELECT ... IN (...), well inside every backend's parameter limit.
@@ -147,9 +148,10 @@ def import_token_files(
     :raises EncryptionKeyError: no ``encryption_keys`` (nor ``allow_plaintext``) for a
         table that holds encrypted tokens, in any namespace; nothing is written, even on
         a dry run
+    :raises ConfigurationError: ``on_conflict`` is not one of the three
     """
     if on_conflict not in CONFLICT_POLICIES:
-        raise ValueError(f"on_conflict must be one of {', '.join(CONFLICT_POLICIES)}")
+        raise ConfigurationError(f"on_conflict must be one of {', '.join(CONFLICT_POLICIES)}")
     if namespace is not None:
         check_key("namespace", namespace)
     files = read_token_files(paths, identity_from_config=identity_from_config, progress=progress)
@@ -180,7 +182,9 @@ def import_token_files(
 
     with _engine(url_or_engine) as engine:
         has_schema = _has_schema(engine, placement, create=not dry_run)
-        counts = _in_transaction(engine, "import token files", apply, retry, writes=not dry_run)
+        counts = run_transaction(
+            engine, "import token files", apply, writes=not dry_run, retry=retry
+        )
     return ImportReport(files, counts, dry_run)
 
 
@@ -386,8 +390,12 @@ def _token_document(
             None if namespaces is None else sorted(set(namespaces))
         )
         rows = (
-            _in_transaction(
-                engine, "export token data", lambda c: c.execute(statement).mappings().all(), retry
+            run_transaction(
+                engine,
+                "export token data",
+                lambda connection: connection.execute(statement).mappings().all(),
+                writes=False,
+                retry=retry,
             )
             if _has_schema(engine, placement, create=False)
             else []
@@ -466,21 +474,3 @@ def _has_schema(engine: Engine, placement: Placement, *, create: bool) -> bool:
             raise
         return False
     return True
-
-
-def _in_transaction(
-    engine: Engine,
-    operation: str,
-    work: Callable[[Connection], Any],
-    retry: RetryPolicy | None,
-    *,
-    writes: bool = False,
-) -> Any:
-    def attempt() -> Any:
-        with engine.connect() as connection:
-            if writes:
-                connection = connection.execution_options(**{WRITE_TRANSACTION_OPTION: True})
-            with connection.begin():
-                return work(connection)
-
-    return (retry or RetryPolicy()).run(operation, engine, attempt)

@@ -18,9 +18,9 @@ import click
 from sqlalchemy import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
-from ..conditions import condition_name, connection_cause
+from ..conditions import condition_of
 from ..engines import create_engine, describe_database, sqlite_file_path
-from ..errors import PlacementError, StorageUnavailableError, TokenStoreError
+from ..errors import PlacementError, StorageUnavailableError, TokenStoreError, failure_detail
 from ..models import DEFAULT_TABLE_PREFIX, SCHEMA_VARIABLE, TABLE_PREFIX_VARIABLE, Placement
 from ..retries import error_code, is_transient
 from ..storage import KEYS_VARIABLE, URL_VARIABLE
@@ -117,9 +117,7 @@ def database(url: str, *, read_only: bool = False) -> Iterator[Engine]:
     except DBAPIError as exc:
         dialect = engine.dialect.name
         code = error_code(exc)
-        condition = condition_name(dialect, code) or (None if code else connection_cause(exc))
-        named = " ".join(part for part in (code, condition) if part)
-        detail = f" ({'code ' if code else ''}{named})" if named else ""
+        detail = failure_detail(code, condition_of(exc, dialect, code))
         where = describe_database(engine.url)
         if is_transient(exc, dialect):  # refused, unreachable, lost, busy
             raise DatabaseUnreachableError(

@@ -1,0 +1,99 @@
+"""The one way tokenstore-sql runs statements on its tables (sync API).
+
+Every statement on the token tables goes through here: the storages' single
+statements, and the transactions of refresh, rotation, maintenance, import, export,
+locks and schema checks. What a transaction is, per database, is decided once:
+
+- :func:`transaction` opens a real transaction on an engine or a connection. With
+  ``writes=True`` it asks for a write transaction, which on SQLite begins with ``BEGIN
+  IMMEDIATE`` and waits for the write lock up front (within the busy timeout), instead
+  of a deferred ``BEGIN`` whose first write then fails at once when another process
+  holds the lock (codes 5 and 517). See :mod:`tokenstore_sql.transactions`.
+- :func:`run_transaction` runs a function in such a transaction and, when it fails in a
+  way that leaves nothing applied, runs it again as a whole under a
+  :class:`~tokenstore_sql.RetryPolicy`, which also turns database errors into
+  tokenstore-sql's own (:mod:`tokenstore_sql.retries`).
+- :func:`read_rows` and :func:`write_rows` run one compiled statement on the driver's
+  connection, the storages' hot path (:mod:`tokenstore_sql.direct`), retried the same
+  way.
+
+The async API has the same seam in :mod:`tokenstore_sql.async_storage`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, Executable
+
+from .direct import compiled_for, execute_write, fetch_rows
+from .retries import RetryPolicy
+from .transactions import WRITE_TRANSACTION_OPTION
+
+T = TypeVar("T")
+
+
+@contextmanager
+def transaction(bind: Engine | Connection, *, writes: bool) -> Iterator[Connection]:
+    """Yield a connection in a transaction that commits at the end of the block.
+
+    :param bind: an engine (a pooled connection is taken for the block) or a connection
+        with no transaction open
+    :param writes: the transaction will write: take SQLite's write lock up front
+    """
+    if isinstance(bind, Engine):
+        with bind.connect() as connection, transaction(connection, writes=writes) as inner:
+            yield inner
+        return
+    if writes:
+        bind.execution_options(**{WRITE_TRANSACTION_OPTION: True})
+    with bind.begin():
+        yield bind
+
+
+def run_transaction(
+    engine: Engine,
+    operation: str,
+    work: Callable[[Connection], T],
+    *,
+    writes: bool,
+    retry: RetryPolicy | None = None,
+) -> T:
+    """Run ``work(connection)`` in one transaction, retried as a whole when that is safe.
+
+    :param operation: what the transaction does, for messages ("rotate encryption keys")
+    :raises StorageUnavailableError: transient failures outlasted the policy
+    :raises DatabaseOperationError: the database refused for a lasting reason
+    """
+
+    def attempt() -> T:
+        with transaction(engine, writes=writes) as connection:
+            return work(connection)
+
+    return (retry or RetryPolicy()).run(operation, engine, attempt)
+
+
+def read_rows(
+    engine: Engine,
+    operation: str,
+    statement: Executable,
+    params: Mapping[str, Any],
+    retry: RetryPolicy,
+) -> list[dict[str, Any]]:
+    """Fetch the rows of one ``SELECT`` on the driver's connection, retried."""
+    compiled = compiled_for(statement, engine.dialect)
+    return retry.run(operation, engine, lambda: fetch_rows(engine, compiled, params))
+
+
+def write_rows(
+    engine: Engine,
+    operation: str,
+    statement: Executable,
+    rows: Sequence[Mapping[str, Any]],
+    retry: RetryPolicy,
+) -> int:
+    """Run one write statement for ``rows`` on the driver's connection, retried."""
+    compiled = compiled_for(statement, engine.dialect)
+    return retry.run(operation, engine, lambda: execute_write(engine, compiled, rows))
