@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any, Final
 
-from tokenstore_sql import TokenRow, TokenStorageData
+from tokenstore_sql import TokenStorageData
+from tokenstore_sql.models import TokenRow
 
 RESOURCE_SERVERS: Final = (
     "auth.globus.org",

@@ -22,7 +22,7 @@ from sqlalchemy import URL, Engine, event, make_url, text
 from sqlalchemy import create_engine as plain_engine
 from sqlalchemy.pool import NullPool
 
-from tokenstore_sql import TOKENS_TABLE
+from tokenstore_sql.models import TOKENS_TABLE
 
 from .data import COLUMNS, by_resource_server, filler_namespace, filler_rows
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tokenstore_sql import TOKENS_TABLE
+from tokenstore_sql.models import TOKENS_TABLE
 
 from .data import COLUMNS, HIT, MISS, REMOVED, RESOURCE_SERVERS, by_resource_server, row_values
 from .databases import Database

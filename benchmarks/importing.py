@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Engine, delete
 
-from tokenstore_sql import TokenRow
+from tokenstore_sql.models import TokenRow
 
 from .data import RESOURCE_SERVERS, by_resource_server, sdk_json_document
 

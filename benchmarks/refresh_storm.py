@@ -2,7 +2,7 @@
 
 N users each hold an expired transfer token. P worker processes (spawned) of T threads
 each go through every user, each process in an order of its own, and call
-``tokenstore_sql.refresh_once`` for that user's namespace (``user:<uuid>``), so for each
+``tokenstore_sql.refresh.refresh_once`` for that user's namespace (``user:<uuid>``), so for each
 user P processes race. A stand-in for Globus Auth (:mod:`.token_endpoint`) answers each
 refresh after a delay, rotates refresh tokens and answers ``invalid_grant`` to a spent
 one. Reported, per database: Auth calls (should be N), ``invalid_grant`` answers and
@@ -37,7 +37,8 @@ from typing import Any, Final
 from sqlalchemy import Engine, select
 
 import tokenstore_sql
-from tokenstore_sql import TokenRow, TokenStorageData, TokenStore, user_namespace
+from tokenstore_sql import TokenStorageData, TokenStore, user_namespace
+from tokenstore_sql.models import TokenRow
 
 from .data import HIT, row_values
 from .databases import BACKENDS, Database, available, insert_rows, open_database

@@ -134,6 +134,7 @@ def _storm(
 ) -> dict[str, Any]:
     """Run one storm on the task's database, after every worker is ready for it."""
     import tokenstore_sql
+    import tokenstore_sql.refresh
 
     engine = tokenstore_sql.create_engine(task["url"], **task["engine_options"])
     try:
@@ -145,7 +146,13 @@ def _storm(
         random.Random(task["seed"]).shuffle(order)
         todo = deque(order)
         _warm(engine, settings["threads"])
-        args = (todo, storages, tokenstore_sql.refresh_once, task["resource_server"], client)
+        args = (
+            todo,
+            storages,
+            tokenstore_sql.refresh.refresh_once,
+            task["resource_server"],
+            client,
+        )
         threads = [
             threading.Thread(target=_caller, args=(*args, client.tally))
             for _ in range(settings["threads"])

@@ -59,7 +59,7 @@ def _token_getter(config: dict[str, Any], storage: Any, client: Any) -> Callable
     """What one caller does to get an access token, as ``config["via"]`` says."""
     import globus_sdk
 
-    from tokenstore_sql import LockingRefreshTokenAuthorizer, refresh_once
+    from tokenstore_sql.refresh import LockingRefreshTokenAuthorizer, refresh_once
 
     resource_server = config["resource_server"]
     via = config.get("via", "refresh_once")
@@ -109,7 +109,8 @@ def _refresh_in_threads(
 async def _refresh_in_tasks(
     config: dict[str, Any], client: Any, barrier: Barrier, engines: list[Any]
 ) -> list[tuple[str, str]]:
-    from tokenstore_sql import AsyncSQLAlchemyTokenStorage, async_refresh_once
+    from tokenstore_sql import AsyncSQLAlchemyTokenStorage
+    from tokenstore_sql.async_refresh import async_refresh_once
 
     async with AsyncSQLAlchemyTokenStorage(config["url"], namespace=config["namespace"]) as storage:
         engines.append(storage.engine.sync_engine)

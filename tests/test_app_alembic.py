@@ -23,13 +23,9 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import URL, Column, Engine, Integer, MetaData, String, Table, inspect, text
 
 import tokenstore_sql
-from tokenstore_sql import (
-    TOKENS_TABLE,
-    VERSION_TABLE,
-    SQLAlchemyTokenStorage,
-    create_engine,
-    schema,
-)
+import tokenstore_sql.deploy
+from tokenstore_sql import SQLAlchemyTokenStorage, create_engine, schema
+from tokenstore_sql.models import TOKENS_TABLE, VERSION_TABLE
 
 from .conftest import BACKENDS
 from .sdk import make_token_data
@@ -47,6 +43,7 @@ from alembic import context
 from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine
 
 import tokenstore_sql
+import tokenstore_sql.deploy
 
 target_metadata = MetaData()
 Table(
@@ -64,11 +61,11 @@ def run_migrations_online() -> None:
             connection=connection,
             target_metadata=target_metadata,
             # autogenerate leaves tokenstore-sql's tables alone
-            include_name=tokenstore_sql.alembic_include_name,
+            include_name=tokenstore_sql.deploy.alembic_include_name,
         )
         with context.begin_transaction():
             # tokenstore-sql's history, in its own version table, same transaction
-            tokenstore_sql.upgrade_connection(connection)
+            tokenstore_sql.deploy.upgrade_connection(connection)
             context.run_migrations()
     engine.dispose()
 
@@ -236,7 +233,7 @@ def test_the_apps_autogenerate_proposes_nothing_about_our_tables(
 
     # The hook is what keeps autogenerate quiet: without it, both tables would go.
     with _engine(empty_database_url) as engine:
-        assert _proposals(engine, include_name=tokenstore_sql.alembic_include_name) == []
+        assert _proposals(engine, include_name=tokenstore_sql.deploy.alembic_include_name) == []
         proposals = _proposals(engine)
         dropped = {diff[1].name for diff in proposals if diff[0] == "remove_table"}
         assert dropped == OUR_TABLES
@@ -254,7 +251,7 @@ def test_the_apps_autogenerate_proposes_nothing_about_our_tables(
     ],
 )
 def test_include_name_leaves_out_exactly_our_tables(name: str, type_: str, included: bool) -> None:
-    assert tokenstore_sql.alembic_include_name(name, type_, {}) is included
+    assert tokenstore_sql.deploy.alembic_include_name(name, type_, {}) is included
 
 
 def test_upgrade_connection_commits_when_the_caller_has_no_transaction_open(
@@ -262,7 +259,7 @@ def test_upgrade_connection_commits_when_the_caller_has_no_transaction_open(
 ) -> None:
     with _engine(empty_database_url) as engine:
         with engine.connect() as connection:
-            tokenstore_sql.upgrade_connection(connection)
+            tokenstore_sql.deploy.upgrade_connection(connection)
             assert not connection.in_transaction()
         # the connection closed without a commit of ours: the schema must stay
         assert _versions(engine, VERSION_TABLE) == [schema.head_revision()]
@@ -274,7 +271,7 @@ def test_upgrade_connection_joins_the_callers_transaction(empty_database_url: UR
     with _engine(empty_database_url) as engine:
         with engine.connect() as connection:
             transaction = connection.begin()
-            tokenstore_sql.upgrade_connection(connection)
+            tokenstore_sql.deploy.upgrade_connection(connection)
             assert connection.in_transaction()
             transaction.rollback()
         with engine.connect() as connection:

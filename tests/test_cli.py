@@ -17,14 +17,10 @@ import pytest
 from sqlalchemy import URL, inspect, make_url, text
 
 import tokenstore_sql
-from tokenstore_sql import (
-    TOKENS_TABLE,
-    VERSION_TABLE,
-    SQLAlchemyTokenStorage,
-    create_engine,
-    schema,
-)
+import tokenstore_sql.errors
+from tokenstore_sql import SQLAlchemyTokenStorage, create_engine, schema
 from tokenstore_sql import cli as cli_module
+from tokenstore_sql.models import TOKENS_TABLE, VERSION_TABLE
 
 from .conftest import SERVER_PARAMS
 from .sdk import make_token_data
@@ -515,7 +511,7 @@ def test_a_url_whose_driver_is_missing_names_the_url_that_works(
     assert PASSWORD not in cli.everything_printed()
     with pytest.raises(ImportError, match=hint.replace("+", r"\+")) as raised:
         tokenstore_sql.create_engine(url)
-    assert isinstance(raised.value, tokenstore_sql.MissingDriverError)
+    assert isinstance(raised.value, tokenstore_sql.errors.MissingDriverError)
     assert PASSWORD not in str(raised.value)
 
 
@@ -535,7 +531,7 @@ def test_a_mysql_url_the_driver_would_choke_on_fails_in_one_line(
 
     assert problem in line
     assert PASSWORD not in cli.everything_printed()
-    with pytest.raises(tokenstore_sql.ConfigurationError, match=problem):
+    with pytest.raises(tokenstore_sql.errors.ConfigurationError, match=problem):
         tokenstore_sql.create_engine(url)
 
 

@@ -11,13 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy import URL, Engine, inspect, text
 
-from tokenstore_sql import (
-    TOKENS_TABLE,
-    VERSION_TABLE,
-    SQLAlchemyTokenStorage,
-    create_engine,
-    schema,
-)
+from tokenstore_sql import SQLAlchemyTokenStorage, create_engine, schema
+from tokenstore_sql.models import TOKENS_TABLE, VERSION_TABLE
 
 from .databases import scratch_database
 from .sdk import make_token_data

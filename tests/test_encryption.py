@@ -10,16 +10,16 @@ import pytest
 from sqlalchemy import URL, Engine, event, select, text, update
 
 from tokenstore_sql import (
-    EncryptionKeyError,
     KeyRing,
     SchemaOutOfDateError,
     SQLAlchemyTokenStorage,
-    TokenRow,
     UnreadableTokenDataError,
     create_engine,
     generate_key,
-    rotate_keys,
 )
+from tokenstore_sql.errors import EncryptionKeyError
+from tokenstore_sql.models import TokenRow
+from tokenstore_sql.rotation import rotate_keys
 from tokenstore_sql.schema import head_revision, migrate
 
 from .sdk import make_token_data

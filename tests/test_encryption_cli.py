@@ -13,15 +13,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import URL, make_url, select
 
-from tokenstore_sql import (
-    KeyRing,
-    RetryPolicy,
-    SQLAlchemyTokenStorage,
-    TokenRow,
-    create_engine,
-    generate_key,
-    rotate_keys,
-)
+from tokenstore_sql import KeyRing, RetryPolicy, SQLAlchemyTokenStorage, create_engine, generate_key
+from tokenstore_sql.models import TokenRow
+from tokenstore_sql.rotation import rotate_keys
 
 from .sdk import make_token_data
 

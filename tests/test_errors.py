@@ -22,29 +22,30 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, Stateme
 
 import tokenstore_sql
 from tokenstore_sql import (
-    ConfigurationError,
     DatabaseError,
-    DatabaseOperationError,
-    EncryptionKeyError,
     KeyRing,
     RetryPolicy,
-    SchemaPrivilegeError,
     SQLAlchemyTokenStorage,
     StorageUnavailableError,
-    TokenRow,
     TokenStoreError,
     create_engine,
     generate_key,
-    import_token_files,
-    locked_transaction,
-    metadata,
-    refresh_once,
-    rotate_keys,
 )
 from tokenstore_sql import engines as engines_module
 from tokenstore_sql.cli._common import CommandError, DatabaseUnreachableError, database
 from tokenstore_sql.conditions import condition_name
-from tokenstore_sql.errors import failure_detail
+from tokenstore_sql.errors import (
+    ConfigurationError,
+    DatabaseOperationError,
+    EncryptionKeyError,
+    SchemaPrivilegeError,
+    failure_detail,
+)
+from tokenstore_sql.locks import locked_transaction
+from tokenstore_sql.models import TokenRow, metadata
+from tokenstore_sql.refresh import refresh_once
+from tokenstore_sql.rotation import rotate_keys
+from tokenstore_sql.transfer import import_token_files
 
 from .tracing import sent_statements
 

@@ -14,15 +14,9 @@ import pytest
 from sqlalchemy import URL, Engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
-from tokenstore_sql import (
-    TOKENS_TABLE,
-    VERSION_TABLE,
-    SchemaPrivilegeError,
-    SQLAlchemyTokenStorage,
-    create_engine,
-    generate_key,
-    schema,
-)
+from tokenstore_sql import SQLAlchemyTokenStorage, create_engine, generate_key, schema
+from tokenstore_sql.errors import SchemaPrivilegeError
+from tokenstore_sql.models import TOKENS_TABLE, VERSION_TABLE
 
 from .conftest import SERVER_PARAMS
 from .sdk import make_token_data

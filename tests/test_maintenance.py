@@ -10,7 +10,8 @@ import time
 import pytest
 from sqlalchemy import URL
 
-from tokenstore_sql import SchemaOutOfDateError, SQLAlchemyTokenStorage, create_engine, prune, stats
+from tokenstore_sql import SchemaOutOfDateError, SQLAlchemyTokenStorage, create_engine
+from tokenstore_sql.maintenance import prune, stats
 
 from .sdk import make_token_data
 

@@ -16,14 +16,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
 from sqlalchemy import URL, Engine, MetaData, String, inspect, text
 
-from tokenstore_sql import (
-    TOKENS_TABLE,
-    VERSION_TABLE,
-    SQLAlchemyTokenStorage,
-    create_engine,
-    metadata,
-    schema,
-)
+from tokenstore_sql import SQLAlchemyTokenStorage, create_engine, schema
+from tokenstore_sql.models import TOKENS_TABLE, VERSION_TABLE, metadata
 
 from .conftest import BACKENDS
 from .sdk import make_token_data

@@ -13,14 +13,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import URL, Engine, inspect, text
 
-from tokenstore_sql import (
-    Placement,
-    PlacementError,
-    SQLAlchemyTokenStorage,
-    alembic_include_name_for,
-    create_engine,
-    schema,
-)
+from tokenstore_sql import Placement, SQLAlchemyTokenStorage, create_engine, schema
+from tokenstore_sql.deploy import alembic_include_name_for
+from tokenstore_sql.errors import PlacementError
 from tokenstore_sql.models import DEFAULT_PLACEMENT, metadata_for
 from tokenstore_sql.statements import statements_for
 

@@ -11,15 +11,13 @@ import pytest
 from sqlalchemy import URL, Engine
 
 from tokenstore_sql import (
-    LockingRefreshTokenAuthorizer,
     MissingTokenDataError,
     RetryPolicy,
     SQLAlchemyTokenStorage,
     StorageUnavailableError,
-    locked_transaction,
-    refresh_once,
 )
-from tokenstore_sql.locks import lock_name, mysql_lock_name, postgresql_lock_key
+from tokenstore_sql.locks import lock_name, locked_transaction, mysql_lock_name, postgresql_lock_key
+from tokenstore_sql.refresh import LockingRefreshTokenAuthorizer, refresh_once
 
 from .conftest import BACKENDS, SERVER_PARAMS
 from .fake_auth import TRANSFER, FakeAuth, mocked

@@ -27,9 +27,9 @@ import globus_sdk
 import pytest
 from sqlalchemy import Engine, select
 
-from tokenstore_sql import RetryPolicy, SQLAlchemyTokenStorage, refresh_once
+from tokenstore_sql import RetryPolicy, SQLAlchemyTokenStorage
 from tokenstore_sql.models import tokens_table
-from tokenstore_sql.refresh import _parked
+from tokenstore_sql.refresh import _parked, refresh_once
 from tokenstore_sql.refresh_plan import StoreOutcome
 
 from .fake_auth import TRANSFER, FakeAuth, mocked

@@ -24,12 +24,12 @@ from tokenstore_sql import (
     RetryPolicy,
     SQLAlchemyTokenStorage,
     StorageUnavailableError,
-    async_refresh_once,
-    refresh_once,
 )
+from tokenstore_sql.async_refresh import async_refresh_once
 from tokenstore_sql.columns import utc_now
 from tokenstore_sql.engines import sqlite_file_path
 from tokenstore_sql.models import tokens_table
+from tokenstore_sql.refresh import refresh_once
 from tokenstore_sql.refresh_plan import (
     CallAuth,
     RefreshRequest,

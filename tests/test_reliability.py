@@ -29,10 +29,10 @@ from sqlalchemy.exc import OperationalError
 from tokenstore_sql import (
     SQLAlchemyTokenStorage,
     StorageUnavailableError,
-    TokenRow,
     TokenStoreError,
     create_engine,
 )
+from tokenstore_sql.models import TokenRow
 from tokenstore_sql.retries import RetryPolicy
 from tokenstore_sql.transactions import WRITE_TRANSACTION_OPTION
 

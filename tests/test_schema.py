@@ -11,15 +11,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import URL, inspect, text
 
-from tokenstore_sql import (
-    TOKENS_TABLE,
-    VERSION_TABLE,
-    SchemaNotManagedError,
-    SchemaOutOfDateError,
-    SchemaTooNewError,
-    SQLAlchemyTokenStorage,
-    create_engine,
-)
+from tokenstore_sql import SchemaOutOfDateError, SQLAlchemyTokenStorage, create_engine
+from tokenstore_sql.errors import SchemaNotManagedError, SchemaTooNewError
+from tokenstore_sql.models import TOKENS_TABLE, VERSION_TABLE
 from tokenstore_sql.schema import head_revision
 
 from .sdk import make_token_data

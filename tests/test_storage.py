@@ -14,15 +14,15 @@ import pytest
 from sqlalchemy import URL, Engine, event, make_url, text, update
 
 from tokenstore_sql import (
-    DatabaseOperationError,
     Placement,
     SQLAlchemyTokenStorage,
     StorageUnavailableError,
-    TokenRow,
     UnreadableTokenDataError,
     create_engine,
 )
 from tokenstore_sql._sdk import TokenStorage
+from tokenstore_sql.errors import DatabaseOperationError
+from tokenstore_sql.models import TokenRow
 from tokenstore_sql.retries import RetryPolicy
 
 from .conftest import SERVER_PARAMS
@@ -289,7 +289,7 @@ def _share_between_threads(storage: SQLAlchemyTokenStorage) -> None:
 
 
 def test_an_unsupported_database_is_refused_at_construction() -> None:
-    from tokenstore_sql import UnsupportedDatabaseError
+    from tokenstore_sql.errors import UnsupportedDatabaseError
 
     fake = create_engine("sqlite://")
     fake.dialect.name = "oracle"

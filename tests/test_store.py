@@ -9,13 +9,8 @@ import globus_sdk
 import pytest
 from sqlalchemy import Engine, event, text
 
-from tokenstore_sql import (
-    InvalidTokenDataError,
-    LockingRefreshTokenAuthorizer,
-    MissingTokenDataError,
-    TokenStore,
-    user_namespace,
-)
+from tokenstore_sql import InvalidTokenDataError, MissingTokenDataError, TokenStore, user_namespace
+from tokenstore_sql.refresh import LockingRefreshTokenAuthorizer
 
 from .sdk import make_token_data
 

@@ -45,11 +45,11 @@ from tokenstore_sql import (
     KeyRing,
     RetryPolicy,
     SQLAlchemyTokenStorage,
-    TokenRow,
     TokenStorageData,
     create_engine,
 )
 from tokenstore_sql.cli import main as cli_main
+from tokenstore_sql.models import TokenRow
 
 from .fake_auth import TRANSFER, FakeAuth
 from .private_pgbouncer import PoolMode, PrivatePgBouncer, private_pgbouncer

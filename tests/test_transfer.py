@@ -22,19 +22,8 @@ from typing import Any
 import pytest
 from sqlalchemy import URL, Engine, inspect, make_url, select
 
-from tokenstore_sql import (
-    EncryptionKeyError,
-    ImportFormatError,
-    KeyRing,
-    Placement,
-    SQLAlchemyTokenStorage,
-    TokenFileError,
-    TokenRow,
-    create_engine,
-    export_token_file,
-    generate_key,
-    import_token_files,
-)
+from tokenstore_sql import KeyRing, Placement, SQLAlchemyTokenStorage, create_engine, generate_key
+from tokenstore_sql.errors import EncryptionKeyError, ImportFormatError, TokenFileError
 from tokenstore_sql.formats import (
     JSON_V1,
     JSON_V2,
@@ -44,8 +33,8 @@ from tokenstore_sql.formats import (
     discover_app_files,
     read_token_file,
 )
-from tokenstore_sql.models import DEFAULT_PLACEMENT, tokens_table
-from tokenstore_sql.transfer import export_token_stream
+from tokenstore_sql.models import DEFAULT_PLACEMENT, TokenRow, tokens_table
+from tokenstore_sql.transfer import export_token_file, export_token_stream, import_token_files
 
 from .conftest import _reachable_admin_url
 from .databases import Servers, scratch_database

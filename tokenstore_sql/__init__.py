@@ -1,4 +1,19 @@
-"""tokenstore-sql: a globus-sdk ``TokenStorage`` on SQLite, PostgreSQL and MySQL."""
+"""tokenstore-sql: a globus-sdk ``TokenStorage`` on SQLite, PostgreSQL and MySQL.
+
+The top level holds what an application uses: the storages and stores, engines, the
+settings they take and the errors a caller catches. The rest lives in named modules:
+
+- :mod:`tokenstore_sql.errors`: every error class;
+- :mod:`tokenstore_sql.models`: the tables (``TokenRow``, ``metadata``, table names);
+- :mod:`tokenstore_sql.deploy`: hooks for an application's own Alembic environment;
+- :mod:`tokenstore_sql.maintenance`, :mod:`~tokenstore_sql.rotation`,
+  :mod:`~tokenstore_sql.transfer`: pruning and statistics, key rotation, import and
+  export;
+- :mod:`tokenstore_sql.refresh` (:mod:`~tokenstore_sql.async_refresh`): refreshing a
+  token once across workers;
+- :mod:`tokenstore_sql.locks`: named locks in the database;
+- :mod:`tokenstore_sql.testing`: the ``TokenStorage`` contract as a pytest plugin.
+"""
 
 from __future__ import annotations
 
@@ -8,43 +23,25 @@ from typing import TYPE_CHECKING
 # globus-sdk's TokenStorageData, whichever of its 3.x or 4.x modules holds it.
 from ._sdk import TokenStorageData
 from .crypto import KeyRing, generate_key
-from .deploy import alembic_include_name, alembic_include_name_for, upgrade_connection
 from .engines import create_engine
 from .errors import (
-    ConfigurationError,
     DatabaseError,
-    DatabaseOperationError,
-    EncryptionKeyError,
-    ImportFormatError,
     InvalidTokenDataError,
-    MissingDriverError,
     MissingTokenDataError,
-    PlacementError,
     SchemaError,
-    SchemaNotManagedError,
     SchemaOutOfDateError,
-    SchemaPrivilegeError,
-    SchemaTooNewError,
     StorageUnavailableError,
-    TokenFileError,
     TokenStoreError,
     UnreadableTokenDataError,
-    UnsupportedDatabaseError,
 )
-from .locks import locked_transaction
-from .maintenance import RowCounts, TokenStats, prune, stats
-from .models import TOKENS_TABLE, VERSION_TABLE, Placement, TokenRow, metadata
+from .models import Placement
 from .namespaces import globus_app_namespace, user_namespace
-from .refresh import LockingRefreshTokenAuthorizer, refresh_once
 from .retries import RetryPolicy
-from .rotation import RotationReport, rotate_keys
 from .storage import SQLAlchemyTokenStorage
 from .store import TokenStore
-from .transfer import ImportCount, ImportReport, export_token_file, import_token_files
 
 if TYPE_CHECKING:
     from .async_engines import create_async_engine
-    from .async_refresh import async_refresh_once
     from .async_storage import AsyncSQLAlchemyTokenStorage
     from .async_store import AsyncTokenStore
 
@@ -55,7 +52,6 @@ __version__ = "0.1.0"
 _ASYNC_NAMES = {
     "AsyncSQLAlchemyTokenStorage": "async_storage",
     "AsyncTokenStore": "async_store",
-    "async_refresh_once": "async_refresh",
     "create_async_engine": "async_engines",
 }
 
@@ -73,59 +69,32 @@ def __getattr__(name: str) -> object:
     return getattr(loaded, name)
 
 
+def __dir__() -> list[str]:
+    # The lazily loaded async names are listed too, though not yet imported.
+    return sorted({*globals(), *_ASYNC_NAMES})
+
+
 __all__ = [
-    "TOKENS_TABLE",
-    "VERSION_TABLE",
     "AsyncSQLAlchemyTokenStorage",
     "AsyncTokenStore",
-    "ConfigurationError",
     "DatabaseError",
-    "DatabaseOperationError",
-    "EncryptionKeyError",
-    "ImportCount",
-    "ImportFormatError",
-    "ImportReport",
     "InvalidTokenDataError",
     "KeyRing",
-    "LockingRefreshTokenAuthorizer",
-    "MissingDriverError",
     "MissingTokenDataError",
     "Placement",
-    "PlacementError",
     "RetryPolicy",
-    "RotationReport",
-    "RowCounts",
     "SQLAlchemyTokenStorage",
     "SchemaError",
-    "SchemaNotManagedError",
     "SchemaOutOfDateError",
-    "SchemaPrivilegeError",
-    "SchemaTooNewError",
     "StorageUnavailableError",
-    "TokenFileError",
-    "TokenRow",
-    "TokenStats",
     "TokenStorageData",
     "TokenStore",
     "TokenStoreError",
     "UnreadableTokenDataError",
-    "UnsupportedDatabaseError",
     "__version__",
-    "alembic_include_name",
-    "alembic_include_name_for",
-    "async_refresh_once",
     "create_async_engine",
     "create_engine",
-    "export_token_file",
     "generate_key",
     "globus_app_namespace",
-    "import_token_files",
-    "locked_transaction",
-    "metadata",
-    "prune",
-    "refresh_once",
-    "rotate_keys",
-    "stats",
-    "upgrade_connection",
     "user_namespace",
 ]

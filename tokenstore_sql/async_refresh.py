@@ -2,7 +2,7 @@
 
 :func:`async_refresh_once` performs the lease protocol of
 :mod:`tokenstore_sql.refresh_plan` on an :class:`~tokenstore_sql.AsyncSQLAlchemyTokenStorage`,
-with the same guarantees as :func:`~tokenstore_sql.refresh_once`: tasks of one event loop
+with the same guarantees as :func:`~tokenstore_sql.refresh.refresh_once`: tasks of one event loop
 share one refresh, processes agree through the row's lease, no connection is held while
 Globus Auth answers (globus-sdk's HTTP call runs in a worker thread), and a result the
 database does not take in time is kept and stored by a background task.
@@ -74,7 +74,7 @@ async def async_refresh_once(
 ) -> TokenStorageData:
     """Return a fresh access token for one resource server, refreshing it only if needed.
 
-    The async twin of :func:`~tokenstore_sql.refresh_once`, with the same parameters,
+    The async twin of :func:`~tokenstore_sql.refresh.refresh_once`, with the same parameters,
     guarantees and errors. ``on_refresh`` is called in the event loop's thread.
     """
     request = RefreshRequest.build(

@@ -109,7 +109,7 @@ class AsyncTokenStore(AsyncEngineOwner):
 
         An expired (or refused) access token is refreshed at most once across every
         worker and task that shares the database (see
-        :func:`~tokenstore_sql.refresh_once`); Auth's HTTP call runs in a worker thread.
+        :func:`~tokenstore_sql.refresh.refresh_once`); Auth's HTTP call runs in a worker thread.
 
         :param rejected_access_token: a token a service refused (HTTP 401)
         :param on_refresh: called with Auth's response when this call refreshed

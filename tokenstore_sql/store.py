@@ -109,7 +109,7 @@ class TokenStore(EngineOwner):
         """Return an authorizer for a user's calls to a resource server.
 
         It refreshes an expired access token at most once across every worker that
-        shares the database (see :class:`~tokenstore_sql.LockingRefreshTokenAuthorizer`).
+        shares the database (see :class:`~tokenstore_sql.refresh.LockingRefreshTokenAuthorizer`).
 
         :raises MissingTokenDataError: the user has no token data (or no refresh token)
             for that resource server: send them to log in
@@ -130,7 +130,7 @@ class TokenStore(EngineOwner):
         """Return a user's token data for a resource server with a fresh access token.
 
         An expired (or refused) access token is refreshed at most once across every
-        worker that shares the database (see :func:`~tokenstore_sql.refresh_once`).
+        worker that shares the database (see :func:`~tokenstore_sql.refresh.refresh_once`).
 
         :raises MissingTokenDataError: no token data or no refresh token: log in again
         :raises globus_sdk.AuthAPIError: Auth refused the refresh token

@@ -1,4 +1,4 @@
-"""Import globus-sdk token files into the database, and export it as a JSON token file.
+"""Import globus-sdk token files into the database (export: :mod:`tokenstore_sql.exporting`).
 
 An import reads and checks every file first, then applies them in the order given, in
 one transaction: either all of it is written or none. Each token meets what the
@@ -10,18 +10,13 @@ text is allowed explicitly: a forgotten key must not quietly leave tokens unencr
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import Any, Final
 
 from sqlalchemy import URL, Connection, Engine
 
-from ._sdk import SDK_VERSION
 from .codec import (
     DATA_COLUMNS,
     check_key,
@@ -29,30 +24,24 @@ from .codec import (
     rows_for_storage,
     seal_tokens,
     stamped,
-    token_data_from_row,
 )
 from .crypto import KeyRing
-from .engines import create_engine
 from .errors import (
     ConfigurationError,
     EncryptionKeyError,
     ImportFormatError,
     InvalidTokenDataError,
-    SchemaOutOfDateError,
-    TokenFileError,
 )
 from .execution import run_transaction
+from .exporting import engine_for, export_token_file, export_token_stream, has_schema
 from .formats import TokenFile, read_token_file
 from .models import DEFAULT_PLACEMENT, Placement
 from .retries import RetryPolicy
-from .schema import ensure_schema
 from .statements import TokenStatements, statements_for
 
 CONFLICT_POLICIES: Final = ("newer", "skip", "overwrite")
 # Namespaces per SELECT ... IN (...), well inside every backend's parameter limit.
 _NAMESPACES_PER_SELECT: Final = 500
-_FIELDS: Final = frozenset({"resource_server", *DATA_COLUMNS}) - {"extra"}
-_EXISTS: Final = "already exists; choose another path, or replace it with --force (overwrite=True)"
 _ENCRYPTED_TABLE: Final = (
     "the token table holds encrypted tokens, but no encryption keys were given; pass the "
     "keys (--keys, encryption_keys=), or --plaintext (allow_plaintext=True) to store these "
@@ -161,10 +150,10 @@ def import_token_files(
     statements = statements_for(placement)
 
     def apply(connection: Connection) -> list[ImportCount]:
-        if has_schema and encryption_keys is None and not allow_plaintext:
+        if schema_found and encryption_keys is None and not allow_plaintext:
             _refuse_clear_text(connection, statements)
         current = (
-            _existing_rows(connection, statements, targets, encryption_keys) if has_schema else {}
+            _existing_rows(connection, statements, targets, encryption_keys) if schema_found else {}
         )
         _refuse_other_identities(plan, current)
         loaded = dict(current)
@@ -180,8 +169,8 @@ def import_token_files(
             connection.execute(statements.upsert(connection.dialect), writes)
         return counts
 
-    with _engine(url_or_engine) as engine:
-        has_schema = _has_schema(engine, placement, create=not dry_run)
+    with engine_for(url_or_engine) as engine:
+        schema_found = has_schema(engine, placement, create=not dry_run)
         counts = run_transaction(
             engine, "import token files", apply, writes=not dry_run, retry=retry
         )
@@ -313,164 +302,12 @@ def _existing_rows(
     return found
 
 
-def export_token_file(
-    url_or_engine: str | URL | Engine,
-    path: str | os.PathLike[str],
-    *,
-    namespaces: Sequence[str] | None = None,
-    overwrite: bool = False,
-    retry: RetryPolicy | None = None,
-    encryption_keys: KeyRing | None = None,
-    placement: Placement = DEFAULT_PLACEMENT,
-) -> dict[str, int]:
-    """Write token data to a file that globus-sdk's ``JSONTokenStorage`` reads as it is.
-
-    The file (format 2.0) is created readable and writable by its owner only; ``extra``
-    fields are written beside the others, where ``TokenStorageData.from_dict`` finds them.
-
-    :param namespaces: export these namespaces only (default: every namespace)
-    :param overwrite: replace an existing file (default: refuse)
-    :param encryption_keys: the keys that open the database's encrypted tokens
-    :param placement: where the tables are
-    :returns: the number of tokens written, by namespace
-    :raises TokenFileError: the file exists or cannot be written, a namespace asked for
-        holds no token data, or some ``extra`` cannot be written; no file is written
-    """
-    target = Path(path)
-    if target.exists() and not overwrite:
-        raise TokenFileError(str(path), _EXISTS)
-    text, written = _token_document(
-        url_or_engine, str(path), namespaces, retry, encryption_keys, placement
-    )
-    _write_private(target, text, overwrite)
-    return written
-
-
-def export_token_stream(
-    url_or_engine: str | URL | Engine,
-    stream: TextIO,
-    *,
-    namespaces: Sequence[str] | None = None,
-    retry: RetryPolicy | None = None,
-    encryption_keys: KeyRing | None = None,
-    placement: Placement = DEFAULT_PLACEMENT,
-) -> dict[str, int]:
-    """Write the JSON of :func:`export_token_file` to an open text stream (stdout, say).
-
-    The whole document is made first and written in one call, followed by a newline:
-    on a refusal, nothing has been written to ``stream``.
-
-    :returns: the number of tokens written, by namespace
-    :raises TokenFileError: naming the stream, as :func:`export_token_file` would
-    """
-    text, written = _token_document(
-        url_or_engine,
-        str(getattr(stream, "name", "<stream>")),
-        namespaces,
-        retry,
-        encryption_keys,
-        placement,
-    )
-    stream.write(text + "\n")
-    stream.flush()
-    return written
-
-
-def _token_document(
-    url_or_engine: str | URL | Engine,
-    where: str,
-    namespaces: Sequence[str] | None,
-    retry: RetryPolicy | None,
-    keys: KeyRing | None,
-    placement: Placement,
-) -> tuple[str, dict[str, int]]:
-    """Read token data into a ``JSONTokenStorage`` document; ``where`` names it in errors."""
-    with _engine(url_or_engine) as engine:
-        statement = statements_for(placement).select_tokens(
-            None if namespaces is None else sorted(set(namespaces))
-        )
-        rows = (
-            run_transaction(
-                engine,
-                "export token data",
-                lambda connection: connection.execute(statement).mappings().all(),
-                writes=False,
-                retry=retry,
-            )
-            if _has_schema(engine, placement, create=False)
-            else []
-        )
-    data: dict[str, dict[str, Any]] = {name: {} for name in namespaces or ()}
-    for row in rows:
-        namespace, resource_server = row["namespace"], row["resource_server"]
-        token_data = token_data_from_row(namespace, row, keys)
-        clashes = sorted(_FIELDS.intersection(token_data.extra))
-        if clashes:
-            raise TokenFileError(
-                where,
-                f"extra of namespace {namespace!r}, resource server {resource_server!r} has "
-                f"the key {clashes[0]!r}, which a token file cannot keep apart from the field",
-            )
-        data.setdefault(namespace, {})[resource_server] = token_data.to_dict(include_extra=True)
-    empty = sorted(name for name, by_resource_server in data.items() if not by_resource_server)
-    if empty:
-        raise TokenFileError(
-            where, f"not written: no token data in namespace(s) {', '.join(map(repr, empty))}"
-        )
-    document = {"data": data, "format_version": "2.0", "globus-sdk.version": SDK_VERSION}
-    return json.dumps(document), {namespace: len(by_rs) for namespace, by_rs in data.items()}
-
-
-def _write_private(target: Path, text: str, overwrite: bool) -> None:
-    """Write a file readable by its owner only, whole or not at all.
-
-    The text goes to a temporary file (mode 0600) in the target's directory and is
-    synced to disk; then it is linked in as the target (which fails if the target exists)
-    or, with ``overwrite``, renamed over it. A failure on the way (a missing directory, no
-    permission, a full disk) leaves no partial file behind, tokens in it or not.
-
-    :raises TokenFileError: naming the path and the operating system's reason
-    """
-    temporary: str | None = None
-    try:
-        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if overwrite:
-            os.replace(temporary, target)
-        else:
-            os.link(temporary, target)
-    except FileExistsError:
-        raise TokenFileError(str(target), _EXISTS) from None
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise TokenFileError(str(target), f"cannot be written: {reason}") from None
-    finally:
-        if temporary is not None:
-            Path(temporary).unlink(missing_ok=True)
-
-
-@contextmanager
-def _engine(url_or_engine: str | URL | Engine) -> Iterator[Engine]:
-    """Give the caller's engine, or make one from a URL and dispose of it afterwards."""
-    if isinstance(url_or_engine, Engine):
-        yield url_or_engine
-        return
-    engine = create_engine(url_or_engine)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-
-
-def _has_schema(engine: Engine, placement: Placement, *, create: bool) -> bool:
-    """Check the schema (creating it if allowed); False for an empty database left empty."""
-    try:
-        ensure_schema(engine, placement, create=create)
-    except SchemaOutOfDateError as exc:
-        if create or exc.current is not None:
-            raise
-        return False
-    return True
+__all__ = [
+    "CONFLICT_POLICIES",
+    "ImportCount",
+    "ImportReport",
+    "export_token_file",
+    "export_token_stream",
+    "import_token_files",
+    "read_token_files",
+]
