@@ -21,6 +21,7 @@ from sqlalchemy import Engine, insert
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, StatementError
 
 import tokenstore_sql
+import tokenstore_sql.errors
 from tokenstore_sql import (
     DatabaseError,
     KeyRing,
@@ -73,7 +74,9 @@ SHOWN_CODES = [
 
 
 def _exported_exception_classes() -> dict[str, type[BaseException]]:
+    """Every exception class of the top level and of tokenstore_sql.errors."""
     exported = {name: getattr(tokenstore_sql, name) for name in tokenstore_sql.__all__}
+    exported.update(vars(tokenstore_sql.errors))
     return {
         name: value
         for name, value in exported.items()
