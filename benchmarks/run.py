@@ -117,7 +117,8 @@ def build(
 
     The async storage, on ``async_backends``, is opened at the first scale (for latency)
     and the last (for throughput, as the sync threads run there); on PostgreSQL, so is
-    the storage with psycopg's prepared statements (latency, at both).
+    the storage with psycopg's prepared statements (latency, at both). The async floor,
+    and the async storage with prepared statements, are opened at the first scale.
     """
     measured: list[Subject] = []
     fill_seconds: dict[str, float] = {}
@@ -130,7 +131,7 @@ def build(
             if backend == "postgresql" and scale in (args.scales[0], args.scales[-1]):
                 made.append(subjects.tokenstore_prepared(database))
             if backend in async_backends and scale in (args.scales[0], args.scales[-1]):
-                made.append(async_rows.subject(database, loop))
+                made += async_rows.subjects(database, loop, first=scale == args.scales[0])
             if scale == args.scales[0]:
                 made.append(caller_engine.subject(database))
         made.append(subjects.sdk_sqlite(workdir / f"sdk-{scale}.db"))
@@ -182,8 +183,8 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
     stack.callback(loop.close)  # registered first, so closed after every async engine
     async_backends = [b for b in chosen if b not in async_skipped]
     built, meta["preload_seconds"] = build(args, chosen, workdir, stack, loop, async_backends)
-    measured = [s for s in built if s.kind not in (async_rows.KIND, caller_engine.KIND)]
-    asyncs = [s for s in built if s.kind == async_rows.KIND]
+    measured = [s for s in built if s.kind not in (*async_rows.KINDS, caller_engine.KIND)]
+    asyncs = [s for s in built if s.kind in async_rows.KINDS]
     caller_cells = caller_engine.cells([s for s in built if s.kind == caller_engine.KIND])
     first = [s for s in measured if s.scale == args.scales[0]]
     last = [s for s in measured if s.scale == args.scales[-1]]
@@ -222,7 +223,11 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
     async_rows.release(asyncs)
     contenders = [s for s in last if s.kind == "tokenstore-sql" or s.label == SDK_SQLITE]
     modes = len(concurrency.MODES) * len(concurrency.SHARING) * len(contenders)
-    async_last = [s for s in asyncs if s.scale == args.scales[-1]]
+    async_last = [
+        s
+        for s in asyncs
+        if s.scale == args.scales[-1] and s.kind == async_rows.KIND and not s.extra["prepared"]
+    ]
     async_runs = len(async_rows.TASKS) * len(async_last)
     # the sync and async runs share one budget, each run as long as the others
     meta["concurrency_seconds"] = max(0.05, args.seconds * 0.3 / (modes + async_runs))

@@ -180,6 +180,42 @@ def _async_checks(checks: list[dict[str, Any]], results: dict[str, Any]) -> None
                     "met": errors == 0,
                 }
             )
+    _async_speed_checks(checks, results)
+
+
+ASYNC_FLOOR_LIMIT = 1.5
+ASYNC_TASKS, SYNC_THREADS = 64, 16
+
+
+def _async_speed_checks(checks: list[dict[str, Any]], results: dict[str, Any]) -> None:
+    """Async get within ASYNC_FLOOR_LIMIT of the asyncio driver; 64 tasks vs 16 threads."""
+    first = results["meta"]["scales"][0]
+    latency = {
+        (r["label"], r["operation"]): r
+        for r in results.get("async", {}).get("latency", [])
+        if r["scale"] == first
+    }
+    for backend in ("sqlite", "postgresql", "mysql"):
+        if any(r["backend"] == backend for r in latency.values()):
+            _ratio_check(
+                checks,
+                f"{backend} async get (hit) ≤ {ASYNC_FLOOR_LIMIT}x async floor",
+                latency.get((f"tokenstore-sql async ({backend})", "get_hit")),
+                "vs_async_floor",
+                ASYNC_FLOOR_LIMIT,
+            )
+    runs = [
+        r
+        for r in results.get("async", {}).get("throughput", [])
+        if r["backend"] == "postgresql" and r["tasks"] == ASYNC_TASKS
+    ]
+    target = f"postgresql async: {ASYNC_TASKS} tasks ≥ {SYNC_THREADS} sync threads (ops/s)"
+    if not runs or runs[0].get("vs_16_threads") is None:
+        checks.append({"target": target, "figures": "-", "met": None})
+        return
+    rate, ratio = runs[0]["ops_per_second"], runs[0]["vs_16_threads"]
+    figures = f"{ratio:.2f}x ({rate:,.0f} vs {rate / ratio:,.0f} ops/s)"
+    checks.append({"target": target, "figures": figures, "met": ratio >= 1.0})
 
 
 def storm_checks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

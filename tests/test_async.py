@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import URL, Engine, event, make_url
+from sqlalchemy.ext.asyncio import create_async_engine as sqlalchemy_async_engine
 
 from tokenstore_sql import (
     AsyncSQLAlchemyTokenStorage,
@@ -26,6 +27,7 @@ from tokenstore_sql import (
     SchemaOutOfDateError,
     SQLAlchemyTokenStorage,
     StorageUnavailableError,
+    async_handoff,
     async_storage,
     create_async_engine,
     create_engine,
@@ -33,10 +35,13 @@ from tokenstore_sql import (
     schema,
 )
 from tokenstore_sql.async_engines import async_url
+from tokenstore_sql.async_handoff import handoff_for
 
+from .async_tracing import before_statements, sent_statements
 from .conftest import SERVER_PARAMS
 from .faults import TcpProxy, kill_session, kill_sessions, session_id
 from .sdk import make_token_data
+from .tracing import Sent
 
 KEY_A = generate_key()
 TASKS = 300
@@ -155,18 +160,20 @@ def test_tasks_sharing_an_in_memory_storage_take_turns() -> None:
 
 
 def test_constructing_a_storage_does_no_io(url: URL) -> None:
-    sent: list[str] = []
+    checkouts: list[object] = []
 
-    async def main() -> None:
+    async def main() -> list[Sent]:
         engine = create_async_engine(url)
         await AsyncSQLAlchemyTokenStorage(engine, namespace="first").check_schema()
-        event.listen(engine.sync_engine, "before_cursor_execute", lambda *a: sent.append(a[2]))
-        for i in range(100):
-            AsyncSQLAlchemyTokenStorage(engine, namespace=f"user-{i}")
+        event.listen(engine.sync_engine.pool, "checkout", lambda *args: checkouts.append(args))
+        with sent_statements(engine) as sent:
+            for i in range(100):
+                AsyncSQLAlchemyTokenStorage(engine, namespace=f"user-{i}")
         await engine.dispose()
+        return sent
 
-    asyncio.run(main())
-    assert sent == []
+    assert asyncio.run(main()) == []
+    assert checkouts == []  # not even a connection taken
 
 
 def test_an_empty_database_gets_the_schema_at_head_without_blocking_the_loop(
@@ -266,11 +273,105 @@ def test_tasks_cancelled_mid_call_leave_the_engine_clean(url: URL, namespace: st
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        handoff = handoff_for(engine.sync_engine.pool)
+        assert handoff is not None
+        assert handoff.held == 0  # every slot given up, none lost to a cancellation
         found = await asyncio.gather(*(storage.get_token_data("rs") for _ in range(30)))
         await engine.dispose()
         return found
 
     assert all(data is not None for data in asyncio.run(main()))
+
+
+def test_calls_waiting_for_a_connection_get_it_straight_from_the_call_before(
+    url: URL, namespace: str
+) -> None:
+    # 40 gets at once on a pool of 2: a call that is done hands its connection to the next
+    # in line instead of giving it back to the pool, and the pool gets all of them back.
+    async def main() -> tuple[list[Any], list[Sent], int, int]:
+        engine = create_async_engine(url, pool_size=2, max_overflow=0)
+        storage = AsyncSQLAlchemyTokenStorage(engine, namespace=namespace)
+        await storage.store_token_data_by_resource_server({"rs": make_token_data("rs")})
+        pool = engine.sync_engine.pool
+        checkouts: list[object] = []
+        event.listen(pool, "checkout", lambda *args: checkouts.append(args))
+        with sent_statements(engine) as sent:
+            found = await asyncio.gather(*(storage.get_token_data("rs") for _ in range(40)))
+        checked_out = pool.checkedout()  # type: ignore[attr-defined]
+        await engine.dispose()
+        return found, sent, len(checkouts), checked_out
+
+    found, sent, checkouts, checked_out = asyncio.run(main())
+    assert all(data is not None and data.access_token == "access-rs-SECRET" for data in found)
+    assert [s.verb for s in sent] == ["SELECT"] * 40  # one statement per call all the same
+    assert checkouts <= 4
+    assert checked_out == 0
+
+
+def test_a_connection_handed_on_goes_back_to_the_pool_within_the_handoff_time(
+    url: URL, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # So the pool still recycles its connections and replaces stale ones, however busy.
+    monkeypatch.setattr(async_handoff, "HANDOFF_SECONDS", 0.0)
+
+    async def main() -> tuple[int, int]:
+        engine = create_async_engine(url, pool_size=2, max_overflow=0)
+        storage = AsyncSQLAlchemyTokenStorage(engine, namespace=namespace)
+        await storage.store_token_data_by_resource_server({"rs": make_token_data("rs")})
+        checkouts: list[object] = []
+        event.listen(engine.sync_engine.pool, "checkout", lambda *args: checkouts.append(args))
+        await asyncio.gather(*(storage.get_token_data("rs") for _ in range(20)))
+        checked_out = engine.sync_engine.pool.checkedout()  # type: ignore[attr-defined]
+        await engine.dispose()
+        return len(checkouts), checked_out
+
+    assert asyncio.run(main()) == (20, 0)
+
+
+_LOCK_THE_ROW = {
+    "sqlite": ["BEGIN IMMEDIATE"],
+    "postgresql": ["SELECT 1 FROM tokenstore_sql_tokens WHERE namespace = '{ns}' FOR UPDATE"],
+    "mysql": ["BEGIN", "SELECT 1 FROM tokenstore_sql_tokens WHERE namespace = '{ns}' FOR UPDATE"],
+}
+
+
+def test_a_call_waiting_in_line_gives_up_after_the_pools_timeout(url: URL, namespace: str) -> None:
+    # A pool of one, its connection held by a store that waits for a lock: the get behind
+    # it waits no longer than the pool's timeout, as it would inside the pool.
+    blocker_engine = create_engine(url)
+    blocker = blocker_engine.raw_connection()
+
+    async def main() -> tuple[float, Any, int]:
+        engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=0.5)
+        storage = AsyncSQLAlchemyTokenStorage(engine, namespace=namespace)
+        await storage.store_token_data_by_resource_server({"rs": make_token_data("rs")})
+        cursor = blocker.cursor()
+        for sql in _LOCK_THE_ROW[url.get_backend_name()]:
+            cursor.execute(sql.format(ns=namespace))
+        cursor.close()
+        store = asyncio.create_task(
+            storage.store_token_data_by_resource_server({"rs": make_token_data("rs")})
+        )
+        await asyncio.sleep(0.2)  # the store holds the one connection, waiting for the lock
+        started = time.monotonic()
+        with pytest.raises(StorageUnavailableError):
+            await storage.get_token_data("rs")
+        waited = time.monotonic() - started
+        await asyncio.to_thread(blocker.commit)
+        await store
+        found = await storage.get_token_data("rs")
+        checked_out = engine.sync_engine.pool.checkedout()  # type: ignore[attr-defined]
+        await engine.dispose()
+        return waited, found, checked_out
+
+    try:
+        waited, found, checked_out = asyncio.run(main())
+    finally:
+        blocker.close()
+        blocker_engine.dispose()
+    assert 0.4 < waited < 5.0
+    assert found is not None
+    assert checked_out == 0
 
 
 def test_an_outdated_schema_is_a_clear_error(empty_database_url: URL) -> None:
@@ -309,9 +410,8 @@ def test_a_session_killed_mid_write_is_retried_and_applied_whole(
 ) -> None:
     killed: list[int] = []
 
-    def kill_under_the_insert(connection: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if not killed and statement.upper().startswith("INSERT"):
-            driver_connection = connection.connection.dbapi_connection.driver_connection
+    def kill_under_the_insert(driver_connection: Any, statement: str) -> None:
+        if not killed and statement.lstrip().upper().startswith("INSERT"):
             killed.append(session_id(driver_connection))
             kill_session(server_url, killed[0])
 
@@ -319,10 +419,10 @@ def test_a_session_killed_mid_write_is_retried_and_applied_whole(
         engine = create_async_engine(empty_database_url)
         async with AsyncSQLAlchemyTokenStorage(engine, namespace=namespace) as storage:
             await storage.check_schema()
-            event.listen(engine.sync_engine, "before_cursor_execute", kill_under_the_insert)
-            await storage.store_token_data_by_resource_server(
-                {rs: make_token_data(rs, access_token=f"new-{rs}") for rs in ("a", "b", "c")}
-            )
+            with before_statements(engine, kill_under_the_insert):
+                await storage.store_token_data_by_resource_server(
+                    {rs: make_token_data(rs, access_token=f"new-{rs}") for rs in ("a", "b", "c")}
+                )
             stored = await storage.get_token_data_by_resource_server()
         await engine.dispose()
         return stored
@@ -355,7 +455,7 @@ def test_a_short_outage_is_ridden_out_and_a_lasting_one_reported(
             with pytest.raises(StorageUnavailableError) as caught:
                 await storage.get_token_data("rs")
             assert time.monotonic() - started < 8.0
-            assert url.database in str(caught.value)
+            assert str(url.database) in str(caught.value)
             assert "SECRET" not in str(caught.value)
 
     try:
@@ -367,20 +467,14 @@ def test_a_short_outage_is_ridden_out_and_a_lasting_one_reported(
 def test_async_engines_have_the_sync_engines_defaults(url: URL, namespace: str) -> None:
     with pytest.raises(ValueError, match="fetched row"):
         create_async_engine(url, echo="debug")
-    statements: list[str] = []
     connect_params: dict[str, Any] = {}
 
-    async def main() -> tuple[list[str], dict[str, Any]]:
+    async def main() -> dict[str, Any]:
         engine = create_async_engine(url)
         sync_engine = engine.sync_engine
-        event.listen(sync_engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
         event.listen(sync_engine, "do_connect", lambda *a: connect_params.update(a[3]))
         async with AsyncSQLAlchemyTokenStorage(engine, namespace=namespace) as storage:
             await storage.check_schema()
-            statements.clear()
-            await storage.store_token_data_by_resource_server({"rs": make_token_data("rs")})
-            await storage.get_token_data("rs")
-            sent = list(statements)
         pragmas = {}
         if engine.dialect.name == "sqlite":
             async with engine.connect() as connection:
@@ -388,18 +482,106 @@ def test_async_engines_have_the_sync_engines_defaults(url: URL, namespace: str) 
                     pragmas[name] = (await connection.exec_driver_sql(f"PRAGMA {name}")).scalar()
         await engine.dispose()
         assert sync_engine.hide_parameters
-        return sent, pragmas
+        return pragmas
 
-    statements, pragmas = asyncio.run(main())
-    # One statement per call; SQLite writes take the write lock up front.
+    pragmas = asyncio.run(main())
     if url.get_backend_name() == "sqlite":
-        assert statements[0] == "BEGIN IMMEDIATE"
-        assert len(statements) == 3
         assert pragmas == {"journal_mode": "wal", "synchronous": 2, "busy_timeout": 30_000}
         assert stat.S_IMODE(os.stat(url.database or "").st_mode) == 0o600
     else:
-        assert len(statements) == 2
         assert connect_params["connect_timeout"] == 10
+
+
+# What the driver sends for a store of three resource servers, a get, a get-all and a
+# remove: one statement per call, as from the sync storage (see tests/test_storage.py).
+# SQLite writes add BEGIN IMMEDIATE and COMMIT (a busy lock is waited for in SQLite's
+# busy handler, on aiosqlite's thread, not polled for), reads nothing; on PostgreSQL every
+# call runs in autocommit mode (psycopg pipelines a store's rows as one implicit
+# transaction); MySQL connections are in autocommit mode (aiomysql makes a store's rows
+# one statement) and no COMMIT or ROLLBACK is sent.
+_SENT_PER_CALL = {
+    "sqlite": [
+        *["BEGIN", *["INSERT"] * 3, "COMMIT"],
+        *["SELECT", "SELECT"],
+        *["BEGIN", "DELETE", "COMMIT"],
+    ],
+    "postgresql": ["INSERT", "SELECT", "SELECT", "DELETE"],
+    "mysql": ["INSERT", "SELECT", "SELECT", "DELETE"],
+}
+
+
+def test_each_call_sends_one_statement(url: URL, namespace: str) -> None:
+    data = {rs: make_token_data(rs) for rs in ("a", "b", "c")}
+
+    async def main() -> tuple[list[Sent], list[Sent], int]:
+        engine = create_async_engine(url)
+        async with AsyncSQLAlchemyTokenStorage(engine, namespace=namespace) as storage:
+            await storage.check_schema()
+            with sent_statements(engine) as calls:
+                await storage.store_token_data_by_resource_server(data)
+                await storage.get_token_data("a")
+                await storage.get_token_data_by_resource_server()
+                await storage.remove_token_data("a")
+            # The engine's other transactions are still real ones, on the same connection.
+            with sent_statements(engine) as other:
+                async with engine.begin() as connection:
+                    await connection.exec_driver_sql("SELECT 1")
+        checked_out = engine.sync_engine.pool.checkedout()  # type: ignore[attr-defined]
+        await engine.dispose()
+        return calls, other, checked_out
+
+    calls, other, checked_out = asyncio.run(main())
+    backend = url.get_backend_name()
+    assert [s.verb for s in calls] == _SENT_PER_CALL[backend]
+    work = [s for s in calls if s.verb not in ("BEGIN", "COMMIT")]
+    assert all("tokenstore_sql_tokens" in s.sql for s in work)
+    assert calls[0].sql == ("BEGIN IMMEDIATE" if backend == "sqlite" else calls[0].sql)
+    if backend != "sqlite":
+        assert all(s.autocommit for s in calls)
+    if backend == "postgresql":  # psycopg sends BEGIN itself, not by a cursor
+        assert [(s.verb, s.autocommit) for s in other] == [("SELECT", False)]
+    elif backend == "mysql":  # and the pool's reset, which aiomysql always sends
+        assert [s.verb for s in other] == ["BEGIN", "SELECT", "COMMIT", "ROLLBACK"]
+    else:
+        assert [s.verb for s in other] == ["BEGIN", "SELECT", "COMMIT"]
+    assert checked_out == 0
+
+
+# On an engine the caller made (``sqlalchemy.ext.asyncio.create_async_engine``), lending
+# connections in transaction mode: MySQL ends each call's transaction itself (a read's
+# too: it would pin the snapshot the next read sees).
+_SENT_ON_A_CALLERS_ENGINE = {
+    **_SENT_PER_CALL,
+    "mysql": ["INSERT", "COMMIT", "SELECT", "ROLLBACK", "SELECT", "ROLLBACK", "DELETE", "COMMIT"],
+}
+
+
+def test_a_callers_own_async_engine_gets_its_connections_back_as_lent(
+    url: URL, namespace: str
+) -> None:
+    data = {rs: make_token_data(rs) for rs in ("a", "b", "c")}
+
+    async def main() -> tuple[list[Sent], Any, Any, Any]:
+        engine = sqlalchemy_async_engine(async_url(url))
+        async with AsyncSQLAlchemyTokenStorage(engine, namespace=namespace) as storage:
+            await storage.check_schema()
+            with sent_statements(engine) as sent:
+                await storage.store_token_data_by_resource_server(data)
+                one = await storage.get_token_data("a")
+                every = await storage.get_token_data_by_resource_server()
+                await storage.remove_token_data("a")
+            async with engine.connect() as connection:  # the connection the calls used
+                level = await connection.get_isolation_level()
+        checked_out = engine.sync_engine.pool.checkedout()  # type: ignore[attr-defined]
+        await engine.dispose()
+        return sent, (one, sorted(every)), level, checked_out
+
+    sent, found, level, checked_out = asyncio.run(main())
+    assert found[0] is not None
+    assert found[1] == ["a", "b", "c"]
+    assert [s.verb for s in sent] == _SENT_ON_A_CALLERS_ENGINE[url.get_backend_name()]
+    assert level != "AUTOCOMMIT"
+    assert checked_out == 0
 
 
 def test_repr_hides_the_password_and_names_the_table() -> None:

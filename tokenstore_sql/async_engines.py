@@ -5,7 +5,8 @@ The drivers, chosen to behave like the synchronous ones:
 - PostgreSQL: psycopg 3 in its async mode, the very package the sync engines use, so
   the same SQLSTATEs, connection options and ``connect_timeout``;
 - MySQL/MariaDB: aiomysql, built on PyMySQL (the sync driver), so the same error
-  numbers reach the retry policy;
+  numbers reach the retry policy; its connections run in autocommit mode, as the sync
+  engines' do, and every transaction but a single statement begins with ``BEGIN``;
 - SQLite: aiosqlite, which runs the standard ``sqlite3`` module in a thread per
   connection, with the same pragmas and ``BEGIN IMMEDIATE`` for writes.
 
@@ -21,7 +22,8 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
-from sqlalchemy import URL, make_url
+import sqlalchemy
+from sqlalchemy import URL, Engine, event
 from sqlalchemy.exc import NoSuchModuleError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.asyncio import create_async_engine as sqlalchemy_async_engine
@@ -69,6 +71,9 @@ def create_async_engine(url: str | URL, **options: Any) -> AsyncEngine:
     """
     url, arguments, busy_timeout_ms = engine_arguments(async_url(url), options)
     in_memory = url.get_backend_name() == "sqlite" and sqlite_file_path(url) is None
+    aiomysql = url.get_driver_name() == "aiomysql"
+    if aiomysql:
+        arguments["connect_args"] = {"autocommit": True, **arguments.get("connect_args", {})}
     if in_memory:
         arguments = memory_pool_arguments(arguments, busy_timeout_ms, asynchronous=True)
     try:
@@ -78,8 +83,23 @@ def create_async_engine(url: str | URL, **options: Any) -> AsyncEngine:
     if url.get_backend_name() == "sqlite":
         configure_sqlite(engine.sync_engine, busy_timeout_ms, in_memory=in_memory)
     elif url.get_backend_name() in ("mysql", "mariadb"):
+        if aiomysql:
+            _begin_explicitly(engine.sync_engine)
         configure_galera(engine.sync_engine)
     return engine
+
+
+def _begin_explicitly(engine: Engine) -> None:
+    """Begin each transaction on autocommit connections, but a single statement's.
+
+    A storage call's one statement then commits itself, with no COMMIT round trip (see
+    :mod:`tokenstore_sql.async_direct`), as on the sync engines.
+    """
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: sqlalchemy.Connection) -> None:
+        if not connection.get_execution_options().get(SINGLE_STATEMENT_OPTION, False):
+            connection.exec_driver_sql("BEGIN")
 
 
 Owner = TypeVar("Owner", bound="AsyncEngineOwner")

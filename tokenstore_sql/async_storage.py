@@ -4,7 +4,10 @@ The same rows and the same semantics as :class:`~tokenstore_sql.SQLAlchemyTokenS
 awaited instead of blocking: the statements, the validation and encryption of the codec,
 the retry policy and the schema handling are the sync storage's own. Each call is one
 statement in one transaction on a connection of its own, so one storage (or one engine
-shared by many storages) serves any number of concurrent tasks of one event loop.
+shared by many storages) serves any number of concurrent tasks of one event loop. As in
+the sync storage, the statements run on the driver's own connection (see
+:mod:`tokenstore_sql.async_direct`); on an engine whose driver that module does not know
+(asyncpg, asyncmy) they go through SQLAlchemy's ``AsyncConnection``.
 """
 
 from __future__ import annotations
@@ -12,16 +15,19 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import URL, Engine
+from sqlalchemy import URL, Engine, Executable, Select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from . import async_direct
 from ._sdk import TokenStorage, TokenStorageData
+from .async_direct_drivers import supports
 from .async_engines import AsyncEngineOwner
 from .codec import check_key, rows_for_storage, stamped, token_data_from_row
 from .crypto import KeyRing
+from .direct import compiled_for
 from .engines import masked_url
 from .models import DEFAULT_PLACEMENT, Placement
 from .retries import RetryPolicy
@@ -83,6 +89,8 @@ class AsyncSQLAlchemyTokenStorage(AsyncEngineOwner):
         self._statements = statements_for(placement)
         self._read_options = single_statement_options(dialect, writes=False)
         self._write_options = single_statement_options(dialect, writes=True)
+        self._dialect = dialect
+        self._direct = supports(dialect)
 
     def __repr__(self) -> str:
         return (
@@ -122,13 +130,8 @@ class AsyncSQLAlchemyTokenStorage(AsyncEngineOwner):
         rows = rows_for_storage(self.namespace, token_data_by_resource_server, self.keys)
         if not rows:
             return
-        stamped(rows)
         statement = self._statements.upsert(self.engine.dialect)
-
-        async def write(connection: AsyncConnection) -> None:
-            await connection.execute(statement, rows)
-
-        await self._in_transaction("store token data", write, writes=True)
+        await self._write("store token data", statement, stamped(rows))
 
     async def store_token_response(self, token_response: OAuthTokenResponse) -> None:
         """Store the tokens of a globus-sdk token response, as ``TokenStorage`` does.
@@ -143,12 +146,7 @@ class AsyncSQLAlchemyTokenStorage(AsyncEngineOwner):
     async def get_token_data_by_resource_server(self) -> dict[str, TokenStorageData]:
         """Retrieve all token data stored in this namespace, by resource server."""
         params = key_params(self.namespace)
-        statement = self._statements.select_namespace
-
-        async def read(connection: AsyncConnection) -> Any:
-            return (await connection.execute(statement, params)).mappings().all()
-
-        rows = await self._in_transaction("read token data", read)
+        rows = await self._read("read token data", self._statements.select_namespace, params)
         return {
             row["resource_server"]: token_data_from_row(self.namespace, row, self.keys)
             for row in rows
@@ -158,45 +156,61 @@ class AsyncSQLAlchemyTokenStorage(AsyncEngineOwner):
         """Retrieve token data for one resource server in this namespace (None if absent)."""
         check_key("resource server", resource_server)
         params = key_params(self.namespace, resource_server)
-        statement = self._statements.select_one
-
-        async def read(connection: AsyncConnection) -> Any:
-            return (await connection.execute(statement, params)).mappings().first()
-
-        row = await self._in_transaction("read token data", read)
-        return None if row is None else token_data_from_row(self.namespace, row, self.keys)
+        rows = await self._read("read token data", self._statements.select_one, params)
+        return token_data_from_row(self.namespace, rows[0], self.keys) if rows else None
 
     async def remove_token_data(self, resource_server: str) -> bool:
         """Remove token data for one resource server; True if there was any."""
         check_key("resource server", resource_server)
-        deleted = await self._delete(
-            "remove token data",
-            self._statements.delete_one,
-            key_params(self.namespace, resource_server),
-        )
-        return deleted > 0
+        params = key_params(self.namespace, resource_server)
+        return await self._write("remove token data", self._statements.delete_one, [params]) > 0
 
     async def remove_namespace(self) -> int:
         """Remove all token data of this namespace in one transaction; give the count."""
         params = key_params(self.namespace)
-        return await self._delete("remove a namespace", self._statements.delete_namespace, params)
+        return await self._write("remove a namespace", self._statements.delete_namespace, [params])
 
     async def iter_namespaces(self) -> AsyncIterator[str]:
         """Iterate over every namespace that holds token data in this database, in order."""
-        statement = self._statements.select_namespaces()
+        for row in await self._read("list namespaces", self._statements.select_namespaces(), {}):
+            yield row["namespace"]
 
-        async def read(connection: AsyncConnection) -> Any:
-            return (await connection.execute(statement)).scalars().all()
+    async def _read(
+        self, operation: str, statement: Select[Any], params: Mapping[str, str]
+    ) -> list[dict[str, Any]]:
+        """Fetch the rows of one ``SELECT`` on the driver's connection, retried."""
+        if not self._direct:
 
-        for name in await self._in_transaction("list namespaces", read):
-            yield name
+            async def read(connection: AsyncConnection) -> list[dict[str, Any]]:
+                result = await connection.execute(statement, params)
+                return [dict(row) for row in result.mappings()]
 
-    async def _delete(self, operation: str, statement: Any, params: dict[str, str]) -> int:
-        async def delete(connection: AsyncConnection) -> int:
-            return int((await connection.execute(statement, params)).rowcount)
+            return await self._in_transaction(operation, read)
+        engine = self.engine
+        if not is_checked(engine.sync_engine, self.placement):
+            await self.check_schema()
+        compiled = compiled_for(statement, self._dialect)
+        return await self.retry.run_async(
+            operation, engine, lambda: async_direct.fetch_rows(engine, compiled, params)
+        )
 
-        deleted: int = await self._in_transaction(operation, delete, writes=True)
-        return deleted
+    async def _write(
+        self, operation: str, statement: Executable, rows: Sequence[Mapping[str, Any]]
+    ) -> int:
+        """Run one write statement for ``rows`` on the driver's connection, retried."""
+        if not self._direct:
+
+            async def write(connection: AsyncConnection) -> int:
+                return int((await connection.execute(statement, list(rows))).rowcount)
+
+            return await self._in_transaction(operation, write, writes=True)
+        engine = self.engine
+        if not is_checked(engine.sync_engine, self.placement):
+            await self.check_schema()
+        compiled = compiled_for(statement, self._dialect)
+        return await self.retry.run_async(
+            operation, engine, lambda: async_direct.execute_write(engine, compiled, rows)
+        )
 
     async def _in_transaction(
         self,
@@ -206,9 +220,10 @@ class AsyncSQLAlchemyTokenStorage(AsyncEngineOwner):
         writes: bool = False,
         retry: RetryPolicy | None = None,
     ) -> T:
-        """Await ``work(connection)`` in one transaction, retried as the policy allows.
+        """Await ``work(connection)`` in one transaction through SQLAlchemy, retried.
 
-        Also the path of the async refresh's statements, some with a policy of their own.
+        The path of the async refresh's statements, some with a policy of their own, and
+        of every statement on an engine whose driver has no direct path.
         """
         await self.check_schema()
         options = self._write_options if writes else self._read_options

@@ -1,0 +1,178 @@
+"""Connections handed straight from one async storage call to the next, while calls wait.
+
+:mod:`tokenstore_sql.async_direct` takes each call's connection from the engine's pool
+and gives it back in SQLAlchemy's greenlet: the pool's code is synchronous, and may
+await a free connection or open one. With many tasks in flight that greenlet costs more
+than the statement's own work in the client: each switch saves and restores stacks of
+suspended greenlets, and every call beyond the pool's size waits inside the pool, in one.
+Measured with 64 tasks on one loop (benchmarks/async_rows.py), a PostgreSQL call spent
+about 210 µs of CPU against psycopg's own 110 µs, and did 60% of the operations per
+second of 16 threads of the sync storage.
+
+So a :class:`Handoff` per pool counts the connections its calls hold against the pool's
+capacity (``pool_size`` + ``max_overflow``). A call beyond it waits here, in line, and a
+call that is done hands its connection, clean (no transaction open, as lent), straight to
+the first in line: no check-in, no check-out, no greenlet. When no call waits, the
+connection goes back to the pool at once. A connection circulates for at most
+:data:`HANDOFF_SECONDS` after it left the pool, so the pool's recycling and its
+invalidation of stale connections still reach it; a wait is bounded by the pool's
+timeout, as a wait inside the pool is. A pool with no fixed capacity (NullPool,
+unlimited overflow) gets no handoff: each call takes its connection from the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from collections import deque
+from typing import Any, Final
+
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.pool import Pool, PoolProxiedConnection, QueuePool
+
+# How long a connection may go from call to call before it goes back to the pool.
+HANDOFF_SECONDS: Final = 1.0
+
+# A connection handed on: with its driver handle (which knows what the call switched, to
+# switch back before the pool gets it), and when it left the pool.
+Handed = tuple[PoolProxiedConnection, Any, float]
+
+
+class Handoff:
+    """Slots for the connections a pool can lend, and the calls waiting for one.
+
+    A call holds a slot from :meth:`take` (or from its place in line, :meth:`join`)
+    until it hands its connection on (:meth:`hand_off`) or gives the slot up
+    (:meth:`release`), exactly once.
+    """
+
+    def __init__(self, capacity: int, timeout: float) -> None:
+        self.capacity, self.timeout = capacity, timeout
+        self.held = 0
+        # Calls in line, each with its deadline: in the order of their deadlines too.
+        self._waiting: deque[tuple[asyncio.Future[Handed | None], float]] = deque()
+        # One timer, for the first deadline in line: a timer per wait would cost every
+        # call a heap entry in the event loop, most of them cancelled.
+        self._timer: asyncio.TimerHandle | None = None
+
+    def take(self) -> bool:
+        """Take a free slot, if one is free and no call is waiting for one (no I/O)."""
+        if self.held < self.capacity and not self._waiting:
+            self.held += 1
+            return True
+        return False
+
+    def join(self) -> asyncio.Future[Handed | None]:
+        """Join the line: the future gives a connection handed on, or None for a slot.
+
+        A call cancelled just as its future got a result holds what it got. The future
+        fails with ``sqlalchemy.exc.TimeoutError`` when nothing comes within the pool's
+        timeout, as a wait inside the pool does.
+        """
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Handed | None] = loop.create_future()
+        deadline = loop.time() + self.timeout
+        self._waiting.append((waiter, deadline))
+        if self._timer is None:
+            self._timer = loop.call_at(deadline, self._expire)
+        return waiter
+
+    def hand_off(self, handed: Handed) -> bool:
+        """Hand a clean connection and its slot to the first call in line, if any.
+
+        :returns: False when it must go back to the pool (then :meth:`release` the slot)
+        """
+        if time.monotonic() - handed[2] >= HANDOFF_SECONDS:
+            return False
+        waiter = self._next()
+        if waiter is None:
+            return False
+        waiter.set_result(handed)
+        return True
+
+    def release(self) -> None:
+        """Give up a slot: to the first call in line (to fill from the pool), or free it."""
+        waiter = self._next()
+        if waiter is None:
+            self.held -= 1
+        else:
+            waiter.set_result(None)
+
+    def _next(self) -> asyncio.Future[Handed | None] | None:
+        while self._waiting:
+            waiter, _ = self._waiting.popleft()
+            if not waiter.done():  # else cancelled, or timed out
+                return waiter
+        if self._timer is not None:  # nobody left in line
+            self._timer.cancel()
+            self._timer = None
+        return None
+
+    def _expire(self) -> None:
+        """Fail the calls in line whose deadline has passed; time the next one."""
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        while self._waiting and self._waiting[0][1] <= now:
+            waiter, _ = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_exception(
+                    PoolTimeoutError(
+                        f"no pooled connection came free within {self.timeout:g} s "
+                        f"(pool capacity {self.capacity})"
+                    )
+                )
+        if self._waiting:
+            self._timer = loop.call_at(self._waiting[0][1], self._expire)
+
+
+def check_in(connection: PoolProxiedConnection) -> None:
+    """Return a connection that is back as it was lent; the pool skips its reset.
+
+    The pool rolls back every connection it gets back: a round trip on aiomysql, a hop
+    to aiosqlite's thread. Only a private method tells the pool the transaction was
+    already reset: the one SQLAlchemy's own ``Connection.close`` uses after ending its
+    transaction. Without it (another SQLAlchemy release) the pool rolls back as before;
+    a test in tests/test_async.py fails then.
+    """
+    close_special = getattr(connection, "_close_special", None)
+    if close_special is None:
+        connection.close()
+    else:
+        close_special(transaction_reset=True)
+
+
+# One handoff per pool and event loop: an engine's connections belong to one loop, and
+# a loop that ends (asyncio.run() returns) takes its calls' slots with it.
+_handoffs: weakref.WeakKeyDictionary[
+    Pool, weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Handoff]
+] = weakref.WeakKeyDictionary()
+
+
+def handoff_for(pool: Pool) -> Handoff | None:
+    """Give the pool's handoff on the running loop (None: the pool has no fixed capacity).
+
+    A disposed engine's new pool gets a handoff of its own.
+    """
+    by_loop = _handoffs.get(pool)
+    if by_loop is None:
+        if not isinstance(pool, QueuePool) or _capacity(pool) is None:
+            return None
+        by_loop = _handoffs[pool] = weakref.WeakKeyDictionary()
+    loop = asyncio.get_running_loop()
+    handoff = by_loop.get(loop)
+    if handoff is None:
+        assert isinstance(pool, QueuePool)
+        handoff = by_loop[loop] = Handoff(_capacity(pool) or 0, pool.timeout())
+    return handoff
+
+
+def _capacity(pool: QueuePool) -> int | None:
+    # QueuePool (and the async engines' AsyncAdaptedQueuePool) says its size and timeout,
+    # but not its overflow limit: read where it keeps it, and go without a handoff if
+    # that ever moves. pool_size=0 and max_overflow=-1 mean no limit.
+    max_overflow = getattr(pool, "_max_overflow", -1)
+    if not isinstance(max_overflow, int) or max_overflow < 0 or pool.size() <= 0:
+        return None
+    return pool.size() + max_overflow
