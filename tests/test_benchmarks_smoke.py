@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import URL
 
-from benchmarks import async_rows, prepared, refresh_storm, subjects
+from benchmarks import async_floor, async_rows, prepared, refresh_storm, subjects
 from benchmarks.databases import Database
 from benchmarks.timing import measure
 
@@ -33,6 +33,7 @@ STORAGES = {
 }
 NO_CONSTRUCT = {"floor: sqlite3", "globus-sdk MemoryTokenStorage"}
 ASYNC_LABEL = "tokenstore-sql async (sqlite)"
+ASYNC_FLOOR_LABEL = "async floor: aiosqlite"
 ASYNC_OPERATIONS = {"get_hit", "get_all", "store_1", "store_3", "remove"}
 STORM_CLEAN = ("invalid_grant", "errors", "held_during_auth_max", "held_during_auth_sum")
 STORM_AFTER = ("missing", "logged_out", "expired_after", "leases_left")
@@ -175,7 +176,11 @@ def test_async_rows_sit_beside_the_sync_figures(results: dict, output: Path) -> 
     rows = results["async"]
     assert results["meta"]["async_skipped"] == {}
     measured = {(row["label"], row["operation"]) for row in rows["latency"]}
-    assert measured == {(ASYNC_LABEL, operation) for operation in ASYNC_OPERATIONS}
+    assert measured == {
+        (label, operation)
+        for label in (ASYNC_LABEL, ASYNC_FLOOR_LABEL)
+        for operation in ASYNC_OPERATIONS
+    }
     for row in rows["latency"]:
         assert row["scale"] == results["meta"]["scales"][0], row
         assert 0 < row["median_us"] <= row["p95_us"], row
@@ -183,9 +188,11 @@ def test_async_rows_sit_beside_the_sync_figures(results: dict, output: Path) -> 
         assert (row["vs_sync"] or 0) > 0, row
         assert (row["vs_sdk_sqlite"] or 0) > 0, row
         assert (row["vs_floor"] or 0) > 0, row
+        assert (row["vs_async_floor"] or 0) > 0, row
     assert [(row["label"], row["tasks"]) for row in rows["throughput"]] == [
         (ASYNC_LABEL, 1),
         (ASYNC_LABEL, 16),
+        (ASYNC_LABEL, 64),
         (ASYNC_LABEL, 256),
     ]
     for row in rows["throughput"]:
@@ -193,10 +200,12 @@ def test_async_rows_sit_beside_the_sync_figures(results: dict, output: Path) -> 
         assert row["ops_per_second"] > 0, row
         assert row["errors"] == 0, row
         assert row["error_kinds"] == {}, row
-        # 1 and 16 tasks have sync threads to compare with; 256 has none
-        assert (row["vs_sync_threads"] is None) == (row["tasks"] == 256), row
+        # 1 and 16 tasks have sync threads to compare with; 64 and 256 have none
+        assert (row["vs_sync_threads"] is None) == (row["tasks"] > 16), row
+        assert (row["vs_16_threads"] or 0) > 0, row
     checks = {check["target"]: check["met"] for check in results["targets"]}
-    assert checks["sqlite async: zero errors with 1, 16, 256 tasks"] is True
+    assert checks["sqlite async: zero errors with 1, 16, 64, 256 tasks"] is True
+    assert checks["sqlite async get (hit) ≤ 1.5x async floor"] in (True, False)
     markdown = (output / "results.md").read_text(encoding="utf-8")
     assert "### Async storage (asyncio, one engine)" in markdown
     assert f"| {ASYNC_LABEL} | 256 |" in markdown
@@ -205,12 +214,18 @@ def test_async_rows_sit_beside_the_sync_figures(results: dict, output: Path) -> 
 def test_async_rows_run_without_errors_on_every_backend(backend: str, database_url: URL) -> None:
     loop = asyncio.new_event_loop()
     subject = async_rows.subject(Database(backend, database_url), loop)
+    floor = async_floor.subject(Database(backend, database_url), loop)
     try:
-        cells = [async_rows.AsyncCell(subject, operation) for operation in async_rows.OPERATIONS]
+        cells = [
+            async_rows.AsyncCell(item, operation)
+            for item in (subject, floor)
+            for operation in async_rows.OPERATIONS
+        ]
         measure(cells, seconds=0.05, min_samples=2)
         # long enough for 256 tasks to get connections from a fresh pool on a busy machine
         throughput = async_rows.run_throughput([subject], seconds=1.0)
     finally:
+        floor.close()
         subject.close()
         loop.close()
     assert all(0 < cell.median() <= cell.p95() for cell in cells)
