@@ -190,14 +190,16 @@ async def _work(storage: AsyncSQLAlchemyTokenStorage, stop: float, seed: int) ->
     return counts
 
 
-async def _seed(engine: AsyncEngine, names: list[str]) -> None:
+async def seed(engine: AsyncEngine, names: list[str]) -> None:
+    """Store five resource servers in each of ``names``, at once."""
     data = by_resource_server()
     await asyncio.gather(
         *(_storage(engine, name).store_token_data_by_resource_server(data) for name in names)
     )
 
 
-async def _run_tasks(engine: AsyncEngine, tasks: int, seconds: float) -> tuple[Counter[str], float]:
+async def run_tasks(engine: AsyncEngine, tasks: int, seconds: float) -> tuple[Counter[str], float]:
+    """Run the mix from ``tasks`` tasks for ``seconds``; give the counts and the wall time."""
     storages = [_storage(engine, name) for name in namespaces(tasks)]
     began = time.monotonic()
     counts = await asyncio.gather(
@@ -212,11 +214,11 @@ async def _run_tasks(engine: AsyncEngine, tasks: int, seconds: float) -> tuple[C
 def run_throughput(subjects: list[Subject], seconds: float) -> list[dict[str, Any]]:
     """Run the mix with every task count on every subject; subjects run back to back."""
     for item in subjects:
-        _on_loop(item, _seed(item.extra["engine"], namespaces(max(TASKS))))
+        _on_loop(item, seed(item.extra["engine"], namespaces(max(TASKS))))
     rows = []
     for tasks in TASKS:
         for item in subjects:
-            counts, elapsed = _on_loop(item, _run_tasks(item.extra["engine"], tasks, seconds))
+            counts, elapsed = _on_loop(item, run_tasks(item.extra["engine"], tasks, seconds))
             run = {"backend": item.backend, "tasks": tasks, "sharing": SHARING}
             rows.append(throughput_row(item.label, run, counts, elapsed))
     return rows
