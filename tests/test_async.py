@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import URL, Engine, event, make_url
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import create_async_engine as sqlalchemy_async_engine
 
 from tokenstore_sql import (
@@ -35,7 +36,7 @@ from tokenstore_sql import (
     schema,
 )
 from tokenstore_sql.async_engines import async_url
-from tokenstore_sql.async_handoff import handoff_for
+from tokenstore_sql.async_handoff import HANDOFF_SECONDS, Handoff, handoff_for
 
 from .async_tracing import before_statements, sent_statements
 from .conftest import SERVER_PARAMS
@@ -326,6 +327,31 @@ def test_a_connection_handed_on_goes_back_to_the_pool_within_the_handoff_time(
         return len(checkouts), checked_out
 
     assert asyncio.run(main()) == (20, 0)
+
+
+def test_the_handoff_serves_the_line_in_order_and_gives_up_on_time() -> None:
+    # The bookkeeping alone, with stand-ins for connections: a slot is held until it is
+    # handed on with its connection or released, exactly once.
+    async def main() -> None:
+        handoff = Handoff(capacity=1, timeout=0.2)
+        assert handoff.take()
+        assert not handoff.take()  # the one slot is taken: calls join the line
+        cancelled, first, second, third = (handoff.join() for _ in range(4))
+        cancelled.cancel()  # its call was cancelled while waiting: skipped
+        now = time.monotonic()
+        assert handoff.hand_off(("connection", "lent", now))
+        assert first.result() == ("connection", "lent", now)
+        assert not handoff.hand_off(("stale", "lent", now - HANDOFF_SECONDS))  # to the pool
+        handoff.release()  # so the slot goes to the next in line, to fill from the pool
+        assert second.result() is None
+        with pytest.raises(PoolTimeoutError):
+            await third
+        assert handoff.held == 1
+        handoff.release()
+        assert handoff.held == 0
+        assert handoff.take()
+
+    asyncio.run(main())
 
 
 _LOCK_THE_ROW = {

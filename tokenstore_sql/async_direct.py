@@ -148,9 +148,8 @@ class _Call(Generic[T]):
         self.connection = connection = self.engine.sync_engine.raw_connection()
         self.since = time.monotonic()
         self.lent = lent = lend(connection, self.engine.dialect)
-        result = await_only(self._statement(lent))
-        if not self._hand_off():
-            await_only(lent.finish())
+        result = await_only(self._use(lent))
+        if self.connection is not None:  # not handed on: back to the pool
             self.connection = None
             try:
                 check_in(connection)
@@ -159,16 +158,22 @@ class _Call(Generic[T]):
         return result
 
     async def _handed(self, connection: PoolProxiedConnection, lent: AsyncLent, _: float) -> T:
-        result = await self._statement(lent)
-        if not self._hand_off():
-            await lent.finish()
+        result = await self._use(lent)
+        if self.connection is not None:
             self.connection = None
             await self._check_in(connection)
         return result
 
-    async def _statement(self, lent: AsyncLent) -> T:
+    async def _use(self, lent: AsyncLent) -> T:
+        """Run the statement; then hand the connection on, or ready it for the pool.
+
+        One coroutine, so that a call from the pool switches greenlets once for it.
+        """
         await lent.start()
-        return await self.work(lent)
+        result = await self.work(lent)
+        if not self._hand_off():
+            await lent.finish()
+        return result
 
     def _hand_off(self) -> bool:
         handoff, connection = self.handoff, self.connection
