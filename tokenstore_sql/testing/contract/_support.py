@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
@@ -19,16 +20,9 @@ one dict), as the storages of one application do, so that namespaces are told ap
 by the storage and not by accident.
 """
 
-# The standard fields of TokenStorageData (extra aside), as its constructor names them.
-_FIELDS = (
-    "resource_server",
-    "identity_id",
-    "scope",
-    "access_token",
-    "refresh_token",
-    "expires_at_seconds",
-    "token_type",
-)
+# The standard fields of TokenStorageData (extra aside), as its constructor names them,
+# read from globus-sdk itself so that a field it adds is compared too.
+_FIELDS = tuple(name for name in inspect.signature(TokenStorageData).parameters if name != "extra")
 
 
 class MakeTokenStorage:
