@@ -23,7 +23,6 @@ version = release
 
 extensions = [
     "sphinx.ext.autodoc",
-    "sphinx.ext.doctest",
     "sphinx.ext.viewcode",
     "myst_parser",
     "sphinx_copybutton",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import logging
 import re
 from typing import Any
 
@@ -99,7 +100,14 @@ class OfflineSqlDirective(SphinxDirective):
         dialect = self.arguments[0]
         if dialect not in OFFLINE_DIALECTS:
             raise self.error(f"unknown dialect {dialect!r}")
-        sql = offline_sql(dialect).strip()
+        # Alembic reports each step at INFO; the page needs only the SQL.
+        alembic_logger = logging.getLogger("alembic")
+        level = alembic_logger.level
+        alembic_logger.setLevel(logging.WARNING)
+        try:
+            sql = offline_sql(dialect).strip()
+        finally:
+            alembic_logger.setLevel(level)
         block = nodes.literal_block(sql, sql, language="sql")
         return [block]
 
