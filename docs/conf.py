@@ -43,7 +43,6 @@ autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 autodoc_typehints_format = "short"
 autodoc_preserve_defaults = True
-autodoc_default_options = {"show-inheritance": True}
 
 # The prompts of console examples are not copied.
 copybutton_prompt_text = r"\$ |> "
