@@ -350,3 +350,12 @@ def test_the_inventory_reader_reads_python_names_only(tmp_path: Path) -> None:
     path = tmp_path / "objects.inv"
     path.write_bytes(header + zlib.compress(entries.encode()))
     assert list(_inventory(path)) == ["tokenstore_sql.X"]
+
+
+def test_the_syntax_check_of_a_block_that_cannot_run_can_fail() -> None:
+    broken_python = Block(ROOT / "x.md", 1, "python", "def f(:\n", {"not-run": "a b c"})
+    with pytest.raises(SyntaxError):
+        _check_syntax(broken_python)
+    broken_shell = Block(ROOT / "x.md", 1, "sh", "if true; then\n", {"not-run": "a b c"})
+    with pytest.raises(AssertionError):
+        _check_syntax(broken_shell)
