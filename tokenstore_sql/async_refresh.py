@@ -1,7 +1,7 @@
 """Refreshing a stored access token once, for asyncio code: the sync protocol, awaited.
 
 :func:`async_refresh_once` performs the lease protocol of
-:mod:`tokenstore_sql.refresh_plan` on an :class:`~tokenstore_sql.AsyncSQLAlchemyTokenStorage`,
+``tokenstore_sql.refresh_plan`` on an :class:`~tokenstore_sql.AsyncSQLAlchemyTokenStorage`,
 with the same guarantees as :func:`~tokenstore_sql.refresh.refresh_once`: tasks of one event loop
 share one refresh, processes agree through the row's lease, no connection is held while
 Globus Auth answers (globus-sdk's HTTP call runs in a worker thread), and a result the

@@ -25,8 +25,9 @@ from .models import DEFAULT_PLACEMENT, Placement
 from .schema import SCHEMA_LOCK_NAME, SCHEMA_LOCK_TIMEOUT_SECONDS, alembic_config, migrate_locked
 from .statements import check_dialect
 
-# Dialects offline_sql writes for; "mariadb" differs from "mysql" in the key collation.
 OFFLINE_DIALECTS: Final = ("sqlite", "postgresql", "mysql", "mariadb")
+"""The dialects :func:`offline_sql` writes for; ``mariadb`` differs from ``mysql`` in the key
+collation."""
 
 
 def upgrade_connection(
@@ -61,6 +62,7 @@ def upgrade_connection(
 
 
 IncludeName = Callable[[str | None, str, Mapping[str, object]], bool]
+"""The signature of Alembic's ``include_name`` hook: name, type of object, parent names."""
 
 
 def alembic_include_name_for(*placements: Placement) -> IncludeName:
@@ -82,6 +84,7 @@ def alembic_include_name_for(*placements: Placement) -> IncludeName:
 
 
 alembic_include_name: Final = alembic_include_name_for(DEFAULT_PLACEMENT)
+"""The ``include_name`` hook that leaves the default placement's tables out of autogenerate."""
 """Leave tokenstore-sql's tables out of an application's Alembic autogenerate.
 
 Pass it as ``include_name=`` to ``context.configure`` in the application's ``env.py``:
@@ -100,7 +103,7 @@ def offline_sql(
     Alembic's offline mode: nothing connects to a database. The script includes the
     version table's creation and rows, and on PostgreSQL a ``BEGIN``/``COMMIT``.
 
-    :param dialect_name: one of :data:`OFFLINE_DIALECTS`
+    :param dialect_name: one of :data:`~tokenstore_sql.deploy.OFFLINE_DIALECTS`
     :param placement: where the tables go
     :raises SchemaError: an unknown dialect or revision
     :raises PlacementError: a schema placement for a dialect other than PostgreSQL

@@ -200,7 +200,7 @@ def failure_detail(code: str | None, condition: str | None) -> str:
     """Give the end of a message about a database failure: ``" (code 57014 query_canceled)"``.
 
     A code always comes with its name where one is known (see
-    :mod:`tokenstore_sql.conditions`); a cause without a code stands alone
+    ``tokenstore_sql.conditions``); a cause without a code stands alone
     (``" (connection refused)"``); with neither, the empty string.
     """
     if code:

@@ -32,7 +32,9 @@ from .execution import transaction
 from .statements import check_dialect
 
 DEFAULT_LOCK_TIMEOUT_SECONDS: Final = 30
+"""How long a named lock is waited for by default, in seconds."""
 MYSQL_LOCK_NAME_LENGTH: Final = 64
+"""The longest name MySQL's ``GET_LOCK`` takes; longer names are hashed to fit."""
 _MYSQL_PREFIX: Final = "tokenstore_sql:"
 # PostgreSQL's SQLSTATE for a lock wait that ran out of lock_timeout.
 _POSTGRESQL_LOCK_NOT_AVAILABLE: Final = "55P03"

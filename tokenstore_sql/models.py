@@ -26,14 +26,20 @@ from .columns import ExactKey, LongText, UtcDateTime, utc_now
 from .errors import PlacementError
 
 DEFAULT_TABLE_PREFIX: Final = "tokenstore_sql_"
+"""The table-name prefix of the default :class:`~tokenstore_sql.Placement`."""
 TABLE_PREFIX_VARIABLE: Final = "TOKENSTORE_SQL_TABLE_PREFIX"
+"""Where :meth:`~tokenstore_sql.Placement.from_environment` reads the prefix from."""
 SCHEMA_VARIABLE: Final = "TOKENSTORE_SQL_SCHEMA"
+"""Where :meth:`~tokenstore_sql.Placement.from_environment` reads the schema from."""
 TOKENS_TABLE: Final = f"{DEFAULT_TABLE_PREFIX}tokens"
+"""The token table's name with the default placement."""
 VERSION_TABLE: Final = f"{DEFAULT_TABLE_PREFIX}version"
+"""The version table's name with the default placement (Alembic's ``version_table``)."""
 KEY_ID_LENGTH: Final = 16
+"""Length of ``token_key_id``: the id of the key that encrypted a row's tokens."""
 LEASE_OWNER_LENGTH: Final = 32
+"""Length of ``refresh_lease_owner``: the random id of a refresh lease's holder."""
 
-# Constraint names fixed here are the same on every backend and in every migration.
 NAMING_CONVENTION: Final = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -41,6 +47,7 @@ NAMING_CONVENTION: Final = {
     "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+"""Constraint and index names, the same on every backend and in every migration."""
 
 
 class Base(DeclarativeBase):
@@ -80,7 +87,9 @@ metadata: Final = Base.metadata
 # 63-character limit of PostgreSQL (MySQL allows 64).
 _NAME = re.compile(r"[a-z_][a-z0-9_]*")
 MAX_PREFIX_LENGTH: Final = 40
+"""The longest table prefix, so that every derived name fits PostgreSQL's 63 characters."""
 MAX_SCHEMA_LENGTH: Final = 63
+"""The longest PostgreSQL schema name."""
 
 
 @dataclass(frozen=True)
@@ -163,6 +172,8 @@ class Placement:
 
 
 DEFAULT_PLACEMENT: Final = Placement()
+"""The placement used when none is given: tables ``tokenstore_sql_tokens`` and
+``tokenstore_sql_version``."""
 
 
 @cache

@@ -43,7 +43,7 @@ def user_namespace(identity_id: str | uuid.UUID, *, app: str | None = None) -> s
 
 
 def check_app_label(app: str) -> str:
-    """Check an app or environment label for :func:`user_namespace`.
+    """Check an app or environment label for :func:`~tokenstore_sql.user_namespace`.
 
     :raises InvalidTokenDataError: if the label is not 1 to 64 letters, digits, ``.``,
         ``_`` or ``-``

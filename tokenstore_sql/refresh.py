@@ -1,12 +1,12 @@
 """Refreshing a stored access token once, however many workers find it expired at once.
 
-:func:`refresh_once` performs the lease protocol of :mod:`tokenstore_sql.refresh_plan`
+:func:`refresh_once` performs the lease protocol of ``tokenstore_sql.refresh_plan``
 on a sync storage: threads of one process share one refresh, processes (and hosts)
 agree through a lease on the row, and no connection is held while Globus Auth answers.
 Once Auth has answered, storing the result gets a retry budget of its own; if the
 database stays away even so, the caller still gets the new token, the process keeps it
 and a background thread stores it as soon as the database answers (see
-:mod:`tokenstore_sql.inflight`).
+``tokenstore_sql.inflight``).
 
 :class:`LockingRefreshTokenAuthorizer` packages that as a globus-sdk authorizer; any
 SDK client takes it (``TransferClient(authorizer=...)``).
@@ -73,6 +73,7 @@ __all__ = [
 ]
 
 OnRefresh = Callable[[OAuthRefreshTokenResponse], Any]
+"""A callback given globus-sdk's response to each refresh this process makes."""
 
 
 def storing_policy(retry: RetryPolicy) -> RetryPolicy:

@@ -24,6 +24,7 @@ from .schema import ensure_schema
 from .statements import TokenStatements, statements_for
 
 DEFAULT_BATCH_SIZE = 500
+"""Rows re-encrypted per transaction by :func:`rotate_keys`."""
 
 
 @dataclass

@@ -44,11 +44,12 @@ class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
 
     :param url_or_engine: a database URL (``str`` or ``sqlalchemy.URL``), or an existing
         ``Engine``. A storage built from a URL creates its engine and disposes of it on
-        :meth:`close`; one built from an engine leaves that engine to its owner.
+        :meth:`~tokenstore_sql.engines.EngineOwner.close`; one built from an engine
+        leaves that engine to its owner.
     :param namespace: the partition of token data this storage reads and writes
     :param create_schema: create the schema when the database has none (default True)
     :param upgrade_schema: also upgrade a schema at an older revision (default False:
-        raise :class:`~tokenstore_sql.SchemaOutOfDateError` instead)
+        raise :class:`~tokenstore_sql.errors.SchemaOutOfDateError` instead)
     :param engine_options: keyword arguments for :func:`tokenstore_sql.create_engine`,
         used only when a URL is given
     :param retry: how transient database failures are retried

@@ -40,6 +40,8 @@ from .retries import RetryPolicy
 from .statements import TokenStatements, statements_for
 
 CONFLICT_POLICIES: Final = ("newer", "skip", "overwrite")
+"""What an import does with a token the database already holds: keep the one that
+expires later, keep the database's, or take the file's."""
 # Namespaces per SELECT ... IN (...), well inside every backend's parameter limit.
 _NAMESPACES_PER_SELECT: Final = 500
 _ENCRYPTED_TABLE: Final = (

@@ -19,7 +19,8 @@ __all__ = ["MakeTokenStorage", "TokenStorageContract", "TokenStorageFactory"]
 class TokenStorageContract(StoringContract, KeyContract, ResponseContract):
     """The storage-independent behaviour of ``TokenStorage``, for any implementation.
 
-    Fixtures: ``token_storage_factory`` (yours, see :data:`TokenStorageFactory`);
+    Fixtures: ``token_storage_factory`` (yours, see
+    :data:`~tokenstore_sql.testing.TokenStorageFactory`);
     ``make_token_storage`` and ``token_storage`` (the contract's, for your own tests in
     the subclass too).
 
