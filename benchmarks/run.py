@@ -18,6 +18,7 @@ from typing import Any
 from . import (
     async_rows,
     caller_engine,
+    charts,
     concurrency,
     machine,
     prepared,
@@ -258,7 +259,7 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run from the command line and write results.md and results.json."""
+    """Run from the command line; write results.md, results.json and the charts."""
     args = parse(argv)
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
@@ -266,8 +267,10 @@ def main(argv: list[str] | None = None) -> None:
         results = run(args, workdir, stack)
     results["meta"]["wall_seconds"] = round(time.perf_counter() - started, 1)
     as_json, as_markdown = report.write(results, args.output)
+    drawn = charts.draw(results, args.output)
     print(report.markdown(results))
     print(f"wrote {as_markdown} and {as_json} in {results['meta']['wall_seconds']} s")
+    print(f"drew {', '.join(path.name for path in drawn)} in {args.output}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,28 @@ def test_every_storage_and_operation_is_measured_at_every_scale(results: dict) -
     assert first == expected
     largest = {row["label"] for row in results["latency"] if row["scale"] == scales[-1]}
     assert {"tokenstore-sql (sqlite)", "floor: sqlite3", "globus-sdk SQLiteTokenStorage"} <= largest
+
+
+def test_the_run_draws_its_charts_from_its_own_figures(results: dict, output: Path) -> None:
+    assert sorted(p.name for p in output.glob("*.svg")) == [
+        "latency-sqlite.svg",
+        "scale-get_hit.svg",
+        "scale-store_1.svg",
+    ]
+    root = ET.fromstring((output / "latency-sqlite.svg").read_text(encoding="utf-8"))
+    drawn = {
+        (bar.get("data-series"), bar.get("data-group")): float(bar.get("data-value") or "nan")
+        for bar in root.iter("{http://www.w3.org/2000/svg}rect")
+        if bar.get("class") == "bar"
+    }
+    first = results["meta"]["scales"][0]
+    assert drawn == {
+        (row["label"], subjects.OPERATION_LABELS[row["operation"]]): row["median_us"]
+        for row in results["latency"]
+        if row["scale"] == first
+        and row["operation"] != "construct"
+        and row["label"] != "globus-sdk MemoryTokenStorage"
+    }
 
 
 def test_figures_are_positive_and_ratios_computed(results: dict) -> None:
