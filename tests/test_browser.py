@@ -46,23 +46,34 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
 
 
+def _missing() -> str | None:
+    """Say what the browser test lacks on this machine, if anything."""
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "no selenium: install the test extra"
+    if shutil.which("chromium") is None or shutil.which("chromedriver") is None:
+        return "no chromium or chromedriver: apt-get install chromium chromium-driver"
+    return None
+
+
 @pytest.fixture
 def browser() -> Iterator[Any]:
     """Headless Chromium driven through chromedriver, both from the system's packages."""
-    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium (the test extra)")
-    if chromium is None or driver_path is None:
-        reason = "no chromium or chromedriver: apt-get install chromium chromium-driver"
+    reason = _missing()
+    if reason is not None:
         if _in_ci():
             pytest.fail(f"CI runs the browser test: {reason}", pytrace=False)
         pytest.skip(reason)
+    from selenium import webdriver
+
     options = webdriver.ChromeOptions()
-    options.binary_location = chromium
+    options.binary_location = str(shutil.which("chromium"))
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
         options.add_argument(argument)
     options.add_argument(f"--window-size={WIDTH},{HEIGHT}")
     # chromedriver given by path: Selenium Manager downloads nothing
-    service = webdriver.ChromeService(executable_path=driver_path)
+    service = webdriver.ChromeService(executable_path=str(shutil.which("chromedriver")))
     driver = webdriver.Chrome(service=service, options=options)
     metrics = {"width": WIDTH, "height": HEIGHT, "deviceScaleFactor": 1, "mobile": False}
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
@@ -133,6 +144,13 @@ def png_size(data: bytes) -> tuple[int, int]:
     assert kinds[-1] == b"IEND", "truncated PNG"
     assert b"IDAT" in kinds, "a PNG without image data"
     return size
+
+
+def test_without_chromium_on_the_path_the_reason_names_the_packages(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert _missing() == "no chromium or chromedriver: apt-get install chromium chromium-driver"
 
 
 def test_png_size_refuses_a_truncated_or_corrupt_image() -> None:
