@@ -96,8 +96,9 @@ def scale_chart(results: dict[str, Any], operation: str) -> str:
         scales,
         scale_values(results, operation),
         "namespaces in the database (5 tokens each), log scale",
-        UNIT,
+        f"{UNIT}, log scale",
         COLOURS,
+        log_y=True,
     )
 
 

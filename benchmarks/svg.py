@@ -38,6 +38,12 @@ def nice_ticks(largest: float, count: int = 5) -> list[float]:
     return ticks
 
 
+def decade_ticks(smallest: float, largest: float) -> list[float]:
+    """Powers of ten from at or below ``smallest`` to at or above ``largest`` (both > 0)."""
+    low, high = math.floor(math.log10(smallest)), math.ceil(math.log10(largest))
+    return [10.0**power for power in range(low, max(high, low + 1) + 1)]
+
+
 def number(value: float) -> str:
     """Format a figure for a label: thousands separated, one decimal below 100."""
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.1f}".removesuffix(".0")
@@ -164,6 +170,7 @@ def line_chart(
     x_label: str,
     unit: str,
     colours: Mapping[str, str] | None = None,
+    log_y: bool = False,
     height: int = 340,
 ) -> str:
     """Draw one line per series over ``xs`` placed on a log axis (each x at least 1).
@@ -171,6 +178,7 @@ def line_chart(
     :param values: per series (in legend order), per x (as a string), the value; None
         or absent leaves that point out
     :param colours: a colour per series, where one is wanted across charts
+    :param log_y: a log value axis too, when the values span several powers of ten
     :raises NoDataError: when there is no value to draw, or no x
     """
     present = _present(values)
@@ -178,12 +186,14 @@ def line_chart(
         raise NoDataError(f"no data for the chart {title!r}")
     if min(xs) < 1:
         raise ValueError("a log axis needs every x to be at least 1")
+    if log_y and min(present) <= 0:
+        raise ValueError("a log axis needs every value to be above 0")
     series = list(values)
     colour_of = colours_of(series, colours)
     legend_top = TOP + 6
     plot_top = legend_top + _legend_height(series) + 10
     axis_y = height - AXIS - 6
-    ticks = nice_ticks(max(present))
+    ticks = decade_ticks(min(present), max(present)) if log_y else nice_ticks(max(present))
     low, high = math.log10(min(xs)), math.log10(max(xs))
     span = WIDTH - LEFT - RIGHT
 
@@ -191,7 +201,12 @@ def line_chart(
         return LEFT + (span / 2 if high == low else (math.log10(x) - low) / (high - low) * span)
 
     def at_y(value: float) -> float:
-        return axis_y - value / ticks[-1] * (axis_y - plot_top)
+        if log_y:
+            bottom, top = math.log10(ticks[0]), math.log10(ticks[-1])
+            share = (math.log10(value) - bottom) / (top - bottom)
+        else:
+            share = value / ticks[-1]
+        return axis_y - share * (axis_y - plot_top)
 
     body = _legend(colour_of, legend_top + 10)
     for tick in ticks:

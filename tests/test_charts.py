@@ -105,9 +105,21 @@ def test_a_line_chart_places_x_on_a_log_axis_and_higher_values_higher() -> None:
     assert len(list(root.iter(f"{SVG}polyline"))) == 2
 
 
+def test_a_log_value_axis_spaces_equal_ratios_equally() -> None:
+    values = {"a": {"1": 20.0, "10": 200.0, "100": 2000.0}}
+    root = parse(line_chart("t", [1, 10, 100], values, "n", "µs", log_y=True))
+
+    ys = [float(p.get("cy", "")) for p in points(root)]
+    assert ys[0] - ys[1] == pytest.approx(ys[1] - ys[2], abs=0.2)
+    assert ys[0] > ys[1]
+    assert {"10", "100", "1,000", "10,000"} <= set(texts(root))  # ticks at powers of ten
+
+
 def test_a_log_axis_refuses_zero() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         line_chart("t", [0, 10], {"a": {"10": 1.0}}, "n", "µs")
+    with pytest.raises(ValueError, match="above 0"):
+        line_chart("t", [1, 10], {"a": {"10": 0.0}}, "n", "µs", log_y=True)
 
 
 @pytest.mark.parametrize("largest", [0.7, 5.0, 46.0, 999.0, 1730.0, 123456.0])
