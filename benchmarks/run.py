@@ -178,6 +178,7 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
     for backend, reason in async_skipped.items():
         print(f"skipping async rows on {backend}: {reason}")
     meta: dict[str, Any] = {**machine.describe(), "scales": args.scales, "smoke": args.smoke}
+    meta["load_at_start"] = machine.load()
     meta.update(backends=chosen, skipped=skipped, async_skipped=async_skipped)
     meta["seconds"] = args.seconds
     loop = asyncio.new_event_loop()
@@ -266,6 +267,7 @@ def main(argv: list[str] | None = None) -> None:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tokenstore-bench-")))
         results = run(args, workdir, stack)
     results["meta"]["wall_seconds"] = round(time.perf_counter() - started, 1)
+    results["meta"]["load_at_end"] = machine.load()
     as_json, as_markdown = report.write(results, args.output)
     drawn = charts.draw(results, args.output)
     print(report.markdown(results))

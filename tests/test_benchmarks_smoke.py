@@ -150,6 +150,9 @@ def test_import_targets_and_durability_are_reported(results: dict) -> None:
         assert results["import"]["sqlite"]["tokens_per_second"] > 0
     assert results["meta"]["durability"]["tokenstore-sql (sqlite)"]["synchronous"] == 2
     assert results["meta"]["construct_statements"] == {"sqlite": 0}
+    # how busy the machine was, which the figures depend on (Linux has a load average)
+    assert isinstance(results["meta"]["load_at_start"], float)
+    assert isinstance(results["meta"]["load_at_end"], float)
     assert results["meta"]["backends"] == ["sqlite"]
     assert results["meta"]["skipped"] == {
         "postgresql": "TOKENSTORE_SQL_BENCH_POSTGRESQL_URL is not set"
