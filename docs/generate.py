@@ -1,7 +1,8 @@
 """Regenerate the pictures the docs show, into docs/_generated/ (not kept in git).
 
 - ``charts/``: the benchmark's SVG charts, drawn from ``docs/performance/results.json``
-  (the committed results of a benchmark run) by ``benchmarks.charts``.
+  (the committed results of a benchmark run) by ``benchmarks.charts``, and the tables
+  of ratios the performance page includes beside them (``benchmarks.summary``).
 - ``screenshots/``: the example web app's pages, taken by the browser test
   (tests/test_browser.py, on SQLite) in headless Chromium; needs Debian's ``chromium``
   and ``chromium-driver``.
@@ -33,9 +34,20 @@ def charts() -> list[Path]:
     """Draw the charts of the committed benchmark results."""
     sys.path.insert(0, str(ROOT))
     from benchmarks.charts import draw
+    from benchmarks.summary import latency_table, run_line, scale_table
 
     results = json.loads(RESULTS.read_text(encoding="utf-8"))
-    return draw(results, GENERATED / "charts")
+    written = draw(results, GENERATED / "charts")
+    # the figures the pages quote, from the same results as the charts
+    for name, text in (
+        ("run.md", run_line(results) + "\n"),
+        ("latency.md", latency_table(results)),
+        ("scale.md", scale_table(results)),
+    ):
+        path = GENERATED / "charts" / name
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written
 
 
 def screenshots() -> list[Path]:

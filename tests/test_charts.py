@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks import charts
+from benchmarks import charts, report, summary
 from benchmarks.subjects import OPERATION_LABELS, SDK_JSON, SDK_SQLITE
 from benchmarks.svg import NoDataError, bar_chart, line_chart, nice_ticks
 
@@ -214,3 +215,42 @@ def test_the_command_refuses_results_without_figures(tmp_path: Path) -> None:
     assert completed.returncode == 1
     assert completed.stderr.strip() == "error: the results hold no latency rows: nothing to chart"
     assert not (tmp_path / "out").exists()
+
+
+def test_the_summary_quotes_the_ratios_of_the_charted_figures() -> None:
+    results = _results(["sqlite", "postgresql"], [1, 1000])
+    results["scale"] = report.growth(results["latency"])
+    results["meta"] |= {"date": "today", "machine": "m", "versions": "v"}
+    results["meta"] |= {"load_at_start": 0.5, "load_at_end": 1.25}
+    medians = {(r["label"], r["operation"], r["scale"]): r["median_us"] for r in results["latency"]}
+
+    latency = summary.latency_table(results).splitlines()
+    scale = summary.scale_table(results).splitlines()
+
+    assert len(latency) == 2 + 2 * len(charts.LATENCY_OPERATIONS)
+    ours = medians[("tokenstore-sql (postgresql)", "store_1", 1)]
+    floor = medians[("floor: psycopg", "store_1", 1)]
+    sdk, json_file = medians[(SDK_SQLITE, "store_1", 1)], medians[(SDK_JSON, "store_1", 1)]
+    row = next(line for line in latency if line.startswith("| postgresql | store 1 |"))
+    cells = [cell.strip() for cell in row.strip("| ").split("|")]
+    assert cells[3:] == [f"{ours / floor:.2f}x", f"{ours / sdk:.2f}x", f"{ours / json_file:.2f}x"]
+    small, large = medians[(SDK_JSON, "get_hit", 1)], medians[(SDK_JSON, "get_hit", 1000)]
+    expected = f"| get (hit) | {SDK_JSON} | {small:,.0f} | {large:,.0f} | {large / small:.2f}x |"
+    assert expected in scale
+    assert summary.run_line(results).endswith("load average 0.5 at the start and 1.25 at the end.")
+
+
+def test_the_committed_results_give_every_picture_and_table_the_performance_page_shows(
+    tmp_path: Path,
+) -> None:
+    results = json.loads((ROOT / "docs" / "performance" / "results.json").read_text("utf-8"))
+    page = (ROOT / "docs" / "performance" / "charts.md").read_text(encoding="utf-8")
+    shown = set(re.findall(r"/_generated/charts/([\w.-]+)", page))
+
+    drawn = {path.name for path in charts.draw(results, tmp_path)}
+    tables = {"run.md", "latency.md", "scale.md"}
+
+    assert shown == drawn | tables
+    assert results["meta"]["backends"] == ["sqlite", "postgresql", "mysql"]
+    assert not results["meta"]["smoke"]
+    assert summary.run_line(results).startswith(f"Run of {results['meta']['date']} on ")
