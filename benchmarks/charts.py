@@ -20,11 +20,18 @@ from pathlib import Path
 from typing import Any
 
 from .subjects import OPERATION_LABELS, OPERATIONS, SDK_JSON, SDK_SQLITE, tokenstore_label
-from .svg import NoDataError, Values, bar_chart, line_chart
+from .svg import NoDataError, Values, bar_panels, line_chart
 
 # construct opens no connection and has no floor: a bar of it would say nothing
 LATENCY_OPERATIONS = tuple(op for op in OPERATIONS if op != "construct")
 SCALE_OPERATIONS = ("get_hit", "store_1")
+# Reads take microseconds and durable writes milliseconds: each gets an axis of its own.
+LATENCY_PANELS = {
+    "Reads": [OPERATION_LABELS[op] for op in ("get_hit", "get_miss", "get_all")],
+    "Writes (each a committed transaction)": [
+        OPERATION_LABELS[op] for op in ("store_1", "store_3", "remove")
+    ],
+}
 UNIT = "median µs per call"
 # One colour per storage in every chart (Okabe and Ito's colour-blind-safe palette);
 # every driver floor is orange, there being one per latency chart.
@@ -68,10 +75,9 @@ def latency_chart(results: dict[str, Any], backend: str) -> str:
     first = min(row["scale"] for row in _rows(results))
     held = f"{first:,} namespace" + ("" if first == 1 else "s")
     title = f"Latency on {backend}, database holding {held}"
-    groups = [OPERATION_LABELS[op] for op in LATENCY_OPERATIONS]
     values = latency_values(results, backend)
     colours = {label: COLOURS.get(label, FLOOR_COLOUR) for label in values}
-    return bar_chart(title, groups, values, UNIT, colours)
+    return bar_panels(title, LATENCY_PANELS, values, UNIT, colours)
 
 
 def scale_values(results: dict[str, Any], operation: str) -> Values:

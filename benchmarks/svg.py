@@ -118,20 +118,60 @@ def bar_chart(
     :param colours: a colour per series, where one is wanted across charts
     :raises NoDataError: when there is no value to draw
     """
-    present = _present(values)
-    if not groups or not present:
+    return bar_panels(title, {"": groups}, values, unit, colours)
+
+
+def bar_panels(
+    title: str,
+    panels: Mapping[str, Sequence[str]],
+    values: Values,
+    unit: str,
+    colours: Mapping[str, str] | None = None,
+) -> str:
+    """Draw bar charts stacked under one title and legend, each panel on its own axis.
+
+    Panels keep figures of different sizes apart (reads in microseconds, durable
+    writes in milliseconds), which one shared axis would flatten.
+
+    :param panels: per panel name (shown above it; may be empty), its groups
+    :raises NoDataError: when there is no value to draw
+    """
+    if not _present(values) or not any(panels.values()):
         raise NoDataError(f"no data for the chart {title!r}")
     series = list(values)
     colour_of = colours_of(series, colours)
     legend_top = TOP + 6
-    plot_top = legend_top + _legend_height(series) + 4
+    body = _legend(colour_of, legend_top + 10)
+    top = legend_top + _legend_height(series) + 4
+    for name, groups in panels.items():
+        in_panel = {s: {g: values[s].get(g) for g in groups} for s in series}
+        if not _present(in_panel):
+            continue
+        if name:
+            top += 16
+            body.append(_text(LEFT, top, name, extra=' font-weight="bold"'))
+            top += 6
+        lines, top = _bar_panel(name, groups, in_panel, unit, colour_of, top)
+        body += lines
+    return _document(top + 6, title, body)
+
+
+def _bar_panel(
+    panel: str,
+    groups: Sequence[str],
+    values: Values,
+    unit: str,
+    colour_of: Mapping[str, str],
+    plot_top: float,
+) -> tuple[list[str], float]:
+    """Draw one panel of bars from ``plot_top`` down; return it and where it ends."""
+    series = list(values)
     group_height = len(series) * (BAR + BAR_GAP) + GROUP_GAP
-    plot_height = len(groups) * group_height
-    ticks = nice_ticks(max(present))
+    axis_y = plot_top + len(groups) * group_height
+    ticks = nice_ticks(max(_present(values)))
     span = WIDTH - LEFT - RIGHT
     scale = span / ticks[-1]
-    body = _legend(colour_of, legend_top + 10)
-    axis_y = plot_top + plot_height
+    body = []
     for tick in ticks:
         x = LEFT + tick * scale
         body.append(
@@ -151,7 +191,7 @@ def bar_chart(
             tip = escape(f"{name}, {group}: {number(value)} {unit}")
             body.append(
                 f'<rect class="bar" x="{LEFT}" y="{y:.1f}" width="{width:.3f}" '
-                f'height="{BAR}" fill="{colour_of[name]}" '
+                f'height="{BAR}" fill="{colour_of[name]}" data-panel={quoteattr(panel)} '
                 f"data-series={quoteattr(name)} data-group={quoteattr(group)} "
                 f'data-value="{value!r}"><title>{tip}</title></rect>'
             )
@@ -160,7 +200,7 @@ def bar_chart(
     body.append(
         f'<line x1="{LEFT}" y1="{plot_top:.1f}" x2="{LEFT}" y2="{axis_y:.1f}" stroke="#333"/>'
     )
-    return _document(axis_y + AXIS + 6, title, body)
+    return body, axis_y + AXIS
 
 
 def line_chart(

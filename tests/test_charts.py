@@ -15,7 +15,7 @@ import pytest
 
 from benchmarks import charts, report, summary
 from benchmarks.subjects import OPERATION_LABELS, SDK_JSON, SDK_SQLITE
-from benchmarks.svg import NoDataError, bar_chart, line_chart, nice_ticks
+from benchmarks.svg import NoDataError, bar_chart, bar_panels, line_chart, nice_ticks
 
 ROOT = Path(__file__).resolve().parent.parent
 SVG = "{http://www.w3.org/2000/svg}"
@@ -68,6 +68,22 @@ def test_bars_are_proportional_to_their_values_and_none_is_left_out() -> None:
     widest = max(float(b.get("width", "")) for b in drawn.values())
     assert widest == pytest.approx(800 * min(per_unit), rel=1e-3)
     assert widest < float(root.get("width", ""))
+
+
+def test_each_panel_has_its_own_axis_and_its_bars_one_scale() -> None:
+    values = {"ours": {"get": 40.0, "miss": 30.0, "store": 4000.0}, "theirs": {"store": 9000.0}}
+    root = parse(bar_panels("t", {"Reads": ["get", "miss"], "Writes": ["store"]}, values, "µs"))
+
+    per_unit: dict[str, set[float]] = {}
+    for bar in bars(root):
+        ratio = float(bar.get("width", "")) / float(bar.get("data-value", ""))
+        per_unit.setdefault(bar.get("data-panel", ""), set()).add(ratio)
+    assert sorted(per_unit) == ["Reads", "Writes"]
+    for ratios in per_unit.values():
+        assert max(ratios) / min(ratios) < 1.001
+    # a microsecond of reading is drawn over 100 times as long as one of writing
+    assert min(per_unit["Reads"]) > 100 * max(per_unit["Writes"])
+    assert {"Reads", "Writes", "get", "store"} <= set(texts(root))
 
 
 def test_series_keep_the_colours_asked_for() -> None:
