@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import URL, create_engine, select
+from sqlalchemy import URL, Row, create_engine, select
 from werkzeug.serving import make_server
 
 from examples.webapp import create_app
@@ -168,13 +168,13 @@ def test_png_size_refuses_a_truncated_or_corrupt_image() -> None:
         png_size(whole.replace(b"IDATx", b"IDATy"))
 
 
-def _stored_rows(database_url: URL, namespace: str) -> list[TokenRow]:
+def _stored_rows(database_url: URL, namespace: str) -> list[Row[Any]]:
     """Read the user's rows back through an engine of the test's own, not the app's."""
     engine = create_engine(database_url)
     try:
         with engine.connect() as connection:
             query = select(TokenRow.__table__).where(TokenRow.namespace == namespace)
-            return list(connection.execute(query).all())  # type: ignore[arg-type]
+            return list(connection.execute(query).all())
     finally:
         engine.dispose()
 
