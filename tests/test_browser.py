@@ -187,6 +187,7 @@ def test_a_person_logs_in_sees_the_profile_and_logs_out_in_chromium(
     backend: str,
     screenshots: Path,
 ) -> None:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -203,8 +204,13 @@ def test_a_person_logs_in_sees_the_profile_and_logs_out_in_chromium(
         sources.append(browser.page_source)
         return str(browser.find_element(By.TAG_NAME, "body").text)
 
+    def wait(condition: Callable[[Any], object]) -> None:
+        # a page being replaced by the next one invalidates what was found on it
+        waiting = WebDriverWait(browser, 15, ignored_exceptions=[StaleElementReferenceException])
+        waiting.until(condition)
+
     def arrives(text: str) -> None:
-        WebDriverWait(browser, 15).until(lambda d: text in d.find_element(By.TAG_NAME, "body").text)
+        wait(lambda d: text in d.find_element(By.TAG_NAME, "body").text)
 
     browser.get(webapp.url("/"))
     signed_out = shoot("signed-out")
@@ -212,7 +218,7 @@ def test_a_person_logs_in_sees_the_profile_and_logs_out_in_chromium(
     assert "Signed in" not in signed_out
 
     browser.find_element(By.LINK_TEXT, "Log in with Globus").click()
-    WebDriverWait(browser, 15).until(lambda d: d.find_elements(By.ID, "approve"))
+    wait(lambda d: d.find_elements(By.ID, "approve"))
     assert browser.current_url.startswith(auth_server.base_url)
     (asked,) = auth_server.authorize_requests
     assert asked["redirect_uri"] == webapp.url("/callback")
