@@ -39,7 +39,7 @@ from .web_examples import app_settings
 pytestmark = pytest.mark.browser
 
 WIDTH, HEIGHT = 1000, 560  # the viewport, and so every screenshot's size in pixels
-NAME = "ada@example.org"
+NAME, FULL_NAME = "ada@example.org", "Ada Lovelace"
 
 
 def _in_ci() -> bool:
@@ -94,6 +94,7 @@ def screenshots(tmp_path: Path) -> Path:
 def auth_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[AuthServer]:
     """Globus Auth on 127.0.0.1, where every globus-sdk client of this process goes."""
     server = AuthServer(FakeAuth(), identity_id=str(uuid.uuid4()), name=NAME)
+    server.auth.full_names[server.identity_id] = FULL_NAME
     with serving_auth(server) as base_url:
         monkeypatch.setenv("GLOBUS_SDK_SERVICE_URL_AUTH", base_url)
         yield server
@@ -241,7 +242,7 @@ def test_a_person_logs_in_sees_the_profile_and_logs_out_in_chromium(
     browser.find_element(By.LINK_TEXT, "Your Globus profile and stored tokens").click()
     arrives("Globus Auth says")
     profile = shoot("profile")
-    assert f"{NAME} ({NAME}), identity {identity_id}" in profile
+    assert f"{FULL_NAME} ({NAME}), identity {identity_id}" in profile
     assert AUTH_RS in profile
     assert TRANSFER in profile
     assert auth.userinfo_tokens == [rows[AUTH_RS].access_token]
