@@ -38,7 +38,7 @@ from .web_examples import app_settings
 
 pytestmark = pytest.mark.browser
 
-WIDTH, HEIGHT = 1000, 560  # the viewport, and so every screenshot's size in pixels
+WIDTH, HEIGHT = 880, 440  # the viewport, and so every screenshot's size in pixels
 NAME, FULL_NAME = "ada@example.org", "Ada Lovelace"
 
 
