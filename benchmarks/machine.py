@@ -32,6 +32,14 @@ def _memory_gib() -> str:
         return "unknown RAM"
 
 
+def load() -> float | None:
+    """Return the one-minute load average: how busy the machine was, the benchmark included."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:  # not available on this platform
+        return None
+
+
 def describe() -> dict[str, str]:
     """Describe the date, the machine and the versions that matter, as short strings."""
     packages = ("tokenstore-sql", "globus-sdk", "sqlalchemy", "psycopg", "pymysql")

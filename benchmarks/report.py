@@ -136,8 +136,14 @@ def markdown(results: dict[str, Any]) -> str:
     meta = results["meta"]
     scales = meta["scales"]
     labels = list(dict.fromkeys(row["label"] for row in results["latency"]))
+    loads = (meta.get("load_at_start"), meta.get("load_at_end"))
     out = [
-        f"Run of {meta['date']} on {meta['machine']}; {meta['versions']}.",
+        f"Run of {meta['date']} on {meta['machine']}; {meta['versions']}."
+        + (
+            ""
+            if None in loads
+            else f" Load average {loads[0]} at the start, {loads[1]} at the end."
+        ),
         "",
         f"### Latency, database holding {scales[0]:,} namespace(s)",
         "",

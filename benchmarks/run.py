@@ -18,6 +18,7 @@ from typing import Any
 from . import (
     async_rows,
     caller_engine,
+    charts,
     concurrency,
     machine,
     prepared,
@@ -177,6 +178,7 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
     for backend, reason in async_skipped.items():
         print(f"skipping async rows on {backend}: {reason}")
     meta: dict[str, Any] = {**machine.describe(), "scales": args.scales, "smoke": args.smoke}
+    meta["load_at_start"] = machine.load()
     meta.update(backends=chosen, skipped=skipped, async_skipped=async_skipped)
     meta["seconds"] = args.seconds
     loop = asyncio.new_event_loop()
@@ -258,16 +260,19 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run from the command line and write results.md and results.json."""
+    """Run from the command line; write results.md, results.json and the charts."""
     args = parse(argv)
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tokenstore-bench-")))
         results = run(args, workdir, stack)
     results["meta"]["wall_seconds"] = round(time.perf_counter() - started, 1)
+    results["meta"]["load_at_end"] = machine.load()
     as_json, as_markdown = report.write(results, args.output)
+    drawn = charts.draw(results, args.output)
     print(report.markdown(results))
     print(f"wrote {as_markdown} and {as_json} in {results['meta']['wall_seconds']} s")
+    print(f"drew {', '.join(path.name for path in drawn)} in {args.output}")
 
 
 if __name__ == "__main__":

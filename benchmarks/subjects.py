@@ -39,6 +39,7 @@ OPERATION_LABELS = {
     "construct": "construct",
 }
 SDK_SQLITE = "globus-sdk SQLiteTokenStorage"
+SDK_JSON = "globus-sdk JSONTokenStorage"
 # tokenstore-sql on PostgreSQL with psycopg preparing its statements (see tokenstore_prepared).
 PREPARED = "tokenstore-sql (postgresql, prepared)"
 PREPARED_KIND = "tokenstore-sql, prepared"
@@ -240,7 +241,7 @@ def sdk_sqlite(path: Path) -> Subject:
 def sdk_json(path: Path) -> Subject:
     """Measure globus-sdk's ``JSONTokenStorage``: each call reads (a write rewrites) one file."""
     return _sdk_file(
-        "globus-sdk JSONTokenStorage",
+        SDK_JSON,
         lambda namespace: JSONTokenStorage(path, namespace=namespace),
         fill_sdk_json,
         path,

@@ -47,7 +47,8 @@ class FakeAuth:
     client_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     refresh_delay: float = 0.0
     refresh_delays: list[float] = field(default_factory=list)  # per call, before refresh_delay
-    names: dict[str, str] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)  # identity -> preferred_username
+    full_names: dict[str, str] = field(default_factory=dict)  # userinfo's name, if not that
     refresh_calls: int = 0
     rejected_refreshes: int = 0
     abandoned_refreshes: int = 0  # the caller hung up before Auth answered: nothing spent
@@ -178,8 +179,9 @@ class FakeAuth:
         if grant is None or grant.resource_server != AUTH_RS:
             return 401, {"errors": [{"code": "UNAUTHORIZED"}]}
         self.userinfo_tokens.append(token)
-        name = self.names[grant.identity_id]
-        return 200, {"sub": grant.identity_id, "preferred_username": name, "name": name}
+        username = self.names[grant.identity_id]
+        name = self.full_names.get(grant.identity_id, username)
+        return 200, {"sub": grant.identity_id, "preferred_username": username, "name": name}
 
     def openid_configuration(self) -> dict[str, Any]:
         """Answer GET /.well-known/openid-configuration."""

@@ -36,6 +36,17 @@ from .web_examples import app_settings, serve_example
 
 pytestmark = pytest.mark.anyio
 
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    """Run on asyncio only: the async storage and its drivers are asyncio's.
+
+    anyio's own fixture runs every installed backend, and trio is installed as one of
+    selenium's dependencies (the browser test).
+    """
+    return "asyncio"
+
+
 ALICE = str(uuid.uuid4())
 BOB = str(uuid.uuid4())
 

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,28 @@ def test_every_storage_and_operation_is_measured_at_every_scale(results: dict) -
     assert {"tokenstore-sql (sqlite)", "floor: sqlite3", "globus-sdk SQLiteTokenStorage"} <= largest
 
 
+def test_the_run_draws_its_charts_from_its_own_figures(results: dict, output: Path) -> None:
+    assert sorted(p.name for p in output.glob("*.svg")) == [
+        "latency-sqlite.svg",
+        "scale-get_hit.svg",
+        "scale-store_1.svg",
+    ]
+    root = ET.fromstring((output / "latency-sqlite.svg").read_text(encoding="utf-8"))
+    drawn = {
+        (bar.get("data-series"), bar.get("data-group")): float(bar.get("data-value") or "nan")
+        for bar in root.iter("{http://www.w3.org/2000/svg}rect")
+        if bar.get("class") == "bar"
+    }
+    first = results["meta"]["scales"][0]
+    assert drawn == {
+        (row["label"], subjects.OPERATION_LABELS[row["operation"]]): row["median_us"]
+        for row in results["latency"]
+        if row["scale"] == first
+        and row["operation"] != "construct"
+        and row["label"] != "globus-sdk MemoryTokenStorage"
+    }
+
+
 def test_figures_are_positive_and_ratios_computed(results: dict) -> None:
     for row in results["latency"]:
         assert 0 < row["median_us"] <= row["p95_us"], row
@@ -127,6 +150,9 @@ def test_import_targets_and_durability_are_reported(results: dict) -> None:
         assert results["import"]["sqlite"]["tokens_per_second"] > 0
     assert results["meta"]["durability"]["tokenstore-sql (sqlite)"]["synchronous"] == 2
     assert results["meta"]["construct_statements"] == {"sqlite": 0}
+    # how busy the machine was, which the figures depend on (Linux has a load average)
+    assert isinstance(results["meta"]["load_at_start"], float)
+    assert isinstance(results["meta"]["load_at_end"], float)
     assert results["meta"]["backends"] == ["sqlite"]
     assert results["meta"]["skipped"] == {
         "postgresql": "TOKENSTORE_SQL_BENCH_POSTGRESQL_URL is not set"
