@@ -2,6 +2,7 @@
 
 Build it (warnings are errors, every cross-reference must resolve)::
 
+    .venv/bin/python docs/generate.py   # the charts and screenshots the pages show
     .venv/bin/sphinx-build -W -n --keep-going -b html docs docs/_build/html
 """
 
