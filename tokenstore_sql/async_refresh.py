@@ -17,12 +17,12 @@ from typing import Any
 
 from globus_sdk import AuthLoginClient
 from sqlalchemy import Executable
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ._sdk import TokenStorageData
 from .async_storage import AsyncSQLAlchemyTokenStorage
 from .engines import describe_database
 from .errors import DatabaseOperationError, StorageUnavailableError, TokenStoreError
+from .execution_async import read_rows, write_rows
 from .inflight import (
     FIRST_FLUSH_DELAY_SECONDS,
     MAX_FLUSH_DELAY_SECONDS,
@@ -196,12 +196,10 @@ class _AsyncSteps:
     async def _read(self) -> RowSnapshot | None:
         statement = self.statements.select_for_refresh
         params = key_params(self.request.namespace, self.request.resource_server)
-
-        async def read(connection: AsyncConnection) -> Any:
-            return (await connection.execute(statement, params)).mappings().first()
-
-        row = await self.storage._in_transaction("read token data", read)
-        return None if row is None else snapshot_from_row(self.request, row, self.storage.keys)
+        storage = self.storage
+        await storage.check_schema()
+        rows = await read_rows(storage.engine, "read token data", statement, params, storage.retry)
+        return snapshot_from_row(self.request, rows[0], storage.keys) if rows else None
 
     async def _write(
         self,
@@ -212,14 +210,10 @@ class _AsyncSteps:
     ) -> int:
         # Built before the first attempt: a result Auth got wrong fails here, unparked.
         params = step_parameters(self.request, step, self.storage.keys)
-
-        async def write(connection: AsyncConnection) -> int:
-            return int((await connection.execute(statement, params)).rowcount)
-
-        written: int = await self.storage._in_transaction(
-            operation, write, writes=True, retry=retry
-        )
-        return written
+        storage = self.storage
+        await storage.check_schema()
+        policy = retry or storage.retry
+        return await write_rows(storage.engine, operation, statement, [params], policy)
 
     async def _release(self, step: ReleaseLease) -> None:
         try:
