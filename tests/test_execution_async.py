@@ -210,3 +210,24 @@ def _record(statements: list[str]) -> Any:
         statements.append(statement)
 
     return before
+
+
+def test_async_refresh_works_on_the_sqlalchemy_path_too(
+    database_url: URL, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(execution_async, "supports", lambda dialect: False)
+    auth = FakeAuth()
+    with SQLAlchemyTokenStorage(database_url, namespace=namespace) as storage:
+        seeded = seed(storage, auth)
+
+    async def scenario() -> tuple[str, str | None]:
+        async with AsyncSQLAlchemyTokenStorage(database_url, namespace=namespace) as storage:
+            data = await async_refresh_once(storage, TRANSFER, client_of(auth))
+            stored = await storage.get_token_data(TRANSFER)
+        return data.access_token, None if stored is None else stored.access_token
+
+    with mocked(auth):
+        token, stored = asyncio.run(scenario())
+    assert auth.refresh_calls == 1
+    assert token != seeded.access_token
+    assert stored == token
