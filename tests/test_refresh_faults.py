@@ -30,7 +30,7 @@ from sqlalchemy import Engine, select
 from tokenstore_sql import RetryPolicy, SQLAlchemyTokenStorage
 from tokenstore_sql.models import tokens_table
 from tokenstore_sql.refresh import _parked, refresh_once
-from tokenstore_sql.refresh_plan import StoreOutcome
+from tokenstore_sql.refresh_request import StoreOutcome
 
 from .fake_auth import TRANSFER, FakeAuth, mocked
 from .private_servers import PrivatePostgres, StopMode, private_postgresql

@@ -30,13 +30,8 @@ from tokenstore_sql.columns import utc_now
 from tokenstore_sql.engines import sqlite_file_path
 from tokenstore_sql.models import tokens_table
 from tokenstore_sql.refresh import refresh_once
-from tokenstore_sql.refresh_plan import (
-    CallAuth,
-    RefreshRequest,
-    RowSnapshot,
-    StoreRenewed,
-    lease_seconds_for,
-)
+from tokenstore_sql.refresh_plan import CallAuth, StoreRenewed
+from tokenstore_sql.refresh_request import RefreshRequest, RowSnapshot, lease_seconds_for
 from tokenstore_sql.statements import statements_for
 
 from .conftest import BACKENDS
@@ -352,7 +347,7 @@ def test_a_forked_child_does_not_wait_for_its_parents_flights(
         if pid == 0:
             from tokenstore_sql import refresh as refresh_module
 
-            os._exit(0 if len(refresh_module._flights._flights) == 0 else 1)
+            os._exit(0 if len(refresh_module._flights._by_row) == 0 else 1)
         leader.join()
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0

@@ -4,10 +4,10 @@ The same rows and the same semantics as :class:`~tokenstore_sql.SQLAlchemyTokenS
 awaited instead of blocking: the statements, the validation and encryption of the codec,
 the retry policy and the schema handling are the sync storage's own. Each call is one
 statement in one transaction on a connection of its own, so one storage (or one engine
-shared by many storages) serves any number of concurrent tasks of one event loop. As in
-the sync storage, the statements run on the driver's own connection (see
-:mod:`tokenstore_sql.async_direct`); on an engine whose driver that module does not know
-(asyncpg, asyncmy) they go through SQLAlchemy's ``AsyncConnection``.
+shared by many storages) serves any number of concurrent tasks of one event loop. Every
+statement goes through :mod:`tokenstore_sql.execution_async`, which runs it on the
+driver's own connection, as the sync storage does, or through SQLAlchemy's
+``AsyncConnection`` for drivers it does not drive directly (asyncpg, asyncmy).
 """
 
 from __future__ import annotations
@@ -15,31 +15,26 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import URL, Engine, Executable, Select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from . import async_direct
 from ._sdk import TokenStorage, TokenStorageData
-from .async_direct_drivers import supports
 from .async_engines import AsyncEngineOwner
 from .codec import check_key, rows_for_storage, stamped, token_data_from_row
 from .crypto import KeyRing
-from .direct import compiled_for
 from .engines import masked_url
+from .execution_async import read_rows, write_rows
 from .models import DEFAULT_PLACEMENT, Placement
 from .retries import RetryPolicy
 from .schema import ensure_schema_on, is_checked
 from .statements import check_dialect, key_params, statements_for
 from .storage import DEFAULT_NAMESPACE
-from .transactions import single_statement_options
 
 if TYPE_CHECKING:
     from globus_sdk import OAuthTokenResponse
-
-T = TypeVar("T")
 
 # One lock per engine and placement, so that concurrent first calls check the schema once.
 _schema_locks: weakref.WeakKeyDictionary[Engine, dict[Placement, asyncio.Lock]] = (
@@ -87,10 +82,6 @@ class AsyncSQLAlchemyTokenStorage(AsyncEngineOwner):
         placement.check_dialect(dialect.name)
         self._schema = {"create": create_schema, "upgrade": upgrade_schema}
         self._statements = statements_for(placement)
-        self._read_options = single_statement_options(dialect, writes=False)
-        self._write_options = single_statement_options(dialect, writes=True)
-        self._dialect = dialect
-        self._direct = supports(dialect)
 
     def __repr__(self) -> str:
         return (
@@ -117,7 +108,7 @@ class AsyncSQLAlchemyTokenStorage(AsyncEngineOwner):
                 await self.retry.run_async("open the database", self.engine, self._check_once)
 
     async def _check_once(self) -> None:
-        async with self.engine.connect() as connection:
+        async with self.engine.connect() as connection:  # the schema check begins its own
             await connection.run_sync(ensure_schema_on, self.placement, **self._schema)
 
     async def store_token_data_by_resource_server(
@@ -178,63 +169,21 @@ class AsyncSQLAlchemyTokenStorage(AsyncEngineOwner):
     async def _read(
         self, operation: str, statement: Select[Any], params: Mapping[str, str]
     ) -> list[dict[str, Any]]:
-        """Fetch the rows of one ``SELECT`` on the driver's connection, retried."""
-        if not self._direct:
-
-            async def read(connection: AsyncConnection) -> list[dict[str, Any]]:
-                result = await connection.execute(statement, params)
-                return [dict(row) for row in result.mappings()]
-
-            return await self._in_transaction(operation, read)
-        engine = self.engine
-        if not is_checked(engine.sync_engine, self.placement):
-            await self.check_schema()
-        compiled = compiled_for(statement, self._dialect)
-        return await self.retry.run_async(
-            operation, engine, lambda: async_direct.fetch_rows(engine, compiled, params)
-        )
+        """Fetch the rows of one ``SELECT``, through the execution seam."""
+        await self._ready()
+        return await read_rows(self.engine, operation, statement, params, self.retry)
 
     async def _write(
         self, operation: str, statement: Executable, rows: Sequence[Mapping[str, Any]]
     ) -> int:
-        """Run one write statement for ``rows`` on the driver's connection, retried."""
-        if not self._direct:
+        """Run one write statement for ``rows``, through the execution seam."""
+        await self._ready()
+        return await write_rows(self.engine, operation, statement, rows, self.retry)
 
-            async def write(connection: AsyncConnection) -> int:
-                return int((await connection.execute(statement, list(rows))).rowcount)
-
-            return await self._in_transaction(operation, write, writes=True)
-        engine = self.engine
-        if not is_checked(engine.sync_engine, self.placement):
+    async def _ready(self) -> None:
+        """Check the schema on this storage's first call (a dictionary lookup afterwards)."""
+        if not is_checked(self.engine.sync_engine, self.placement):
             await self.check_schema()
-        compiled = compiled_for(statement, self._dialect)
-        return await self.retry.run_async(
-            operation, engine, lambda: async_direct.execute_write(engine, compiled, rows)
-        )
-
-    async def _in_transaction(
-        self,
-        operation: str,
-        work: Callable[[AsyncConnection], Awaitable[T]],
-        *,
-        writes: bool = False,
-        retry: RetryPolicy | None = None,
-    ) -> T:
-        """Await ``work(connection)`` in one transaction through SQLAlchemy, retried.
-
-        The path of the async refresh's statements, some with a policy of their own, and
-        of every statement on an engine whose driver has no direct path.
-        """
-        await self.check_schema()
-        options = self._write_options if writes else self._read_options
-
-        async def attempt() -> T:
-            async with self.engine.connect() as connection:
-                await connection.execution_options(**options)
-                async with connection.begin():
-                    return await work(connection)
-
-        return await (retry or self.retry).run_async(operation, self.engine, attempt)
 
 
 class _ResponseReader(TokenStorage):

@@ -17,7 +17,7 @@ locks and schema checks. What a transaction is, per database, is decided once:
   connection, the storages' hot path (:mod:`tokenstore_sql.direct`), retried the same
   way.
 
-The async API has the same seam in :mod:`tokenstore_sql.async_storage`.
+The async API has the same seam in :mod:`tokenstore_sql.execution_async`.
 """
 
 from __future__ import annotations

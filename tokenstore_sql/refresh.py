@@ -8,6 +8,9 @@ database stays away even so, the caller still gets the new token, the process ke
 and a background thread stores it as soon as the database answers (see
 ``tokenstore_sql.inflight``).
 
+This module does the I/O alone, through :mod:`tokenstore_sql.execution`; what each step
+means is shared with the async API in :mod:`tokenstore_sql.refresh_steps`.
+
 :class:`LockingRefreshTokenAuthorizer` packages that as a globus-sdk authorizer; any
 SDK client takes it (``TransferClient(authorizer=...)``).
 """
@@ -16,19 +19,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from globus_sdk import AuthLoginClient, OAuthRefreshTokenResponse, RefreshTokenAuthorizer
+from globus_sdk import AuthLoginClient, RefreshTokenAuthorizer
 
 from ._sdk import TokenStorageData
-from .engines import describe_database
-from .errors import (
-    DatabaseOperationError,
-    MissingTokenDataError,
-    StorageUnavailableError,
-    TokenStoreError,
-)
+from .errors import MissingTokenDataError, TokenStoreError
 from .execution import read_rows, write_rows
 from .inflight import (
     FIRST_FLUSH_DELAY_SECONDS,
@@ -36,32 +32,21 @@ from .inflight import (
     Flights,
     ParkedResult,
     ParkedResults,
-    RowKey,
-    logger,
 )
-from .refresh_plan import (
+from .refresh_plan import CallAuth, Pause, Step, StoreRenewed, refresh_plan, run_plan
+from .refresh_request import (
     EXPIRY_MARGIN_SECONDS,
-    CallAuth,
-    Pause,
-    ReadRow,
+    OnRefresh,
     Refreshed,
-    RefreshRequest,
-    ReleaseLease,
-    RowSnapshot,
-    Step,
-    StoreOutcome,
-    StoreRenewed,
-    TakeLease,
+    RefreshOptions,
     is_fresh,
-    is_usable,
-    refresh_plan,
-    run_plan,
-    snapshot_from_row,
-    step_parameters,
 )
+from .refresh_steps import RefreshSteps, storing_policy
 from .retries import RetryPolicy
-from .statements import key_params, statements_for
 from .storage import SQLAlchemyTokenStorage
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "EXPIRY_MARGIN_SECONDS",
@@ -72,23 +57,6 @@ __all__ = [
     "storing_policy",
 ]
 
-OnRefresh = Callable[[OAuthRefreshTokenResponse], Any]
-"""A callback given globus-sdk's response to each refresh this process makes."""
-
-
-def storing_policy(retry: RetryPolicy) -> RetryPolicy:
-    """Give the retry budget for storing Auth's answer: four times a call's, at least 60 s.
-
-    Auth has already spent the old refresh token by then: giving up loses the new one.
-    """
-    return RetryPolicy(
-        attempts=max(retry.attempts * 4, 30),
-        first_delay=retry.first_delay,
-        max_delay=max(retry.max_delay, 5.0),
-        deadline=max(retry.deadline * 4, 60.0),
-    )
-
-
 _flights = Flights()
 _parked = ParkedResults()
 
@@ -97,12 +65,7 @@ def refresh_once(
     storage: SQLAlchemyTokenStorage,
     resource_server: str,
     auth_client: AuthLoginClient,
-    *,
-    rejected_access_token: str | None = None,
-    on_refresh: OnRefresh | None = None,
-    lock_timeout: float | None = None,
-    lease_seconds: float | None = None,
-    store_retry: RetryPolicy | None = None,
+    **options: Unpack[RefreshOptions],
 ) -> TokenStorageData:
     """Return a fresh access token for one resource server, refreshing it only if needed.
 
@@ -112,140 +75,51 @@ def refresh_once(
     the result; the others wait for it and return what it stored. The identity,
     ``extra`` and, where Auth does not rotate it, the refresh token are kept.
 
-    :param rejected_access_token: a token a service refused (HTTP 401): refresh even if
-        the stored token is this one and not yet expired
-    :param on_refresh: called with Auth's response by the worker that refreshed (never by
-        those that found a fresh token), after it is stored, or kept for storing later
-    :param lock_timeout: seconds to wait for another worker's refresh (default: the
-        lease's length and 5 s more)
-    :param lease_seconds: how long a refresh lease lasts (default: the Auth client's HTTP
-        timeout plus 10 s); a worker that dies holding one delays the others this long
-    :param store_retry: how storing Auth's answer is retried (default:
-        :func:`storing_policy` of the storage's policy)
+    :param options: ``rejected_access_token``, ``on_refresh``, ``lock_timeout``,
+        ``lease_seconds``, ``store_retry``, as described in
+        :class:`~tokenstore_sql.refresh_request.RefreshOptions`
     :raises MissingTokenDataError: nothing is stored, or there is no refresh token
     :raises StorageUnavailableError: the database, or another worker's refresh, did not
         answer in time (Auth was not called, or its answer is kept as said above)
     :raises globus_sdk.AuthAPIError: Auth refused the refresh token, and no other worker
         had stored a newer one (the stored row is left as it was)
     """
-    request = RefreshRequest.build(
-        storage.namespace,
-        resource_server,
-        auth_client,
-        database=describe_database(storage.engine.url),
-        rejected_access_token=rejected_access_token,
-        lock_timeout=lock_timeout,
-        lease_seconds=lease_seconds,
-    )
-    steps = _SyncSteps(storage, request, auth_client, store_retry)
-    refreshed = _flights.share(
-        steps.key,
-        rejected_access_token,
-        request.wait_seconds,
-        request.database,
-        steps.refresh,
-    )
+    steps = _SyncSteps(storage, resource_server, auth_client, options, _parked)
+    refreshed = _flights.share(steps.request, steps.key, steps.refresh)
+    on_refresh = options.get("on_refresh")
     if refreshed.response is not None and on_refresh is not None:
         on_refresh(refreshed.response)
     return refreshed.data
 
 
-class _SyncSteps:
-    """Performs a refresh plan's steps on a sync storage's engine."""
-
-    def __init__(
-        self,
-        storage: SQLAlchemyTokenStorage,
-        request: RefreshRequest,
-        auth_client: AuthLoginClient,
-        store_retry: RetryPolicy | None,
-    ) -> None:
-        self.storage, self.request, self.auth_client = storage, request, auth_client
-        self.store_retry = store_retry or storing_policy(storage.retry)
-        self.key = RowKey(
-            storage.engine, storage.placement, request.namespace, request.resource_server
-        )
-        self.statements = statements_for(storage.placement)
+class _SyncSteps(RefreshSteps):
+    """Performs a refresh plan's steps on a sync storage's engine: the I/O alone."""
 
     def refresh(self) -> Refreshed:
         """Refresh (or find refreshed) the row, using a result this process still keeps."""
-        parked = _parked.get(self.key)
-        if (
-            parked is not None
-            and not _parked.settle(self.key, parked, _try_store(parked))
-            and is_usable(parked.data, self.request.rejected_access_token)
-        ):
-            return Refreshed(parked.data)
-        return run_plan(refresh_plan(self.request), self.perform)
+        parked = self.parked.get(self.key)
+        kept = None if parked is None else self.parked_answer(parked, parked.store())
+        return kept or run_plan(refresh_plan(self.request), self.perform)
 
-    def perform(self, step: Step) -> Any:
+    def perform(self, step: Step, retry: RetryPolicy | None = None) -> Any:
         """Perform one step of the plan and give its reply."""
-        if isinstance(step, ReadRow):
-            return self._read()
-        if isinstance(step, TakeLease):
-            return self._write("take the refresh lease", self.statements.take_lease, step) > 0
-        if isinstance(step, ReleaseLease):
-            return self._release(step)
         if isinstance(step, Pause):
             return time.sleep(step.seconds)
         if isinstance(step, CallAuth):
             return self.auth_client.oauth2_refresh_token(step.refresh_token)
-        return self._store(step)
-
-    def _read(self) -> RowSnapshot | None:
-        statement = self.statements.select_for_refresh
-        params = key_params(self.request.namespace, self.request.resource_server)
-        storage = self.storage
-        rows = read_rows(storage.engine, "read token data", statement, params, storage.retry)
-        return snapshot_from_row(self.request, rows[0], self.storage.keys) if rows else None
-
-    def _write(
-        self,
-        operation: str,
-        statement: Any,
-        step: TakeLease | ReleaseLease | StoreRenewed,
-        retry: RetryPolicy | None = None,
-    ) -> int:
-        # Built before the first attempt: a result Auth got wrong fails here, unparked.
-        params = step_parameters(self.request, step, self.storage.keys)
-        policy = retry or self.storage.retry
-        return write_rows(self.storage.engine, operation, statement, [params], policy)
-
-    def _release(self, step: ReleaseLease) -> None:
+        statement = self.statement_for(step, retry)
         try:
-            self._write("release the refresh lease", self.statements.release_lease, step)
-        except TokenStoreError:
-            # The lease expires by itself; the next worker waits until then.
-            logger.warning(
-                "could not release the refresh lease of %s; it expires within %g s",
-                self.key,
-                self.request.lease_seconds,
-            )
+            result = statement.run(self.storage.engine, read_rows, write_rows)
+        except TokenStoreError as exc:
+            return self.absorb(step, exc, flushing=retry is not None)
+        return self.reply(step, result)
 
-    def _store(self, step: StoreRenewed, retry: RetryPolicy | None = None) -> StoreOutcome:
-        step_parameters(self.request, step, self.storage.keys)  # bad data raises, unparked
-        try:
-            written = self._write(
-                "store a refreshed token",
-                self.statements.store_refreshed,
-                step,
-                retry or self.store_retry,
-            )
-        except (StorageUnavailableError, DatabaseOperationError):
-            if retry is not None:  # a flusher's single attempt: stay parked
-                return StoreOutcome.PARKED
-            parked = ParkedResult(step.data, lambda: self._store(step, RetryPolicy(attempts=1)))
-            if _parked.park(self.key, parked):
-                threading.Thread(
-                    target=_flush_parked, name="tokenstore-sql-refresh-flusher", daemon=True
-                ).start()
-            return StoreOutcome.PARKED
-        return StoreOutcome.STORED if written else StoreOutcome.SUPERSEDED
-
-
-def _try_store(parked: ParkedResult) -> StoreOutcome:
-    outcome: StoreOutcome = parked.store()
-    return outcome
+    def _park(self, step: StoreRenewed) -> None:
+        parked = ParkedResult(step.data, lambda: self.perform(step, RetryPolicy(attempts=1)))
+        if self.parked.park(self.key, parked):
+            threading.Thread(
+                target=_flush_parked, name="tokenstore-sql-refresh-flusher", daemon=True
+            ).start()
 
 
 def _flush_parked() -> None:
@@ -254,7 +128,7 @@ def _flush_parked() -> None:
     while len(_parked):
         time.sleep(delay)
         for key, parked in _parked.items():
-            _parked.settle(key, parked, _try_store(parked))
+            _parked.settle(key, parked, parked.store())
         delay = min(delay * 2, MAX_FLUSH_DELAY_SECONDS)
 
 

@@ -1,0 +1,133 @@
+"""The one way tokenstore-sql runs statements on its tables (async API).
+
+The async twin of :mod:`tokenstore_sql.execution`, with the same decisions:
+
+- :func:`transaction` opens a real transaction on an async engine or connection; with
+  ``writes=True`` it is a write transaction (``BEGIN IMMEDIATE`` on SQLite, so the
+  write lock is awaited up front, within the busy timeout).
+- :func:`run_transaction` awaits a function in such a transaction and, when it fails in
+  a way that leaves nothing applied, awaits it again as a whole under a
+  :class:`~tokenstore_sql.RetryPolicy`, which also turns database errors into
+  tokenstore-sql's own.
+- :func:`read_rows` and :func:`write_rows` run one statement in a transaction of its
+  own, retried the same way: on the asyncio driver's connection where
+  :mod:`tokenstore_sql.async_direct` knows the driver (the storages' hot path), else
+  through SQLAlchemy's ``AsyncConnection`` with the single-statement options of
+  :func:`~tokenstore_sql.transactions.single_statement_options` (asyncpg, asyncmy).
+
+The async storage and the async refresh use nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import Executable
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from . import async_direct
+from .async_direct_drivers import supports
+from .direct import compiled_for
+from .retries import RetryPolicy
+from .transactions import WRITE_TRANSACTION_OPTION, single_statement_options
+
+T = TypeVar("T")
+
+
+@asynccontextmanager
+async def transaction(
+    bind: AsyncEngine | AsyncConnection, *, writes: bool, single_statement: bool = False
+) -> AsyncIterator[AsyncConnection]:
+    """Yield a connection in a transaction that commits at the end of the block.
+
+    :param bind: an async engine (a pooled connection is taken for the block) or an
+        async connection with no transaction open
+    :param writes: the transaction will write: take SQLite's write lock up front
+    :param single_statement: the block runs one statement: spare the ``BEGIN`` and
+        ``COMMIT`` round trips where the database allows it
+    """
+    if isinstance(bind, AsyncEngine):
+        async with (
+            bind.connect() as connection,
+            transaction(connection, writes=writes, single_statement=single_statement) as inner,
+        ):
+            yield inner
+        return
+    if single_statement:
+        await bind.execution_options(**single_statement_options(bind.dialect, writes=writes))
+    elif writes:
+        await bind.execution_options(**{WRITE_TRANSACTION_OPTION: True})
+    async with bind.begin():
+        yield bind
+
+
+async def run_transaction(
+    engine: AsyncEngine,
+    operation: str,
+    work: Callable[[AsyncConnection], Awaitable[T]],
+    *,
+    writes: bool,
+    single_statement: bool = False,
+    retry: RetryPolicy | None = None,
+) -> T:
+    """Await ``work(connection)`` in one transaction, retried as a whole when that is safe.
+
+    :param operation: what the transaction does, for messages ("store token data")
+    :raises StorageUnavailableError: transient failures outlasted the policy
+    :raises DatabaseOperationError: the database refused for a lasting reason
+    """
+
+    async def attempt() -> T:
+        async with transaction(
+            engine, writes=writes, single_statement=single_statement
+        ) as connection:
+            return await work(connection)
+
+    return await (retry or RetryPolicy()).run_async(operation, engine, attempt)
+
+
+async def read_rows(
+    engine: AsyncEngine,
+    operation: str,
+    statement: Executable,
+    params: Mapping[str, Any],
+    retry: RetryPolicy,
+) -> list[dict[str, Any]]:
+    """Fetch the rows of one ``SELECT``, retried (see the module docstring for the path)."""
+    if supports(engine.dialect):
+        compiled = compiled_for(statement, engine.dialect)
+        return await retry.run_async(
+            operation, engine, lambda: async_direct.fetch_rows(engine, compiled, params)
+        )
+
+    async def read(connection: AsyncConnection) -> list[dict[str, Any]]:
+        result = await connection.execute(statement, params)
+        return [dict(row) for row in result.mappings()]
+
+    return await run_transaction(
+        engine, operation, read, writes=False, single_statement=True, retry=retry
+    )
+
+
+async def write_rows(
+    engine: AsyncEngine,
+    operation: str,
+    statement: Executable,
+    rows: Sequence[Mapping[str, Any]],
+    retry: RetryPolicy,
+) -> int:
+    """Run one write statement for ``rows``, all or nothing, retried; give the rowcount."""
+    if supports(engine.dialect):
+        compiled = compiled_for(statement, engine.dialect)
+        return await retry.run_async(
+            operation, engine, lambda: async_direct.execute_write(engine, compiled, rows)
+        )
+
+    async def write(connection: AsyncConnection) -> int:
+        return int((await connection.execute(statement, list(rows))).rowcount)
+
+    return await run_transaction(
+        engine, operation, write, writes=True, single_statement=True, retry=retry
+    )
