@@ -29,6 +29,7 @@ extensions = [
     "sphinx_copybutton",
     "sphinx_click",
     "tokenstore_schema",
+    "tokenstore_refs",
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}

@@ -52,7 +52,7 @@ class RefreshOptions(TypedDict, total=False):
     :ivar lease_seconds: how long a refresh lease lasts (default: the Auth client's HTTP
         timeout plus 10 s); a worker that dies holding one delays the others this long
     :ivar store_retry: how storing Auth's answer is retried (default:
-        :func:`~tokenstore_sql.refresh_steps.storing_policy` of the storage's policy)
+        :func:`~tokenstore_sql.refresh.storing_policy` of the storage's policy)
     """
 
     rejected_access_token: str | None
