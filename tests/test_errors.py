@@ -7,7 +7,9 @@ a text that must never come out.
 
 from __future__ import annotations
 
+import importlib
 import math
+import pkgutil
 import sqlite3
 from collections.abc import Iterator
 from datetime import datetime
@@ -74,9 +76,19 @@ SHOWN_CODES = [
 
 
 def _exported_exception_classes() -> dict[str, type[BaseException]]:
-    """Every exception class of the top level and of tokenstore_sql.errors."""
+    """Every exception class of the top level and every one a module of ours defines."""
     exported = {name: getattr(tokenstore_sql, name) for name in tokenstore_sql.__all__}
-    exported.update(vars(tokenstore_sql.errors))
+    for module_info in pkgutil.walk_packages(tokenstore_sql.__path__, "tokenstore_sql."):
+        if module_info.name.endswith("__main__") or module_info.name.startswith(
+            "tokenstore_sql.cli"
+        ):  # the command line's own errors are click's, and end in an exit status
+            continue
+        module = importlib.import_module(module_info.name)
+        exported.update(
+            (f"{module.__name__}.{name}", value)
+            for name, value in vars(module).items()
+            if getattr(value, "__module__", None) == module.__name__
+        )
     return {
         name: value
         for name, value in exported.items()

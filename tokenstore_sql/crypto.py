@@ -28,14 +28,14 @@ from typing import Final
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .errors import EncryptionKeyError
+from .errors import EncryptionKeyError, TokenStoreError
 
 KEY_BYTES: Final = 32
 NONCE_BYTES: Final = 12
 KEY_ID_HEX_LENGTH: Final = 16
 
 
-class DecryptionError(Exception):
+class DecryptionError(TokenStoreError):
     """A sealed value could not be opened with the keys at hand (the reason, never a key)."""
 
 
