@@ -40,15 +40,11 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, Final
 
 from ._sdk import TokenStorageData
+from .checks import checked_number
 from .codec import check_key, rows_for_storage, token_data_from_row
 from .columns import utc_now
 from .crypto import KeyRing
-from .errors import (
-    InvalidTokenDataError,
-    MissingTokenDataError,
-    StorageUnavailableError,
-    checked_number,
-)
+from .errors import InvalidTokenDataError, MissingTokenDataError, StorageUnavailableError
 from .statements import REFRESHED_COLUMNS
 
 if TYPE_CHECKING:
