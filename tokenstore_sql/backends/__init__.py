@@ -5,39 +5,48 @@ The rest of the package never compares dialect names: it asks :func:`backend_for
 the :class:`Backend` of a dialect and reads what it needs from it. ``tests/test_backends.py``
 scans the package to keep it that way.
 
-A backend module holds its database's facts as data and small functions, and ends
-with one ``BACKEND``. A fourth database is a fourth file, named in :data:`BACKEND_MODULES`::
+A backend module holds its database's facts as data and small functions: one module
+attribute for each field of :class:`Backend`, by the field's name, placed beside the code
+it concerns (:func:`backend_from` gathers them). A fourth database is a fourth file,
+named in :data:`BACKEND_MODULES`; its shape::
 
     # tokenstore_sql/backends/newdb.py
     from sqlalchemy.dialects import newdb
 
-    from . import Backend, no_lock, plain_key, unchanged_url
+    from . import SINGLE_STATEMENT_OPTION
+    from . import plain_key as key_type          # shared defaults, where they fit
+
+    name = "newdb"                               # who it is
+    title = "NewDB"
+    dialect_names = ("newdb",)
+    misspelled_schemes = ()
+
+    driver = ("newdb_driver", "newdb")           # engines: driver and its pip extra
+    async_driver = "newdb_async"
+    network = True                               # connect_timeout applies
+    engine_defaults = {"pool_recycle": 3600}
+    def connect_args(url): ...
+    def prepare_url(url): ...
+    def pool_arguments(url, arguments, busy_timeout_ms, asynchronous): ...
+    def configure_engine(engine, busy_timeout_ms): ...
+    def describe(url): ...                       # or None
 
     CONDITIONS = {"40001": "serialization_failure", "42501": "insufficient_privilege"}
+    condition_name = CONDITIONS.get              # errors: names, retries, privileges
+    privilege_codes = frozenset({"42501"})
+    def is_transient_code(code): return code == "40001"
 
-    def _upsert(table, keys, updated):
-        statement = newdb.insert(table)
-        return statement.on_conflict_do_update(
-            index_elements=list(keys), set_={name: statement.excluded[name] for name in updated}
-        )
+    schemas = False                              # schema: tables, columns, statements
+    multi_primary = False
+    aware_datetimes = False
+    datetime_type = DateTime(timezone=True)
+    long_text = None
+    def upsert(table, keys, updated): return newdb.insert(table).on_conflict_do_update(...)
 
-    BACKEND = Backend(
-        name="newdb",
-        dialect_names=("newdb",),
-        driver=("newdb_driver", "newdb"),   # the driver we test with, and its pip extra
-        async_driver="newdb_async",
-        network=True,                       # connect_timeout, connect_args apply
-        schemas=False,
-        aware_datetimes=False,
-        driver_autocommit=False,
-        single_statement={False: {...}, True: {...}},
-        condition_name=CONDITIONS.get,
-        privilege_codes=frozenset({"42501"}),
-        is_transient_code=lambda code: code == "40001",
-        key_type=plain_key,
-        upsert=_upsert,
-        ...
-    )
+    driver_autocommit = False                    # transactions of one statement
+    single_statement = {False: {SINGLE_STATEMENT_OPTION: True}, True: {...}}
+    def take_lock(connection, name, timeout, bound_wait): ...   # named locks
+    release_lock = None
 
 The fields of :class:`Backend` say what each part is for; ``sqlite.py``,
 ``postgresql.py`` and ``mysql.py`` are the worked examples.
@@ -47,9 +56,9 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import cache
-from types import MappingProxyType
+from types import MappingProxyType, ModuleType
 from typing import Any, Final
 
 from sqlalchemy import URL, Connection, Dialect, Engine, Insert, String, Table
@@ -140,11 +149,23 @@ class Backend:
     release_lock: Callable[[Connection, str], None] | None
 
 
+def backend_from(module: ModuleType) -> Backend:
+    """Gather a backend module's fields, one module attribute per field of :class:`Backend`.
+
+    :raises TypeError: naming the fields the module lacks
+    """
+    names = [field.name for field in fields(Backend)]
+    missing = [name for name in names if not hasattr(module, name)]
+    if missing:
+        raise TypeError(f"the backend module {module.__name__} lacks {', '.join(missing)}")
+    return Backend(**{name: getattr(module, name) for name in names})
+
+
 @cache
 def _registry() -> Mapping[str, Backend]:
     found: dict[str, Backend] = {}
     for module_name in BACKEND_MODULES:
-        backend: Backend = importlib.import_module(f"{__name__}.{module_name}").BACKEND
+        backend = backend_from(importlib.import_module(f"{__name__}.{module_name}"))
         found.update(dict.fromkeys(backend.dialect_names, backend))
     return MappingProxyType(found)
 
@@ -196,6 +217,21 @@ def no_connect_args(url: URL) -> Options:
 def usual_pool(url: URL, arguments: dict[str, Any], busy_ms: int, asynchronous: bool) -> Any:
     """Give the arguments as they are (``pool_arguments``: SQLAlchemy's usual pool)."""
     return arguments
+
+
+def on_conflict_upsert(insert: Callable[[Table], Any]) -> Callable[..., Insert]:
+    """Give an ``upsert`` for a dialect with ``INSERT ... ON CONFLICT (keys) DO UPDATE``.
+
+    :param insert: the dialect's ``insert`` construct (SQLite's, PostgreSQL's)
+    """
+
+    def upsert(table: Table, keys: Sequence[str], updated: Sequence[str]) -> Insert:
+        statement = insert(table)
+        excluded = statement.excluded
+        set_ = {name: excluded[name] for name in updated}
+        return statement.on_conflict_do_update(index_elements=list(keys), set_=set_)  # type: ignore[no-any-return]
+
+    return upsert
 
 
 def plain_key(dialect: Dialect, length: int) -> TypeEngine[Any]:

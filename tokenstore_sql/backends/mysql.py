@@ -21,7 +21,12 @@ from sqlalchemy.types import TypeEngine
 
 from ..errors import ConfigurationError
 from ..transactions import begin_explicitly, configure_galera, configure_mysql
-from . import SINGLE_STATEMENT_OPTION, Backend, Options, usual_pool
+from . import SINGLE_STATEMENT_OPTION, Options, usual_pool
+
+name: Final = "mysql"
+title: Final = "MySQL/MariaDB"
+dialect_names: Final = ("mysql", "mariadb")
+misspelled_schemes: Final[tuple[str, ...]] = ()
 
 # Error numbers (server and client).
 CONDITIONS: Final = {
@@ -48,6 +53,7 @@ CONDITIONS: Final = {
     "2013": "lost connection",
     "2055": "lost connection",
 }
+condition_name: Final = CONDITIONS.get
 # Lock wait timeout (1205; the transaction is rolled back before the retry), deadlock
 # (1213), too many connections (1040), server shutting down (1053), connection killed
 # (1927, MariaDB), disconnected for inactivity (4031, MySQL 8.0.24+), a Galera node not
@@ -58,12 +64,13 @@ RETRY_CODES: Final = frozenset(
     {1205, 1213, 1040, 1047, 1053, 1927, 4031, 2002, 2003, 2006, 2013, 2055}
 )
 # Table access denied (a CREATE or ALTER refused), access denied to the database.
-PRIVILEGE_CODES: Final = frozenset({"1142", "1044"})
+privilege_codes: Final = frozenset({"1142", "1044"})
 
 MYSQL_NOPAD_BINARY_COLLATION: Final = "utf8mb4_0900_bin"
 MARIADB_NOPAD_BINARY_COLLATION: Final = "utf8mb4_nopad_bin"
 # MySQL closes connections idle for longer than wait_timeout (8 hours by default).
-POOL_RECYCLE_SECONDS: Final = 3600
+engine_defaults: Final = {"pool_recycle": 3600}
+pool_arguments: Final = usual_pool
 # Query parameters that name files the driver reads when it connects.
 FILE_PARAMETERS: Final = ("ssl_ca", "ssl_cert", "ssl_key")
 LOCK_NAME_LENGTH: Final = 64
@@ -82,6 +89,15 @@ def key_type(dialect: Dialect, length: int) -> TypeEngine[Any]:
     else:
         collation = MYSQL_NOPAD_BINARY_COLLATION
     return mysql.VARCHAR(length, charset="utf8mb4", collation=collation)
+
+
+# No schemas beside databases; a Galera cluster has several primaries.
+schemas: Final = False
+multi_primary: Final = True
+# MySQL's DATETIME drops microseconds unless asked; TEXT holds 64 KiB, MEDIUMTEXT 16 MiB.
+aware_datetimes: Final = False
+datetime_type: Final = mysql.DATETIME(fsp=6)
+long_text: Final = mysql.MEDIUMTEXT()
 
 
 def upsert(table: Table, keys: Sequence[str], updated: Sequence[str]) -> Insert:
@@ -120,6 +136,13 @@ def prepare_url(url: URL) -> URL:
     return url
 
 
+# PyMySQL, and aiomysql built on it: the same error numbers reach the retry policy.
+driver: Final = ("pymysql", "mysql")
+async_driver: Final = "aiomysql"
+network: Final = True
+describe: Final = None  # as name://host:port/database
+
+
 def connect_args(url: URL) -> Options:
     """Ask for aiomysql connections in autocommit mode, as the sync engines' are."""
     return {"autocommit": True} if url.get_driver_name() == "aiomysql" else {}
@@ -134,9 +157,16 @@ def configure_engine(engine: Engine, busy_timeout_ms: int) -> None:
     configure_galera(engine)
 
 
-def lock_name(name: str) -> str:
+# One statement commits itself on our engines' autocommit connections: no BEGIN.
+driver_autocommit: Final = False
+single_statement: Final = dict.fromkeys(
+    (False, True), MappingProxyType({SINGLE_STATEMENT_OPTION: True})
+)
+
+
+def lock_name(lock: str) -> str:
     """Hash a lock name to a ``GET_LOCK`` name: a fixed prefix and a hash, at most 64 long."""
-    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()
+    digest = hashlib.sha256(lock.encode("utf-8")).hexdigest()
     return (_LOCK_PREFIX + digest)[:LOCK_NAME_LENGTH]
 
 
@@ -151,37 +181,3 @@ def take_lock(connection: Connection, name: str, timeout: int, bound_wait: bool)
 def release_lock(connection: Connection, name: str) -> None:
     """Release a session's ``GET_LOCK`` lock."""
     connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": lock_name(name)})
-
-
-_NO_BEGIN: Final = MappingProxyType({SINGLE_STATEMENT_OPTION: True})
-
-BACKEND: Final = Backend(
-    title="MySQL/MariaDB",
-    misspelled_schemes=(),
-    name="mysql",
-    dialect_names=("mysql", "mariadb"),
-    driver=("pymysql", "mysql"),
-    async_driver="aiomysql",
-    network=True,
-    multi_primary=True,
-    schemas=False,
-    aware_datetimes=False,
-    driver_autocommit=False,
-    single_statement={False: _NO_BEGIN, True: _NO_BEGIN},
-    condition_name=CONDITIONS.get,
-    privilege_codes=PRIVILEGE_CODES,
-    is_transient_code=is_transient_code,
-    key_type=key_type,
-    # MySQL's DATETIME drops microseconds unless asked; TEXT holds 64 KiB, MEDIUMTEXT 16 MiB.
-    datetime_type=mysql.DATETIME(fsp=6),
-    long_text=mysql.MEDIUMTEXT(),
-    upsert=upsert,
-    prepare_url=prepare_url,
-    connect_args=connect_args,
-    engine_defaults={"pool_recycle": POOL_RECYCLE_SECONDS},
-    pool_arguments=usual_pool,
-    configure_engine=configure_engine,
-    describe=None,
-    take_lock=take_lock,
-    release_lock=release_lock,
-)

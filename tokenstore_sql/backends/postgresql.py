@@ -9,15 +9,19 @@ clients. Named locks are transaction-scoped advisory locks on a key hashed from 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final
 
-from sqlalchemy import URL, Connection, DateTime, Insert, Table, text
+from sqlalchemy import URL, Connection, DateTime, Engine, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 
-from . import Backend, Options, plain_key, unchanged_url, usual_pool
+from . import Options, on_conflict_upsert, plain_key, unchanged_url, usual_pool
+
+name: Final = "postgresql"
+title: Final = "PostgreSQL"
+dialect_names: Final = ("postgresql",)
+misspelled_schemes: Final = ("postgres",)
 
 # SQLSTATEs, by the names of PostgreSQL's own errcodes table.
 CONDITIONS: Final = {
@@ -44,12 +48,14 @@ CONDITIONS: Final = {
     "57P02": "crash_shutdown",
     "57P03": "cannot_connect_now",
 }
+condition_name: Final = CONDITIONS.get
 # serialization_failure, deadlock_detected; the server shutting down, crashed or still
 # starting (admin_shutdown, crash_shutdown, cannot_connect_now); too_many_connections
 # (every worker connecting at once on deploy). Class 08 (connection exceptions) is
 # matched by prefix.
 RETRY_STATES: Final = frozenset({"40001", "40P01", "57P01", "57P02", "57P03", "53300"})
-PRIVILEGE_STATES: Final = frozenset({"42501"})
+# insufficient_privilege: a CREATE or ALTER refused.
+privilege_codes: Final = frozenset({"42501"})
 # The SQLSTATE of a lock wait that ran out of lock_timeout.
 LOCK_NOT_AVAILABLE: Final = "55P03"
 
@@ -59,12 +65,27 @@ def is_transient_code(code: str) -> bool:
     return code in RETRY_STATES or code.startswith("08")
 
 
-def upsert(table: Table, keys: Sequence[str], updated: Sequence[str]) -> Insert:
-    """``INSERT ... ON CONFLICT (keys) DO UPDATE``."""
-    statement = postgresql.insert(table)
-    return statement.on_conflict_do_update(
-        index_elements=list(keys), set_={name: statement.excluded[name] for name in updated}
-    )
+# Tables may live in a schema; timestamptz keeps the zone; TEXT holds any token.
+schemas: Final = True
+aware_datetimes: Final = True
+datetime_type: Final = DateTime(timezone=True)
+long_text: Final = None
+# Deterministic collations compare text exactly already.
+key_type: Final = plain_key
+
+
+upsert: Final = on_conflict_upsert(postgresql.insert)
+
+
+# psycopg 3 for sync and asyncio alike: the same SQLSTATEs and connection options.
+driver: Final = ("psycopg", "postgresql")
+async_driver: Final = "psycopg"
+network: Final = True
+describe: Final = None  # as name://host:port/database
+multi_primary: Final = False
+engine_defaults: Final[dict[str, Any]] = {}
+prepare_url: Final = unchanged_url
+pool_arguments: Final = usual_pool
 
 
 def connect_args(url: URL) -> Options:
@@ -77,9 +98,21 @@ def connect_args(url: URL) -> Options:
     return {"prepare_threshold": None} if url.get_driver_name() == "psycopg" else {}
 
 
-def lock_key(name: str) -> int:
+def configure_engine(engine: Engine, busy_timeout_ms: int) -> None:
+    """Install nothing: psycopg's own transaction handling is what we want."""
+
+
+# One statement runs in autocommit mode, switched client-side by psycopg (on the driver
+# path: :class:`tokenstore_sql.direct_drivers.Postgres`).
+driver_autocommit: Final = True
+single_statement: Final = dict.fromkeys(
+    (False, True), MappingProxyType({"isolation_level": "AUTOCOMMIT"})
+)
+
+
+def lock_key(lock: str) -> int:
     """Hash a lock name to a signed 64-bit advisory-lock key (SHA-256's first 8 bytes)."""
-    digest = hashlib.sha256(name.encode("utf-8")).digest()
+    digest = hashlib.sha256(lock.encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
@@ -97,34 +130,5 @@ def take_lock(connection: Connection, name: str, timeout: int, bound_wait: bool)
     return True
 
 
-_AUTOCOMMIT: Final = MappingProxyType({"isolation_level": "AUTOCOMMIT"})
-
-BACKEND: Final = Backend(
-    title="PostgreSQL",
-    misspelled_schemes=("postgres",),
-    name="postgresql",
-    dialect_names=("postgresql",),
-    driver=("psycopg", "postgresql"),
-    async_driver="psycopg",
-    network=True,
-    multi_primary=False,
-    schemas=True,
-    aware_datetimes=True,
-    driver_autocommit=True,
-    single_statement={False: _AUTOCOMMIT, True: _AUTOCOMMIT},
-    condition_name=CONDITIONS.get,
-    privilege_codes=PRIVILEGE_STATES,
-    is_transient_code=is_transient_code,
-    key_type=plain_key,
-    datetime_type=DateTime(timezone=True),
-    long_text=None,
-    upsert=upsert,
-    prepare_url=unchanged_url,
-    connect_args=connect_args,
-    engine_defaults={},
-    pool_arguments=usual_pool,
-    configure_engine=lambda engine, busy_timeout_ms: None,
-    describe=None,
-    take_lock=take_lock,
-    release_lock=None,
-)
+# Advisory transaction locks end with their transaction.
+release_lock: Final = None

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
-from sqlalchemy import URL, DateTime, Engine, Insert, Table
+from sqlalchemy import URL, DateTime, Engine
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.pool import AsyncAdaptedQueuePool, QueuePool
 
@@ -25,11 +24,22 @@ from ..transactions import configure_sqlite
 from . import (
     SINGLE_STATEMENT_OPTION,
     WRITE_TRANSACTION_OPTION,
-    Backend,
     no_connect_args,
     no_lock,
+    on_conflict_upsert,
     plain_key,
 )
+
+name: Final = "sqlite"
+title: Final = "SQLite"
+dialect_names: Final = ("sqlite",)
+misspelled_schemes: Final[tuple[str, ...]] = ()
+
+# Python's own sqlite3, which needs no extra; aiosqlite runs it on a thread per connection.
+driver: Final = None
+async_driver: Final = "aiosqlite"
+network: Final = False  # no connect_timeout, nothing to reconnect to
+connect_args: Final = no_connect_args
 
 # Primary result codes (the low byte of an extended code).
 CONDITIONS: Final = {
@@ -55,6 +65,8 @@ EXTENDED_CONDITIONS: Final = {
 # Primary result codes worth a retry: SQLITE_BUSY, SQLITE_LOCKED. SQLite has no
 # network to lose.
 RETRY_CODES: Final = frozenset({5, 6})
+# The file's permissions refuse; SQLite has no accounts to lack a privilege.
+privilege_codes: Final[frozenset[str]] = frozenset()
 
 
 def condition_name(code: str) -> str | None:
@@ -69,12 +81,12 @@ def is_transient_code(code: str) -> bool:
     return code.isdigit() and (int(code) & 0xFF) in RETRY_CODES
 
 
-def upsert(table: Table, keys: Sequence[str], updated: Sequence[str]) -> Insert:
-    """``INSERT ... ON CONFLICT (keys) DO UPDATE``."""
-    statement = sqlite.insert(table)
-    return statement.on_conflict_do_update(
-        index_elements=list(keys), set_={name: statement.excluded[name] for name in updated}
-    )
+# Text compares exactly already; timestamps are stored as naive UTC text, microseconds kept.
+key_type: Final = plain_key
+upsert: Final = on_conflict_upsert(sqlite.insert)
+datetime_type: Final = DateTime(timezone=True)
+aware_datetimes: Final = False
+long_text: Final = None  # TEXT holds any token
 
 
 def file_path(url: URL) -> Path | None:
@@ -93,7 +105,14 @@ def describe(url: URL) -> str:
     return f"sqlite:{path}" if path is not None else "sqlite::memory:"
 
 
-def create_private_file(url: URL) -> URL:
+# One file: no schemas but "main" and attached files, no cluster of servers, no
+# server-side prepared statements or pool recycling to configure.
+schemas: Final = False
+multi_primary: Final = False
+engine_defaults: Final[dict[str, Any]] = {}
+
+
+def prepare_url(url: URL) -> URL:
     """Create a URL's database file, if missing, readable by its owner only; give the URL."""
     path = file_path(url)
     if path is None or path.exists():
@@ -149,37 +168,14 @@ def configure_engine(engine: Engine, busy_timeout_ms: int) -> None:
     configure_sqlite(engine, busy_timeout_ms, in_memory=file_path(engine.url) is None)
 
 
-BACKEND: Final = Backend(
-    title="SQLite",
-    misspelled_schemes=(),
-    name="sqlite",
-    dialect_names=("sqlite",),
-    driver=None,
-    async_driver="aiosqlite",
-    network=False,
-    multi_primary=False,
-    schemas=False,
-    aware_datetimes=False,
-    driver_autocommit=False,
-    # Reads send no BEGIN; writes take the write lock up front.
-    single_statement={
-        False: MappingProxyType({SINGLE_STATEMENT_OPTION: True}),
-        True: MappingProxyType({WRITE_TRANSACTION_OPTION: True}),
-    },
-    condition_name=condition_name,
-    privilege_codes=frozenset(),
-    is_transient_code=is_transient_code,
-    key_type=plain_key,
-    datetime_type=DateTime(timezone=True),
-    long_text=None,
-    upsert=upsert,
-    prepare_url=create_private_file,
-    connect_args=no_connect_args,
-    engine_defaults={},
-    pool_arguments=pool_arguments,
-    configure_engine=configure_engine,
-    describe=describe,
-    # The BEGIN IMMEDIATE that opened the transaction took the file's one write lock.
-    take_lock=no_lock,
-    release_lock=None,
-)
+# Reads send no BEGIN; writes take the write lock up front. The driver's autocommit is
+# not used: sqlite3 runs in-process, so BEGIN IMMEDIATE and COMMIT cost no round trip.
+driver_autocommit: Final = False
+single_statement: Final = {
+    False: MappingProxyType({SINGLE_STATEMENT_OPTION: True}),
+    True: MappingProxyType({WRITE_TRANSACTION_OPTION: True}),
+}
+# Named locks: the BEGIN IMMEDIATE that opened the transaction took the file's one write
+# lock (take_lock takes nothing more), and it ends with the transaction.
+take_lock: Final = no_lock
+release_lock: Final = None
