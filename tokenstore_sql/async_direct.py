@@ -31,14 +31,13 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util import await_only, greenlet_spawn
 
 from .async_direct_drivers import AsyncLent, lend
 from .async_handoff import Handed, Handoff, check_in, handoff_for
-from .direct import CompiledStatement
+from .direct import CompiledStatement, driver_error
 
 T = TypeVar("T")
 
@@ -93,15 +92,7 @@ async def _one_statement(
             await call.give_back_failed(connection, exc, lost=lost)
             raise
     except error as exc:
-        raise DBAPIError.instance(
-            sql,
-            None,
-            exc,
-            error,
-            hide_parameters=True,
-            connection_invalidated=lost,
-            dialect=dialect,
-        ) from exc
+        raise driver_error(sql, exc, dialect, lost=lost) from exc
 
 
 class _Call(Generic[T]):

@@ -22,45 +22,36 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
-import sqlalchemy
-from sqlalchemy import URL, Engine, event
+from sqlalchemy import URL
 from sqlalchemy.exc import NoSuchModuleError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.asyncio import create_async_engine as sqlalchemy_async_engine
 
-from .engines import (
-    engine_arguments,
-    memory_pool_arguments,
-    missing_driver_hint,
-    parse_url,
-    reset_pools_after_fork,
-    sqlite_file_path,
-)
+from .backends import all_backends, find_backend
+from .engines import configure_engine, engine_arguments, missing_driver_hint, reset_pools_after_fork
 from .errors import MissingDriverError
-from .transactions import SINGLE_STATEMENT_OPTION, configure_galera, configure_sqlite
+from .urls import parse_url
 
 # aiosqlite logs each operation at DEBUG with its statement and bound values, tokens
 # included, on one process-wide logger. As with the engines' own logger (engines.py), a
 # filter drops its records below INFO, even where the application logs everything.
 logging.getLogger("aiosqlite").addFilter(lambda record: record.levelno >= logging.INFO)
 
+# The asyncio driver a sync URL's backend is mapped to, by dialect name.
 ASYNC_DRIVERS: Final = {
-    "sqlite": "aiosqlite",
-    "postgresql": "psycopg",
-    "mysql": "aiomysql",
-    "mariadb": "aiomysql",
+    name: backend.async_driver for backend in all_backends() for name in backend.dialect_names
 }
 
 
 def async_url(url: str | URL) -> URL:
     """Give the URL with its driver replaced by the asyncio driver for its backend."""
     url = parse_url(url)
-    backend = url.get_backend_name()
-    driver = ASYNC_DRIVERS.get(backend)
+    name = url.get_backend_name()
+    backend = find_backend(name)
     named = url.drivername.partition("+")[2]
-    if driver is None or named in (driver, "asyncpg", "asyncmy"):
+    if backend is None or named in (backend.async_driver, "asyncpg", "asyncmy"):
         return url
-    return url.set(drivername=f"{backend}+{driver}")
+    return url.set(drivername=f"{name}+{backend.async_driver}")
 
 
 def create_async_engine(url: str | URL, **options: Any) -> AsyncEngine:
@@ -69,37 +60,13 @@ def create_async_engine(url: str | URL, **options: Any) -> AsyncEngine:
     The defaults and options are those of :func:`tokenstore_sql.create_engine`. Share one
     engine between many storages, within one event loop.
     """
-    url, arguments, busy_timeout_ms = engine_arguments(async_url(url), options)
-    in_memory = url.get_backend_name() == "sqlite" and sqlite_file_path(url) is None
-    aiomysql = url.get_driver_name() == "aiomysql"
-    if aiomysql:
-        arguments["connect_args"] = {"autocommit": True, **arguments.get("connect_args", {})}
-    if in_memory:
-        arguments = memory_pool_arguments(arguments, busy_timeout_ms, asynchronous=True)
+    url, arguments, busy_timeout_ms = engine_arguments(async_url(url), options, asynchronous=True)
     try:
         engine = sqlalchemy_async_engine(url, **arguments)
     except (NoSuchModuleError, ImportError):
         raise MissingDriverError(missing_driver_hint(url)) from None
-    if url.get_backend_name() == "sqlite":
-        configure_sqlite(engine.sync_engine, busy_timeout_ms, in_memory=in_memory)
-    elif url.get_backend_name() in ("mysql", "mariadb"):
-        if aiomysql:
-            _begin_explicitly(engine.sync_engine)
-        configure_galera(engine.sync_engine)
+    configure_engine(engine.sync_engine, busy_timeout_ms)
     return engine
-
-
-def _begin_explicitly(engine: Engine) -> None:
-    """Begin each transaction on autocommit connections, but a single statement's.
-
-    A storage call's one statement then commits itself, with no COMMIT round trip (see
-    :mod:`tokenstore_sql.async_direct`), as on the sync engines.
-    """
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: sqlalchemy.Connection) -> None:
-        if not connection.get_execution_options().get(SINGLE_STATEMENT_OPTION, False):
-            connection.exec_driver_sql("BEGIN")
 
 
 Owner = TypeVar("Owner", bound="AsyncEngineOwner")

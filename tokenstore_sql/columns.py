@@ -25,14 +25,12 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import DateTime, Dialect, String, Text
-from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from .backends import all_backends, find_backend
 from .errors import TokenStoreError, UnreadableTokenDataError
 
 KEY_LENGTH = 255
-MYSQL_NOPAD_BINARY_COLLATION = "utf8mb4_0900_bin"
-MARIADB_NOPAD_BINARY_COLLATION = "utf8mb4_nopad_bin"
 KEY_ESCAPE = "\uffff"
 _ESCAPED_NUL = "0"
 
@@ -92,20 +90,6 @@ def decode_key(value: str) -> str:
     return "".join(parts)
 
 
-def is_mysql_family(dialect: Dialect) -> bool:
-    """Tell whether a dialect talks to MySQL or MariaDB."""
-    return dialect.name in ("mysql", "mariadb")
-
-
-def exact_key_collation(dialect: Dialect) -> str | None:
-    """Name the binary NO PAD collation for key columns on this dialect (None: not needed)."""
-    if not is_mysql_family(dialect):
-        return None
-    if getattr(dialect, "is_mariadb", False):
-        return MARIADB_NOPAD_BINARY_COLLATION
-    return MYSQL_NOPAD_BINARY_COLLATION
-
-
 class ExactKey(TypeDecorator[str]):
     """A ``VARCHAR`` key that compares exactly (case, trailing spaces, unicode) everywhere.
 
@@ -121,13 +105,11 @@ class ExactKey(TypeDecorator[str]):
         self.length = length
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        """Give MySQL and MariaDB a utf8mb4 binary NO PAD column."""
-        collation = exact_key_collation(dialect)
-        if collation is None:
+        """Give the database's exact-comparing key type (on MySQL, a binary NO PAD one)."""
+        backend = find_backend(dialect.name)
+        if backend is None:
             return dialect.type_descriptor(String(self.length))
-        return dialect.type_descriptor(
-            mysql.VARCHAR(self.length, charset="utf8mb4", collation=collation)
-        )
+        return dialect.type_descriptor(backend.key_type(dialect, self.length))
 
     def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
         """Escape the key (see :func:`encode_key`)."""
@@ -138,7 +120,15 @@ class ExactKey(TypeDecorator[str]):
         return None if value is None else decode_key(value)
 
 
-LongText: TypeEngine[str] = Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
+def _long_text() -> TypeEngine[str]:
+    text: TypeEngine[str] = Text()
+    for backend in all_backends():
+        if backend.long_text is not None:
+            text = text.with_variant(backend.long_text, *backend.dialect_names)
+    return text
+
+
+LongText: TypeEngine[str] = _long_text()
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -148,10 +138,11 @@ class UtcDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        """Keep microseconds on MySQL, whose ``DATETIME`` drops them by default."""
-        if is_mysql_family(dialect):
-            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
-        return dialect.type_descriptor(DateTime(timezone=True))
+        """Give the database's timestamp type (on MySQL, a ``DATETIME`` keeping microseconds)."""
+        backend = find_backend(dialect.name)
+        if backend is None:
+            return dialect.type_descriptor(DateTime(timezone=True))
+        return dialect.type_descriptor(backend.datetime_type)
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         """Refuse naive datetimes; hand the backend UTC (naive where it has no zones)."""
@@ -160,7 +151,8 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             raise ValueError("UtcDateTime needs a timezone-aware datetime")
         value = value.astimezone(timezone.utc)
-        if dialect.name == "postgresql":
+        backend = find_backend(dialect.name)
+        if backend is not None and backend.aware_datetimes:
             return value
         return value.replace(tzinfo=None)
 

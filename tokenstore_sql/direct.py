@@ -35,9 +35,10 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import Dialect, Engine, Executable
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.pool import PoolProxiedConnection
 
+from .backends import backend_of
 from .direct_drivers import Lent, Postgres, Sqlite3
 from .direct_pymysql import PyMySQL
 
@@ -139,9 +140,25 @@ def execute_write(
     return _one_statement(engine, statement.sql, lambda lent: lent.write(statement.sql, batch))
 
 
+def driver_error(sql: str, exc: Exception, dialect: Dialect, *, lost: bool) -> StatementError:
+    """Wrap a driver's error as SQLAlchemy's execution would: parameters hidden.
+
+    :param lost: the connection was lost (``connection_invalidated``: a retry reconnects)
+    """
+    return DBAPIError.instance(
+        sql,
+        None,
+        exc,
+        dialect.loaded_dbapi.Error,
+        hide_parameters=True,
+        connection_invalidated=lost,
+        dialect=dialect,
+    )
+
+
 def _lend(connection: PoolProxiedConnection, dialect: Dialect) -> Lent:
     """Prepare a connection the pool just lent for one storage statement (no I/O)."""
-    if dialect.name == "postgresql":
+    if backend_of(dialect).driver_autocommit:
         return Postgres(connection, dialect)
     return _BY_DRIVER.get(dialect.driver, Lent)(connection, dialect)
 
@@ -176,15 +193,7 @@ def _one_statement(engine: Engine, sql: str, work: Callable[[Lent], T]) -> T:
         connection = None
         return result
     except error as exc:
-        raise DBAPIError.instance(
-            sql,
-            None,
-            exc,
-            error,
-            hide_parameters=True,
-            connection_invalidated=lost,
-            dialect=dialect,
-        ) from exc
+        raise driver_error(sql, exc, dialect, lost=lost) from exc
     finally:
         if connection is not None:  # lend() failed: the pool resets it
             connection.close()

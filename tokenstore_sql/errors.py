@@ -5,12 +5,11 @@ server, revision, dialect, field name). No token value, bound parameter or datab
 error text ever goes into a message.
 
 Every error tokenstore-sql raises is a :class:`TokenStoreError`; a wrong argument or
-option is also a ``ValueError`` (:class:`ConfigurationError` and its kin).
+option is also a ``ValueError`` (:class:`ConfigurationError` and its kin). Numeric
+options are checked by :func:`tokenstore_sql.checks.checked_number`.
 """
 
 from __future__ import annotations
-
-import math
 
 
 class TokenStoreError(Exception):
@@ -60,42 +59,6 @@ class UnsupportedDatabaseError(TokenStoreError):
 
 class ConfigurationError(TokenStoreError, ValueError):
     """A database URL, engine option or argument is wrong in a way no retry can fix."""
-
-
-def checked_number(
-    parameter: str,
-    value: object,
-    *,
-    minimum: float = 0,
-    positive: bool = False,
-    whole: bool = False,
-    unit: str = "seconds",
-) -> float:
-    """Return a numeric option (a timeout, lease, retry budget, batch size) if it is usable.
-
-    Checked where the option is given, so that a bad value fails at once, naming the
-    option, rather than as an endless or no wait later on.
-
-    :param parameter: the option's name, as the caller spells it
-    :param minimum: the least value allowed
-    :param positive: refuse ``minimum`` itself too (``minimum=0``: more than 0)
-    :param whole: require an ``int``
-    :param unit: what the number counts, for the message (empty: nothing)
-    :raises ConfigurationError: the value is not a finite number (``bool`` is not one)
-        within the bound; a value that is not a number is shown by its type only
-    """
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        usable = (isinstance(value, int) or (not whole and math.isfinite(value))) and (
-            value > minimum if positive else value >= minimum
-        )
-        if usable:
-            return value
-        shown = repr(value)
-    else:
-        shown = "None" if value is None else f"a {type(value).__name__}"
-    kind = ("a whole number" if whole else "a number") + (f" of {unit}" if unit else "")
-    bound = f"greater than {minimum:g}" if positive else f"at least {minimum:g}"
-    raise ConfigurationError(f"{parameter} must be {kind}, {bound} (not {shown})")
 
 
 class MissingDriverError(TokenStoreError, ImportError):

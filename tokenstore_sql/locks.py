@@ -1,4 +1,4 @@
-"""Named database locks: the one place that knows how each dialect takes one.
+"""Named database locks; each backend says how its database takes one.
 
 A named lock serializes a critical section across every process that shares a
 database, not only the threads of one process:
@@ -17,45 +17,40 @@ transaction; work that must happen under the lock runs on that same connection.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Final
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from .columns import is_mysql_family
+from .backends import backend_of
+from .backends.mysql import lock_name as mysql_lock_name
+from .backends.postgresql import lock_key as postgresql_lock_key
+from .checks import checked_number
 from .engines import describe_database
-from .errors import StorageUnavailableError, checked_number
+from .errors import StorageUnavailableError
 from .execution import transaction
 from .statements import check_dialect
 
+__all__ = [
+    "DEFAULT_LOCK_TIMEOUT_SECONDS",
+    "lock_name",
+    "lock_on",
+    "locked_transaction",
+    "locked_transaction_on",
+    "mysql_lock_name",
+    "postgresql_lock_key",
+]
+
 DEFAULT_LOCK_TIMEOUT_SECONDS: Final = 30
 """How long a named lock is waited for by default, in seconds."""
-MYSQL_LOCK_NAME_LENGTH: Final = 64
-"""The longest name MySQL's ``GET_LOCK`` takes; longer names are hashed to fit."""
-_MYSQL_PREFIX: Final = "tokenstore_sql:"
-# PostgreSQL's SQLSTATE for a lock wait that ran out of lock_timeout.
-_POSTGRESQL_LOCK_NOT_AVAILABLE: Final = "55P03"
 
 
 def lock_name(*parts: str) -> str:
     """Join the parts of a lock's identity into one unambiguous name."""
     # lengths first, so ("a:b", "c") and ("a", "b:c") never give the same name
     return "|".join(f"{len(part)}:{part}" for part in parts)
-
-
-def postgresql_lock_key(name: str) -> int:
-    """Hash a lock name to a signed 64-bit advisory-lock key (SHA-256's first 8 bytes)."""
-    digest = hashlib.sha256(name.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
-def mysql_lock_name(name: str) -> str:
-    """Hash a lock name to a ``GET_LOCK`` name: a fixed prefix and a hash, at most 64 long."""
-    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()
-    return (_MYSQL_PREFIX + digest)[:MYSQL_LOCK_NAME_LENGTH]
 
 
 @contextmanager
@@ -119,45 +114,29 @@ def lock_on(connection: Connection, name: str, *, timeout: int) -> Iterator[None
     finally:
         # If the session broke, its end releases the lock; the first error stands.
         with suppress(DBAPIError):
-            _release_mysql_lock(connection, name)
+            _release_session_lock(connection, name)
 
 
 def _take(
     connection: Connection, name: str, timeout: int, *, bound_postgresql_wait: bool = True
 ) -> None:
-    dialect = connection.dialect
-    if dialect.name == "postgresql":
-        if bound_postgresql_wait:
-            # SET LOCAL ends with the transaction: the pooled connection keeps its settings.
-            connection.execute(text(f"SET LOCAL lock_timeout = '{int(timeout)}s'"))
-        try:
-            connection.execute(
-                text("SELECT pg_advisory_xact_lock(:key)"), {"key": postgresql_lock_key(name)}
-            )
-        except DBAPIError as exc:
-            if getattr(exc.orig, "sqlstate", None) == _POSTGRESQL_LOCK_NOT_AVAILABLE:
-                raise _timed_out(connection, timeout) from None
-            raise
-    elif is_mysql_family(dialect):
-        got = connection.execute(
-            text("SELECT GET_LOCK(:name, :timeout)"),
-            {"name": mysql_lock_name(name), "timeout": timeout},
-        ).scalar()
-        if got != 1:
-            raise _timed_out(connection, timeout)
-    # SQLite: the BEGIN IMMEDIATE that opened the transaction took the write lock.
+    if not backend_of(connection.dialect).take_lock(
+        connection, name, timeout, bound_postgresql_wait
+    ):
+        raise _timed_out(connection, timeout)
 
 
-def _release_mysql_lock(connection: Connection, name: str) -> None:
-    if is_mysql_family(connection.dialect):
-        connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": mysql_lock_name(name)})
+def _release_session_lock(connection: Connection, name: str) -> None:
+    release = backend_of(connection.dialect).release_lock
+    if release is not None:
+        release(connection, name)
 
 
 def _release(connection: Connection, name: str) -> None:
-    if not is_mysql_family(connection.dialect) or connection.closed:
+    if backend_of(connection.dialect).release_lock is None or connection.closed:
         return
     try:
-        _release_mysql_lock(connection, name)
+        _release_session_lock(connection, name)
         connection.rollback()  # ends the transaction that statement began
     except DBAPIError:
         # The session is unusable; closing it for good is what releases its locks.

@@ -22,6 +22,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.naming import conv
 from sqlalchemy.sql.schema import RETAIN_SCHEMA
 
+from .backends import find_backend
 from .columns import ExactKey, LongText, UtcDateTime, utc_now
 from .errors import PlacementError
 
@@ -157,11 +158,12 @@ class Placement:
         return table_name if self.schema is None else f"{self.schema}.{table_name}"
 
     def check_dialect(self, dialect_name: str) -> None:
-        """Refuse a schema on a database other than PostgreSQL.
+        """Refuse a schema on a database without schemas (all but PostgreSQL).
 
         :raises PlacementError: naming the database
         """
-        if self.schema is not None and dialect_name != "postgresql":
+        backend = find_backend(dialect_name)
+        if self.schema is not None and (backend is None or not backend.schemas):
             raise PlacementError(
                 f"a schema ({self.schema!r}) can be given on PostgreSQL only, "
                 f"not on {dialect_name}; use a table prefix instead"

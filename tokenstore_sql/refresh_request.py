@@ -15,13 +15,9 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, Final, TypedDict
 
 from ._sdk import TokenStorageData
+from .checks import checked_number
 from .codec import check_key
-from .errors import (
-    InvalidTokenDataError,
-    MissingTokenDataError,
-    StorageUnavailableError,
-    checked_number,
-)
+from .errors import InvalidTokenDataError, MissingTokenDataError, StorageUnavailableError
 from .retries import RetryPolicy
 
 if TYPE_CHECKING:

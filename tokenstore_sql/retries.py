@@ -34,31 +34,16 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from .backends import find_backend
+from .checks import checked_number
 from .conditions import condition_of
 from .engines import describe_database
-from .errors import DatabaseOperationError, StorageUnavailableError, checked_number
+from .errors import DatabaseOperationError, StorageUnavailableError
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
 T = TypeVar("T")
-
-# PostgreSQL SQLSTATEs: serialization_failure, deadlock_detected; the server shutting
-# down, crashed or still starting (admin_shutdown, crash_shutdown, cannot_connect_now);
-# too_many_connections (every worker connecting at once on deploy). Class 08 (connection
-# exceptions) is matched by prefix below.
-_POSTGRESQL_RETRY_STATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03", "53300"})
-# MySQL/MariaDB error numbers: lock wait timeout (1205; the transaction is rolled back
-# before the retry), deadlock (1213), too many connections (1040), server shutting down
-# (1053), connection killed (1927, MariaDB), disconnected for inactivity (4031, MySQL
-# 8.0.24+), a Galera node not yet ready for clients while it joins or resyncs (1047);
-# client side: cannot connect (2002, 2003), server gone away (2006), lost connection
-# (2013, 2055). A Galera certification conflict is reported as a deadlock (1213).
-_MYSQL_RETRY_CODES = frozenset(
-    {1205, 1213, 1040, 1047, 1053, 1927, 4031, 2002, 2003, 2006, 2013, 2055}
-)
-# SQLite result codes (primary): SQLITE_BUSY, SQLITE_LOCKED.
-_SQLITE_RETRY_CODES = frozenset({5, 6})
 
 
 @dataclass(frozen=True)
@@ -174,10 +159,5 @@ def is_transient(exc: DBAPIError, dialect: str) -> bool:
         # psycopg gives none to a missing database or role either; those stay retried,
         # as a database just created on a primary may not have reached a standby yet.
         return isinstance(exc, OperationalError)
-    if dialect == "postgresql":
-        return code in _POSTGRESQL_RETRY_STATES or code.startswith("08")  # 08: connection
-    if dialect in ("mysql", "mariadb"):
-        return code.isdigit() and int(code) in _MYSQL_RETRY_CODES
-    if dialect == "sqlite":
-        return code.isdigit() and (int(code) & 0xFF) in _SQLITE_RETRY_CODES
-    return False
+    backend = find_backend(dialect)  # each backend names its retryable codes
+    return backend is not None and backend.is_transient_code(code)

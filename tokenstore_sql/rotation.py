@@ -14,9 +14,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
+from .checks import checked_number
 from .codec import open_tokens, seal_tokens
 from .crypto import KeyRing
-from .errors import EncryptionKeyError, UnreadableTokenDataError, checked_number
+from .errors import EncryptionKeyError, UnreadableTokenDataError
 from .execution import run_transaction
 from .models import DEFAULT_PLACEMENT, Placement
 from .retries import RetryPolicy

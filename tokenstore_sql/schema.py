@@ -41,7 +41,7 @@ from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Engine, MetaData, Table, inspect
 from sqlalchemy.exc import DBAPIError
 
-from .columns import is_mysql_family
+from .backends import backend_of
 from .conditions import condition_name
 from .engines import describe_database
 from .errors import (
@@ -61,10 +61,6 @@ from .transactions import is_galera_node
 SCHEMA_LOCK_NAME: Final = "tokenstore_sql:schema"
 # Long enough for another process to run every migration of a large database.
 SCHEMA_LOCK_TIMEOUT_SECONDS: Final = 120
-
-# Refusals for want of a privilege: PostgreSQL's insufficient_privilege; MySQL/MariaDB's
-# "command denied" on a table (1142) and "access denied" to a database (1044).
-_PRIVILEGE_CODES: Final = frozenset({"42501", "1142", "1044"})
 _alembic_lock = threading.RLock()
 # What a Galera node's migration meets when another node runs the same one at the same
 # moment (GET_LOCK is per node): table exists (1050), duplicate column (1060) or key
@@ -203,7 +199,7 @@ def _migrated_by_another_node(
     first DDL to reach the cluster wins and the others fail, or find the schema
     half-way. Tell whether the schema then reaches head; False at once elsewhere.
     """
-    if isinstance(exc, SchemaTooNewError) or not is_mysql_family(connection.dialect):
+    if isinstance(exc, SchemaTooNewError) or not backend_of(connection.dialect).multi_primary:
         return False
     if isinstance(exc, DBAPIError) and error_code(exc) not in _CONCURRENT_DDL_CODES:
         return False
@@ -380,7 +376,7 @@ def _run_alembic(
         raise SchemaError(f"cannot migrate to {target!r}: {exc}") from None
     except DBAPIError as exc:
         code = error_code(exc)
-        if code not in _PRIVILEGE_CODES:
+        if code not in backend_of(connection.dialect).privilege_codes:
             raise
         url = connection.engine.url
         revision = head_revision() if target == "head" else target

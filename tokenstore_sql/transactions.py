@@ -47,11 +47,10 @@ from sqlalchemy import Dialect, Engine, event
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 
-# Execution option that asks for a write transaction (BEGIN IMMEDIATE on SQLite).
-WRITE_TRANSACTION_OPTION: Final = "tokenstore_sql_write"
-# Execution option for a transaction that is one statement: no BEGIN is sent for it on
-# our SQLite (reads) and MySQL engines.
-SINGLE_STATEMENT_OPTION: Final = "tokenstore_sql_single_statement"
+from .backends import SINGLE_STATEMENT_OPTION as SINGLE_STATEMENT_OPTION
+from .backends import WRITE_TRANSACTION_OPTION as WRITE_TRANSACTION_OPTION
+from .backends import find_backend
+
 # Where a SQLite connection's pool record keeps the busy timeout it was opened with.
 BUSY_TIMEOUT_INFO: Final = "tokenstore_sql_busy_timeout_ms"
 
@@ -65,16 +64,13 @@ def single_statement_options(dialect: Dialect, *, writes: bool) -> Mapping[str, 
     sends no ``BEGIN`` and a write ``BEGIN IMMEDIATE``; on our MySQL engines neither
     sends one. Other engines ignore the options and run the usual transaction.
     """
-    return _single_statement_options(dialect.name, writes)
+    backend = find_backend(dialect.name)
+    if backend is None:
+        return _NO_BEGIN
+    return backend.single_statement[writes]
 
 
-@cache
-def _single_statement_options(dialect_name: str, writes: bool) -> Mapping[str, Any]:
-    if dialect_name == "postgresql":
-        return MappingProxyType({"isolation_level": "AUTOCOMMIT"})
-    if dialect_name == "sqlite" and writes:
-        return MappingProxyType({WRITE_TRANSACTION_OPTION: True})
-    return MappingProxyType({SINGLE_STATEMENT_OPTION: True})
+_NO_BEGIN: Final = MappingProxyType({SINGLE_STATEMENT_OPTION: True})
 
 
 def configure_sqlite(engine: Engine, busy_timeout_ms: int, *, in_memory: bool) -> None:
@@ -176,6 +172,16 @@ def configure_mysql(engine: Engine) -> None:
         dialect: Dialect, record: ConnectionPoolEntry, cargs: Any, cparams: dict[str, Any]
     ) -> Any:
         return connection_class(*cargs, **{**cparams, "autocommit": True})
+
+    begin_explicitly(engine)
+
+
+def begin_explicitly(engine: Engine) -> None:
+    """Begin each transaction on autocommit connections, but a single statement's.
+
+    A storage call's one statement then commits itself, with no COMMIT round trip, on
+    the sync engines and the async (aiomysql) ones alike.
+    """
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: sqlalchemy.Connection) -> None:

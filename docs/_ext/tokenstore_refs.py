@@ -32,11 +32,10 @@ def _resolve_bare_name(
     if len(found) != 1:
         return None
     _, entry = found[0]
-    return make_refnode(
-        app.builder, node["refdoc"], entry.docname, entry.node_id, contnode, target
-    )
+    return make_refnode(app.builder, node["refdoc"], entry.docname, entry.node_id, contnode, target)
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
+    """Register the resolver with Sphinx."""
     app.connect("missing-reference", _resolve_bare_name)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
