@@ -72,8 +72,8 @@ WRITE_TRANSACTION_OPTION: Final = "tokenstore_sql_write"
 # our SQLite (reads) and MySQL engines.
 SINGLE_STATEMENT_OPTION: Final = "tokenstore_sql_single_statement"
 
-# The backend modules, in the order messages list them.
 BACKEND_MODULES: Final = ("sqlite", "postgresql", "mysql")
+"""The backend modules, by name, in the order messages list them."""
 
 Options = Mapping[str, Any]
 
