@@ -35,6 +35,18 @@ from .support.databases import (
 from .support.fake_auth import FakeAuth, mocked
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Keep the tests that start private servers on one worker, one after another.
+
+    Their module fixtures start one cluster per module, and their servers' ports are
+    probed before they are bound: on one worker two such servers never start at once.
+    """
+    for item in items:
+        if item.get_closest_marker("topology") is not None:
+            item.add_marker(pytest.mark.xdist_group("topology"))
+
+
 @pytest.fixture(scope="session")
 def servers() -> Iterator[Servers]:
     """The run's servers; scratch databases are dropped when the run ends."""

@@ -22,6 +22,9 @@ from benchmarks.timing import measure
 from tests.support import REPO_ROOT
 from tests.support.databases import SERVER_PARAMS
 
+# One worker runs the whole module, so that the benchmark itself (a module fixture) runs once.
+pytestmark = pytest.mark.xdist_group("benchmarks")
+
 OPERATIONS = {"get_hit", "get_miss", "get_all", "store_1", "store_3", "remove", "construct"}
 STORAGES = {
     "tokenstore-sql (sqlite)",
