@@ -34,6 +34,9 @@ from .support.databases import (
 )
 from .support.fake_auth import FakeAuth, mocked
 
+# One summary line for the tests skipped for want of a database server.
+pytest_plugins = ["tests.support.skips"]
+
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -62,11 +62,19 @@ def resolve_server(
     if docker_available():
         return ServerChoice(backend, "docker")
     in_ci = environ.get("CI", "").lower() not in ("", "0", "false", "no")
-    reason = (
-        f"no {backend} server: set {variable} (for example {EXAMPLE_URLS[backend]}) "
-        "or start a Docker engine for testcontainers"
+    return ServerChoice(backend, None, reason=no_server_reason(backend), must_fail=in_ci)
+
+
+def no_server_reason(backend: str) -> str:
+    """Why ``backend``'s tests skip: no URL in the environment and no Docker engine.
+
+    The run's summary gathers the tests skipped for this reason into one line
+    (tests/support/skips.py), which reads the backend back from the words.
+    """
+    return (
+        f"no {backend} server: set {URL_VARIABLES[backend]} "
+        f"(for example {EXAMPLE_URLS[backend]}) or start a Docker engine for testcontainers"
     )
-    return ServerChoice(backend, None, reason=reason, must_fail=in_ci)
 
 
 def docker_available() -> bool:
