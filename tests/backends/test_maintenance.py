@@ -1,15 +1,13 @@
-"""prune, stats and remove-namespace: the API, and the command line as a subprocess."""
+"""prune, stats and remove-namespace: the API, and the command line."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 
 import pytest
 from sqlalchemy import URL
 
+from tests.support.cli import Cli
 from tests.support.sdk import make_token_data
 from tokenstore_sql import SchemaOutOfDateError, SQLAlchemyTokenStorage, create_engine
 from tokenstore_sql.maintenance import prune, stats
@@ -48,18 +46,6 @@ def _remaining(url: URL) -> dict[str, list[str]]:
             )
             for name in names
         }
-
-
-def _cli(url: URL, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TOKENSTORE_SQL_URL": url.render_as_string(hide_password=False)}
-    return subprocess.run(
-        [sys.executable, "-m", "tokenstore_sql", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def test_prune_removes_only_rows_that_can_never_be_used(empty_database_url: URL) -> None:
@@ -103,16 +89,16 @@ def test_prune_and_stats_refuse_a_database_without_the_schema(empty_database_url
         engine.dispose()
 
 
-def test_cli_stats_prune_and_remove_namespace(empty_database_url: URL) -> None:
+def test_cli_stats_prune_and_remove_namespace(cli: Cli, empty_database_url: URL) -> None:
     _fill(empty_database_url)
 
-    shown = _cli(empty_database_url, "stats")
-    dry = _cli(empty_database_url, "prune", "--dry-run")
+    shown = cli("stats", env_url=empty_database_url)
+    dry = cli("prune", "--dry-run", env_url=empty_database_url)
     after_dry = _remaining(empty_database_url)
-    pruned = _cli(empty_database_url, "prune")
-    refused = _cli(empty_database_url, "remove-namespace", "user:bob")  # no terminal here
-    removed = _cli(empty_database_url, "remove-namespace", "user:bob", "--yes")
-    by_server = _cli(empty_database_url, "stats", "--by", "resource-server")
+    pruned = cli("prune", env_url=empty_database_url)
+    refused = cli("remove-namespace", "user:bob", env_url=empty_database_url)  # no terminal here
+    removed = cli("remove-namespace", "user:bob", "--yes", env_url=empty_database_url)
+    by_server = cli("stats", "--by", "resource-server", env_url=empty_database_url)
 
     for result in (shown, dry, pruned, removed, by_server):
         assert result.returncode == 0, result.stderr
@@ -131,10 +117,11 @@ def test_cli_stats_prune_and_remove_namespace(empty_database_url: URL) -> None:
 
 
 def test_cli_maintenance_on_an_empty_database_is_one_line_and_status_1(
+    cli: Cli,
     empty_database_url: URL,
 ) -> None:
     for command in (["stats"], ["prune"], ["remove-namespace", "x", "--yes"]):
-        result = _cli(empty_database_url, *command)
+        result = cli(*command, env_url=empty_database_url)
         assert result.returncode == 1
         assert result.stderr.startswith("error: ")
         assert len(result.stderr.strip().splitlines()) == 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -14,27 +13,11 @@ import pytest
 from sqlalchemy import URL, make_url, select
 
 from tests.support import REPO_ROOT
+from tests.support.cli import Cli
 from tests.support.sdk import make_token_data
 from tokenstore_sql import KeyRing, RetryPolicy, SQLAlchemyTokenStorage, create_engine, generate_key
 from tokenstore_sql.models import TokenRow
 from tokenstore_sql.rotation import rotate_keys
-
-
-def _cli(*args: str, keys: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("TOKENSTORE_SQL_KEYS", "TOKENSTORE_SQL_URL")
-    }
-    if keys is not None:
-        env["TOKENSTORE_SQL_KEYS"] = keys
-    return subprocess.run(
-        [sys.executable, "-m", "tokenstore_sql", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
 
 
 def _key_ids(url: URL) -> set[str | None]:
@@ -45,29 +28,29 @@ def _key_ids(url: URL) -> set[str | None]:
     return found
 
 
-def test_generate_key_prints_a_usable_key() -> None:
-    result = _cli("generate-key")
+def test_generate_key_prints_a_usable_key(cli: Cli) -> None:
+    result = cli("generate-key")
 
     assert result.returncode == 0
     key = result.stdout.strip()
     assert KeyRing([key]).primary_key_id
-    assert _cli("generate-key").stdout.strip() != key
+    assert cli("generate-key").stdout.strip() != key
 
 
-def test_rotate_keys_from_clear_to_a_to_b_end_to_end(empty_database_url: URL) -> None:
+def test_rotate_keys_from_clear_to_a_to_b_end_to_end(cli: Cli, empty_database_url: URL) -> None:
     url = empty_database_url.render_as_string(hide_password=False)
-    key_a, key_b = _cli("generate-key").stdout.strip(), _cli("generate-key").stdout.strip()
+    key_a, key_b = cli("generate-key").stdout.strip(), cli("generate-key").stdout.strip()
     storage = SQLAlchemyTokenStorage(url, namespace="user-1")
     token = make_token_data("rs", access_token="CLI-ACCESS-SECRET")
     storage.store_token_data_by_resource_server({"rs": token})
     storage.close()
 
-    to_a = _cli("rotate-keys", "--url", url, keys=key_a)
+    to_a = cli("rotate-keys", "--url", url, keys=key_a)
     assert to_a.returncode == 0, to_a.stderr
     assert "rewrote 1 row(s)" in to_a.stdout
     assert _key_ids(empty_database_url) == {KeyRing([key_a]).primary_key_id}
 
-    to_b = _cli("rotate-keys", "--url", url, "--batch-size", "1", keys=f"{key_b},{key_a}")
+    to_b = cli("rotate-keys", "--url", url, "--batch-size", "1", keys=f"{key_b},{key_a}")
     assert to_b.returncode == 0, to_b.stderr
     assert _key_ids(empty_database_url) == {KeyRing([key_b]).primary_key_id}
 
@@ -80,14 +63,15 @@ def test_rotate_keys_from_clear_to_a_to_b_end_to_end(empty_database_url: URL) ->
 
 
 def test_rotate_keys_without_the_sealing_key_fails_naming_the_rows(
+    cli: Cli,
     empty_database_url: URL,
 ) -> None:
     url = empty_database_url.render_as_string(hide_password=False)
-    key_a, key_b = _cli("generate-key").stdout.strip(), _cli("generate-key").stdout.strip()
+    key_a, key_b = cli("generate-key").stdout.strip(), cli("generate-key").stdout.strip()
     with SQLAlchemyTokenStorage(url, namespace="user-1", encryption_keys=[key_a]) as storage:
         storage.store_token_data_by_resource_server({"rs": make_token_data("rs")})
 
-    result = _cli("rotate-keys", "--url", url, keys=key_b)
+    result = cli("rotate-keys", "--url", url, keys=key_b)
 
     assert result.returncode == 1
     assert "1 row(s) could not be decrypted" in result.stderr
@@ -95,27 +79,29 @@ def test_rotate_keys_without_the_sealing_key_fails_naming_the_rows(
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_rotate_keys_without_keys_is_refused() -> None:
-    result = _cli("rotate-keys", "--url", "sqlite:///unused.db")
+def test_rotate_keys_without_keys_is_refused(cli: Cli) -> None:
+    result = cli("rotate-keys", "--url", "sqlite:///unused.db")
     assert result.returncode == 1
     assert "TOKENSTORE_SQL_KEYS" in result.stderr
 
 
-def test_downgrade_below_0002_refuses_while_rows_are_encrypted(empty_database_url: URL) -> None:
+def test_downgrade_below_0002_refuses_while_rows_are_encrypted(
+    cli: Cli, empty_database_url: URL
+) -> None:
     url = empty_database_url.render_as_string(hide_password=False)
-    key = _cli("generate-key").stdout.strip()
+    key = cli("generate-key").stdout.strip()
     with SQLAlchemyTokenStorage(url, namespace="user-1", encryption_keys=[key]) as storage:
         storage.store_token_data_by_resource_server({"rs": make_token_data("rs")})
 
-    refused = _cli("downgrade", "--url", url, "0001")
+    refused = cli("downgrade", "--url", url, "0001")
     assert refused.returncode == 1
     assert "rotate-keys --decrypt" in refused.stderr
     assert "Traceback" not in refused.stderr
 
-    decrypted = _cli("rotate-keys", "--url", url, "--decrypt", keys=key)
+    decrypted = cli("rotate-keys", "--url", url, "--decrypt", keys=key)
     assert decrypted.returncode == 0
     assert decrypted.stdout.startswith("stored 1 row(s) in clear text;")
-    downgraded = _cli("downgrade", "--url", url, "0001")
+    downgraded = cli("downgrade", "--url", url, "0001")
     assert downgraded.returncode == 0, downgraded.stderr
     assert "revision 0001" in downgraded.stdout
 
@@ -183,13 +169,14 @@ def _seed(url: str, key: str, namespaces: int) -> None:
 
 @pytest.mark.sqlite
 def test_rotate_keys_on_sqlite_succeeds_beside_a_process_writing_100_times_a_second(
+    cli: Cli,
     tmp_path: Path,
 ) -> None:
     url = f"sqlite:///{tmp_path / 'tokens.db'}"
-    key_a, key_b = _cli("generate-key").stdout.strip(), _cli("generate-key").stdout.strip()
+    key_a, key_b = cli("generate-key").stdout.strip(), cli("generate-key").stdout.strip()
     _seed(url, key_a, 50)
     with _writing_100_times_a_second(url, f"{key_b},{key_a}", tmp_path) as counts:
-        rotated = _cli("rotate-keys", "--url", url, "--batch-size", "5", keys=f"{key_b},{key_a}")
+        rotated = cli("rotate-keys", "--url", url, "--batch-size", "5", keys=f"{key_b},{key_a}")
 
     assert rotated.returncode == 0, rotated.stderr
     assert counts[0] >= 20

@@ -20,8 +20,10 @@ import sys
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from click.testing import CliRunner
+from sqlalchemy import URL
 
 from tokenstore_sql.cli import main
 
@@ -53,7 +55,7 @@ class Cli:
     def __call__(
         self,
         *args: str,
-        env_url: str | None = None,
+        env_url: URL | str | None = None,
         keys: str | None = None,
         env: Mapping[str, str] | None = None,
         input: str | None = None,
@@ -64,7 +66,11 @@ class Cli:
         """Run ``tokenstore-sql ARGS``; ``program`` (a console script, say) implies a process."""
         given = dict(env or {})
         if env_url is not None:
-            given["TOKENSTORE_SQL_URL"] = env_url
+            given["TOKENSTORE_SQL_URL"] = (
+                env_url.render_as_string(hide_password=False)
+                if isinstance(env_url, URL)
+                else env_url
+            )
         if keys is not None:
             given["TOKENSTORE_SQL_KEYS"] = keys
         if process or program is not None:
@@ -72,6 +78,12 @@ class Cli:
         else:
             run = self._in_this_process(args, given, input)
         self.results.append(run)
+        return run
+
+    def ok(self, *args: str, **options: Any) -> Run:
+        """Run as :meth:`__call__` does, and assert that the run succeeded."""
+        run = self(*args, **options)
+        assert run.returncode == 0, (run.args, run.output)
         return run
 
     def everything_printed(self) -> str:

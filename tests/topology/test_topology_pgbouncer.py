@@ -37,9 +37,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 from sqlalchemy import URL, Engine, select
 
+from tests.support.cli import Cli
 from tests.support.fake_auth import TRANSFER, FakeAuth
 from tests.support.private_pgbouncer import PoolMode, PrivatePgBouncer, private_pgbouncer
 from tests.support.private_servers import PrivatePostgres, private_postgresql
@@ -54,7 +54,6 @@ from tokenstore_sql import (
     TokenStorageData,
     create_engine,
 )
-from tokenstore_sql.cli import main as cli_main
 from tokenstore_sql.models import TokenRow
 
 pytestmark = [pytest.mark.postgresql, pytest.mark.topology]
@@ -651,26 +650,6 @@ def test_64_asyncio_tasks_get_exactly_what_they_stored(deployment: Deployment) -
 # --- the command line -------------------------------------------------------------------
 
 
-def _cli(*args: str, keys: str | None = None) -> Result:
-    """Run the command line in this process, as ``python -m tokenstore_sql`` runs it.
-
-    Logging is off meanwhile: pytest's live logging (``--log-cli-level``) puts its own
-    stdout back for each record it shows, which would take the command's output away from
-    the runner.
-    """
-    env = {"TOKENSTORE_SQL_URL": None, "TOKENSTORE_SQL_KEYS": keys}
-    logging.disable(logging.CRITICAL)
-    try:
-        return CliRunner().invoke(cli_main, list(args), env=env)
-    finally:
-        logging.disable(logging.NOTSET)
-
-
-def _ok(result: Result) -> Result:
-    assert result.exit_code == 0, (result.output, repr(result.exception))
-    return result
-
-
 def _key_ids(url: URL) -> set[str | None]:
     engine = create_engine(url)
     try:
@@ -681,34 +660,34 @@ def _key_ids(url: URL) -> set[str | None]:
 
 
 def test_the_command_line_upgrades_imports_exports_and_rotates_keys(
-    deployment: Deployment, tmp_path: Path
+    cli: Cli, deployment: Deployment, tmp_path: Path
 ) -> None:
     name, url = deployment.new_database()
     target = url.render_as_string(hide_password=False)
     files = {f"user:{n}": {rs: token(rs, f"file-{n}-{rs}") for rs in KEYS[:2]} for n in range(3)}
     source = write_json(tmp_path / "tokens.json", files)
-    key_a = _ok(_cli("generate-key")).stdout.strip()
-    key_b = _ok(_cli("generate-key")).stdout.strip()
+    key_a = cli.ok("generate-key").stdout.strip()
+    key_b = cli.ok("generate-key").stdout.strip()
     started = time.monotonic()
 
-    assert _cli("check", "--url", target).exit_code == 1  # no schema yet
-    _ok(_cli("upgrade", "--url", target))
-    _ok(_cli("check", "--url", target))
-    imported = _ok(_cli("import", "--url", target, str(source)))
+    assert cli("check", "--url", target).returncode == 1  # no schema yet
+    cli.ok("upgrade", "--url", target)
+    cli.ok("check", "--url", target)
+    imported = cli.ok("import", "--url", target, str(source))
     assert imported.stdout.splitlines()[-1] == "wrote 6 token(s) from 1 file(s)"
     exported = tmp_path / "exported.json"
-    _ok(_cli("export", "--url", target, str(exported)))
+    cli.ok("export", "--url", target, str(exported))
     for namespace, by_key in files.items():
         read = JSONTokenStorage(exported, namespace=namespace).get_token_data_by_resource_server()
         assert {k: d.to_dict() for k, d in read.items()} == {
             k: d.to_dict() for k, d in by_key.items()
         }
-    assert "rewrote 6 row(s)" in _ok(_cli("rotate-keys", "--url", target, keys=key_a)).stdout
+    assert "rewrote 6 row(s)" in cli.ok("rotate-keys", "--url", target, keys=key_a).stdout
     assert _key_ids(url) == {KeyRing([key_a]).primary_key_id}
-    to_b = _cli("rotate-keys", "--url", target, "--batch-size", "1", keys=f"{key_b},{key_a}")
-    assert "rewrote 6 row(s)" in _ok(to_b).stdout
+    to_b = cli.ok("rotate-keys", "--url", target, "--batch-size", "1", keys=f"{key_b},{key_a}")
+    assert "rewrote 6 row(s)" in to_b.stdout
     assert _key_ids(url) == {KeyRing([key_b]).primary_key_id}
-    _ok(_cli("check", "--url", target))
+    cli.ok("check", "--url", target)
     log.info(
         "command line through PgBouncer (%s): %.1f s", deployment.mode, time.monotonic() - started
     )
