@@ -114,6 +114,16 @@ def auth() -> Iterator[FakeAuth]:
 
 
 @pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The test's own home directory (where GlobusApp keeps its files), no TOKENSTORE_SQL_*."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("USERPROFILE", str(tmp_path))
+    for variable in ("URL", "KEYS", "TABLE_PREFIX", "SCHEMA"):
+        monkeypatch.delenv(f"TOKENSTORE_SQL_{variable}", raising=False)
+    return tmp_path
+
+
+@pytest.fixture
 def namespace() -> str:
     """A namespace no other test uses."""
     return f"ns-{uuid.uuid4()}"

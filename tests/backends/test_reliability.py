@@ -30,6 +30,7 @@ from tests.support.databases import SERVER_PARAMS
 from tests.support.faults import TcpProxy, kill_session, kill_sessions, session_id, wait_until
 from tests.support.private_servers import StopMode, private_postgresql
 from tests.support.sdk import make_token_data
+from tests.support.threads import errors_in_threads
 from tests.support.tracing import before_statements
 from tokenstore_sql import (
     SQLAlchemyTokenStorage,
@@ -155,28 +156,17 @@ def test_processes_writing_and_removing_the_same_keys_lose_nothing(
 
 
 def test_threads_over_many_storages_sharing_one_engine_all_succeed(engine: Engine) -> None:
-    errors: list[BaseException] = []
-
     def work(worker: int) -> None:
-        try:
-            for i in range(10):
-                storage = SQLAlchemyTokenStorage(engine, namespace=f"user-{worker}-{i % 3}")
-                storage.store_token_data_by_resource_server(
-                    {"rs": make_token_data("rs", access_token=f"{worker}-{i}")}
-                )
-                assert storage.get_token_data("rs") is not None
-                if i % 4 == 0:
-                    storage.remove_token_data("rs")
-        except BaseException as exc:
-            errors.append(exc)
+        for i in range(10):
+            storage = SQLAlchemyTokenStorage(engine, namespace=f"user-{worker}-{i % 3}")
+            storage.store_token_data_by_resource_server(
+                {"rs": make_token_data("rs", access_token=f"{worker}-{i}")}
+            )
+            assert storage.get_token_data("rs") is not None
+            if i % 4 == 0:
+                storage.remove_token_data("rs")
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-
-    assert errors == []
+    assert errors_in_threads(work, 8, timeout=60) == []
     reader = SQLAlchemyTokenStorage(engine, namespace="user-0-1")
     assert reader.get_token_data("rs") is not None
 

@@ -15,6 +15,7 @@ from sqlalchemy import URL, Engine, event, make_url, text, update
 
 from tests.support.databases import SERVER_PARAMS
 from tests.support.sdk import make_token_data
+from tests.support.threads import errors_in_threads
 from tests.support.tracing import before_statements, sent_statements
 from tokenstore_sql import (
     Placement,
@@ -255,33 +256,23 @@ def test_threads_sharing_an_in_memory_storage_see_one_database() -> None:
 
 
 def _share_between_threads(storage: SQLAlchemyTokenStorage) -> None:
-    errors: list[BaseException] = []
     written: set[str] = set()
     lock = threading.Lock()
 
     def work(worker: int) -> None:
-        try:
-            for i in range(15):
-                token = f"w{worker}-{i}"
-                storage.store_token_data_by_resource_server(
-                    {"shared": make_token_data("shared", access_token=token)}
-                )
-                with lock:
-                    written.add(token)
-                storage.store_token_data_by_resource_server(
-                    {f"own-{worker}": make_token_data(f"own-{worker}")}
-                )
-                storage.get_token_data_by_resource_server()
-        except BaseException as exc:
-            errors.append(exc)
+        for i in range(15):
+            token = f"w{worker}-{i}"
+            storage.store_token_data_by_resource_server(
+                {"shared": make_token_data("shared", access_token=token)}
+            )
+            with lock:
+                written.add(token)
+            storage.store_token_data_by_resource_server(
+                {f"own-{worker}": make_token_data(f"own-{worker}")}
+            )
+            storage.get_token_data_by_resource_server()
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-
-    assert errors == []
+    assert errors_in_threads(work, 8, timeout=120) == []
     stored = storage.get_token_data_by_resource_server()
     assert sorted(stored) == sorted(["shared", *(f"own-{n}" for n in range(8))])
     assert stored["shared"].access_token in written

@@ -719,14 +719,11 @@ def test_discovery_finds_the_files_globus_app_writes(
 
 
 def test_discovery_lists_our_own_globus_app_databases_apart_from_the_files_to_import(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    home: Path,
 ) -> None:
     import globus_sdk
 
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setenv("USERPROFILE", str(tmp_path))
-    for variable in ("URL", "KEYS", "TABLE_PREFIX", "SCHEMA"):
-        monkeypatch.delenv(f"TOKENSTORE_SQL_{variable}", raising=False)
+    tmp_path = home
     for environment in ("production", "sandbox"):
         config = globus_sdk.GlobusAppConfig(environment=environment)
         with SQLAlchemyTokenStorage.for_globus_app("c3", "ours", config, "DEFAULT") as storage:

@@ -276,15 +276,10 @@ def test_discover_lists_globus_app_files_without_a_database(cli: Cli, tmp_path: 
     assert "no GlobusApp token files under" in empty.stdout
 
 
-def test_discover_lists_our_own_databases_with_the_url_to_use_them_by(
-    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_discover_lists_our_own_databases_with_the_url_to_use_them_by(cli: Cli, home: Path) -> None:
     import globus_sdk
 
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setenv("USERPROFILE", str(tmp_path))
-    for variable in ("URL", "KEYS", "TABLE_PREFIX", "SCHEMA"):
-        monkeypatch.delenv(f"TOKENSTORE_SQL_{variable}", raising=False)
+    tmp_path = home
     config = globus_sdk.GlobusAppConfig()
     with SQLAlchemyTokenStorage.for_globus_app("c3", "ours", config, "DEFAULT") as storage:
         storage.store_token_data_by_resource_server({TRANSFER: make_token_data()})
