@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from sqlalchemy import URL
 
-from .private_servers import child_pids, os_account, unavailable
+from .private_servers import child_pids, os_account, read_log, run_tool, unavailable
 
 if TYPE_CHECKING:
     import pymysql  # type: ignore[import-untyped]
@@ -161,10 +161,7 @@ class GaleraNode:
 
     def log(self) -> str:
         """Everything the node (and its SST scripts) logged so far."""
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return read_log(self.log_path)
 
     def connect(self, database: str | None = None, **options: Any) -> pymysql.Connection[Any]:
         """A plain PyMySQL connection to the node as root, in autocommit mode.
@@ -266,20 +263,7 @@ class GaleraNode:
         ]
         if self._account is not None:
             command.append(f"--user={self._account.pw_name}")
-        done = subprocess.run(
-            command,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=timeout,
-            cwd=self.directory,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(
-                f"mariadb-install-db failed with exit status {done.returncode}:\n"
-                f"{done.stdout}{done.stderr}"
-            )
+        run_tool(command, timeout=timeout, cwd=self.directory)
 
     def start(self, *, new_cluster: bool = False) -> None:
         """Start ``mariadbd``; :meth:`wait_until_synced` waits for it to join.

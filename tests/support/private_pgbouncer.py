@@ -35,7 +35,6 @@ import pwd
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -43,7 +42,15 @@ from typing import Any, Literal, NoReturn
 
 from sqlalchemy import URL
 
-from .private_servers import HOST, SUPERUSER, free_port, os_account, unavailable
+from .private_servers import (
+    HOST,
+    SUPERUSER,
+    free_port,
+    os_account,
+    owned_directory,
+    read_log,
+    unavailable,
+)
 
 PACKAGE = "pgbouncer"
 DEFAULT_BINARY = Path("/usr/sbin/pgbouncer")
@@ -192,10 +199,7 @@ class PrivatePgBouncer:
 
     def log(self) -> str:
         """Everything PgBouncer has logged so far."""
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return read_log(self.log_path)
 
     def config(self) -> str:
         """The text of ``pgbouncer.ini``, as :meth:`start` writes it."""
@@ -417,10 +421,8 @@ def private_pgbouncer(
         raise ValueError("front a private PostgreSQL server, not the shared one at 5432")
     binary = find_binary()
     account = _account()
-    directory = Path(tempfile.mkdtemp(prefix="tokenstore-pgbouncer-"))
+    directory = owned_directory("tokenstore-pgbouncer-", account)
     try:
-        if account is not None:
-            os.chown(directory, account.pw_uid, account.pw_gid)
         bouncer = PrivatePgBouncer(
             binary,
             directory,

@@ -138,6 +138,44 @@ def _server_account() -> pwd.struct_passwd | None:
     )
 
 
+def read_log(path: Path) -> str:
+    """Everything logged to ``path`` so far (``""`` before the process first writes it)."""
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def owned_directory(prefix: str, account: pwd.struct_passwd | None) -> Path:
+    """A new temporary directory, owned by ``account`` (the servers' OS account) if given."""
+    directory = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        if account is not None:
+            os.chown(directory, account.pw_uid, account.pw_gid)
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    return directory
+
+
+def run_tool(command: Sequence[str], *, timeout: float, **options: Any) -> None:
+    """Run a server's set-up tool (initdb, say) to its end; raise with its output on failure."""
+    done = subprocess.run(
+        command,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+        **options,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"{Path(command[0]).name} failed with exit status {done.returncode}:\n"
+            f"{done.stdout}{done.stderr}"
+        )
+
+
 def free_port() -> int:
     """A TCP port of 127.0.0.1 that nothing listens on at the moment of asking."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -273,10 +311,7 @@ class PrivatePostgres:
 
     def log(self) -> str:
         """Everything the server has logged so far (``""`` before it first starts)."""
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return read_log(self.log_path)
 
     def execute(
         self,
@@ -334,19 +369,7 @@ class PrivatePostgres:
             "--no-sync",
             "--no-instructions",
         ]
-        done = subprocess.run(
-            command,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=120,
-            **self._popen_options(),
-        )
-        if done.returncode != 0:
-            raise RuntimeError(
-                f"initdb failed with exit status {done.returncode}:\n{done.stdout}{done.stderr}"
-            )
+        run_tool(command, timeout=120, **self._popen_options())
 
     def start(self, timeout: float = START_TIMEOUT) -> None:
         """Start the postmaster on the same port and data, and wait until it takes connections.
@@ -544,10 +567,8 @@ def private_postgresql(**settings: Setting) -> Iterator[PrivatePostgres]:
         raise ValueError(f"the harness sets {', '.join(reserved)} itself")
     _require_binaries()
     account = _server_account()
-    directory = Path(tempfile.mkdtemp(prefix="tokenstore-pg-"))
+    directory = owned_directory("tokenstore-pg-", account)
     try:
-        if account is not None:
-            os.chown(directory, account.pw_uid, account.pw_gid)
         server = PrivatePostgres(
             directory,
             {**_DEFAULTS, **{name: _setting(value) for name, value in settings.items()}},

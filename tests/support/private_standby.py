@@ -44,8 +44,6 @@ import pwd
 import re
 import shutil
 import signal
-import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -64,6 +62,8 @@ from .private_servers import (
     _setting,
     _unavailable,
     child_pids,
+    owned_directory,
+    run_tool,
 )
 
 APPLICATION_NAME = "standby1"
@@ -145,20 +145,7 @@ class PrivateStandby(PrivatePostgres):
             "fast",
             "--no-sync",
         ]
-        done = subprocess.run(
-            command,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=timeout,
-            **self._popen_options(),
-        )
-        if done.returncode != 0:
-            raise RuntimeError(
-                f"pg_basebackup failed with exit status {done.returncode}:\n"
-                f"{done.stdout}{done.stderr}"
-            )
+        run_tool(command, timeout=timeout, **self._popen_options())
 
     def in_recovery(self) -> bool:
         """Whether the server is (still) a standby: ``pg_is_in_recovery()``."""
@@ -317,10 +304,8 @@ def private_standby(
     if not os.access(BINDIR / "pg_basebackup", os.X_OK):
         _unavailable(f"a private standby needs pg_basebackup in {BINDIR}")
     account = _server_account()
-    directory = Path(tempfile.mkdtemp(prefix="tokenstore-pg-standby-"))
+    directory = owned_directory("tokenstore-pg-standby-", account)
     try:
-        if account is not None:
-            os.chown(directory, account.pw_uid, account.pw_gid)
         standby = PrivateStandby(
             directory,
             primary,
