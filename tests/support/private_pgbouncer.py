@@ -35,7 +35,6 @@ import pwd
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, NoReturn
@@ -49,7 +48,9 @@ from .private_servers import (
     os_account,
     owned_directory,
     read_log,
+    start_on_a_free_port,
     unavailable,
+    wait_until_ready,
 )
 
 PACKAGE = "pgbouncer"
@@ -78,11 +79,6 @@ _RESERVED = frozenset(
         "max_client_conn",
     }
 )
-_PORT_ATTEMPTS = 3
-
-
-class PortTakenError(RuntimeError):
-    """PgBouncer could not listen on its port: another process took it first."""
 
 
 def _unavailable(reason: str) -> NoReturn:
@@ -306,14 +302,10 @@ class PrivatePgBouncer:
 
     def start_first(self) -> None:
         """Start PgBouncer for the first time, on another free port if its own was taken."""
-        for attempt in range(1, _PORT_ATTEMPTS + 1):
-            try:
-                self.start()
-                return
-            except PortTakenError:
-                if attempt == _PORT_ATTEMPTS:
-                    raise
-                self._port = free_port()
+        start_on_a_free_port(self.start, self._move)
+
+    def _move(self, port: int) -> None:
+        self._port = port
 
     def _write_files(self) -> None:
         self.config_path.write_text(self.config())
@@ -326,22 +318,15 @@ class PrivatePgBouncer:
     def _wait_until_ready(
         self, process: subprocess.Popen[bytes], timeout: float, logged_before: int
     ) -> None:
-        deadline = time.monotonic() + timeout
-        while not self._passes_a_query():
-            if process.poll() is not None:
-                news = self.log()[logged_before:] + self._console()
-                if "Address already in use" in news:
-                    raise PortTakenError(f"port {self.port} is taken:\n{news[-2000:]}")
-                raise RuntimeError(
-                    f"PgBouncer exited with status {process.returncode} while starting:\n"
-                    f"{news[-4000:]}"
-                )
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"PgBouncer passed no query within {timeout:g} s:\n"
-                    f"{(self.log()[logged_before:] + self._console())[-4000:]}"
-                )
-            time.sleep(0.05)
+        wait_until_ready(
+            process,
+            self._passes_a_query,
+            lambda: self.log()[logged_before:] + self._console(),
+            name="PgBouncer",
+            port=self.port,
+            timeout=timeout,
+            waiting_for="passed no query",
+        )
 
     def _console(self) -> str:
         try:

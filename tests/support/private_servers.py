@@ -37,7 +37,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
@@ -174,6 +174,47 @@ def run_tool(command: Sequence[str], *, timeout: float, **options: Any) -> None:
             f"{Path(command[0]).name} failed with exit status {done.returncode}:\n"
             f"{done.stdout}{done.stderr}"
         )
+
+
+def wait_until_ready(
+    process: subprocess.Popen[bytes],
+    ready: Callable[[], bool],
+    news: Callable[[], str],
+    *,
+    name: str,
+    port: int,
+    timeout: float,
+    waiting_for: str,
+) -> None:
+    """Return once ``ready()``; raise with the process's ``news()`` if it exits or times out.
+
+    A process that exits saying its port is in use raises :class:`PortTakenError`, so that
+    :func:`start_on_a_free_port` can try another port.
+    """
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if process.poll() is not None:
+            text = news()
+            if "Address already in use" in text:
+                raise PortTakenError(f"port {port} is taken:\n{text[-2000:]}")
+            raise RuntimeError(
+                f"{name} exited with status {process.returncode} while starting:\n{text[-4000:]}"
+            )
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{name} {waiting_for} within {timeout:g} s:\n{news()[-4000:]}")
+        time.sleep(0.05)
+
+
+def start_on_a_free_port(start: Callable[[], None], move: Callable[[int], None]) -> None:
+    """``start()``; while the port turns out taken, ``move()`` to another free port and retry."""
+    for attempt in range(1, _PORT_ATTEMPTS + 1):
+        try:
+            start()
+            return
+        except PortTakenError:
+            if attempt == _PORT_ATTEMPTS:
+                raise
+            move(free_port())
 
 
 def free_port() -> int:
@@ -436,35 +477,24 @@ class PrivatePostgres:
 
     def start_first(self) -> None:
         """Start the server for the first time, on another free port if its own was taken."""
-        for attempt in range(1, _PORT_ATTEMPTS + 1):
-            try:
-                self.start()
-                return
-            except PortTakenError:
-                if attempt == _PORT_ATTEMPTS:
-                    raise
-                self._port = free_port()
+        start_on_a_free_port(self.start, self._move)
+
+    def _move(self, port: int) -> None:
+        self._port = port
 
     def _wait_until_ready(
         self, process: subprocess.Popen[bytes], timeout: float, logged_before: int
     ) -> None:
         """Return once the server takes a connection and ``postmaster.pid`` names ``process``."""
-        deadline = time.monotonic() + timeout
-        while not self._accepts_connections():
-            if process.poll() is not None:
-                news = self.log()[logged_before:]
-                if "Address already in use" in news:
-                    raise PortTakenError(f"port {self.port} is taken:\n{news[-2000:]}")
-                raise RuntimeError(
-                    f"PostgreSQL exited with status {process.returncode} while starting:\n"
-                    f"{news[-4000:]}"
-                )
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"PostgreSQL did not accept connections within {timeout:g} s:\n"
-                    f"{self.log()[logged_before:][-4000:]}"
-                )
-            time.sleep(0.05)
+        wait_until_ready(
+            process,
+            self._accepts_connections,
+            lambda: self.log()[logged_before:],
+            name="PostgreSQL",
+            port=self.port,
+            timeout=timeout,
+            waiting_for="did not accept connections",
+        )
         recorded = self._recorded_pid()
         if recorded != process.pid:
             raise RuntimeError(
