@@ -43,16 +43,22 @@ needs_clientapp_without_id_token = pytest.mark.skipif(
 )
 
 
+@pytest.fixture
+def url_in_environment(database_url: URL, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test's database as TOKENSTORE_SQL_URL, where an app's storage looks for it."""
+    monkeypatch.setenv("TOKENSTORE_SQL_URL", database_url.render_as_string(hide_password=False))
+
+
 def _token_requests() -> int:
     return sum(1 for call in responses.calls if call.request.url.endswith("/v2/oauth2/token"))
 
 
 @needs_clientapp_without_id_token
 @responses.activate
+@pytest.mark.usefixtures("url_in_environment")
 def test_client_app_stores_tokens_in_the_database_and_a_second_app_reuses_them(
-    database_url: URL, monkeypatch: pytest.MonkeyPatch
+    database_url: URL,
 ) -> None:
-    monkeypatch.setenv("TOKENSTORE_SQL_URL", database_url.render_as_string(hide_password=False))
     meta = load_response("auth.oauth2_client_credentials_tokens").metadata
     client_id = str(uuid.uuid4())
 
@@ -90,11 +96,11 @@ def test_without_a_url_the_app_uses_sqlite_beside_the_sdk_files(
 
 
 @responses.activate
+@pytest.mark.usefixtures("url_in_environment")
 def test_an_app_storage_encrypts_with_keys_from_the_environment(
-    database_url: URL, monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     key = generate_key()
-    monkeypatch.setenv("TOKENSTORE_SQL_URL", database_url.render_as_string(hide_password=False))
     monkeypatch.setenv("TOKENSTORE_SQL_KEYS", key)
     load_response("auth.oauth2_client_credentials_tokens")
     namespace = f"app-{uuid.uuid4()}"
@@ -114,10 +120,8 @@ def test_an_app_storage_encrypts_with_keys_from_the_environment(
 
 @needs_clientapp_without_id_token
 @responses.activate
-def test_apps_sharing_a_database_never_see_each_others_tokens(
-    database_url: URL, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("TOKENSTORE_SQL_URL", database_url.render_as_string(hide_password=False))
+@pytest.mark.usefixtures("url_in_environment")
+def test_apps_sharing_a_database_never_see_each_others_tokens() -> None:
     load_response("auth.oauth2_client_credentials_tokens")
     first_client, second_client = str(uuid.uuid4()), str(uuid.uuid4())
 
@@ -129,10 +133,8 @@ def test_apps_sharing_a_database_never_see_each_others_tokens(
     assert _token_requests() == 2  # while each app finds its own again
 
 
-def test_each_app_name_and_environment_gets_a_namespace_of_its_own(
-    database_url: URL, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("TOKENSTORE_SQL_URL", database_url.render_as_string(hide_password=False))
+@pytest.mark.usefixtures("url_in_environment")
+def test_each_app_name_and_environment_gets_a_namespace_of_its_own() -> None:
     client_id = str(uuid.uuid4())
     apps = [
         (client_id, "portal", globus_sdk.GlobusAppConfig()),
