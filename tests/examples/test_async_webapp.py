@@ -20,7 +20,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
@@ -30,7 +29,7 @@ from starlette.applications import Starlette
 from examples.async_webapp import create_app
 from tests.support.databases import assert_nothing_checked_out
 from tests.support.fake_auth import AUTH_RS, TRANSFER, FakeAuth
-from tests.support.web_examples import app_settings, serve_example
+from tests.support.web_examples import app_settings, login_callback, serve_example
 from tokenstore_sql import AsyncTokenStore
 
 pytestmark = pytest.mark.anyio
@@ -76,14 +75,8 @@ async def _browser(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def _log_in(client: httpx.AsyncClient, auth: FakeAuth, identity_id: str, name: str) -> None:
-    started = await client.get("/login")
-    assert started.status_code == 302
-    authorize = urlparse(started.headers["location"])
-    assert authorize.netloc == "auth.globus.org"
-    query = parse_qs(authorize.query)
-    assert query["access_type"] == ["offline"]  # refresh tokens were asked for
-    code = auth.login_code(identity_id, name)
-    back = await client.get("/callback", params={"code": code, "state": query["state"][0]})
+    callback = login_callback(auth, await client.get("/login"), identity_id, name)
+    back = await client.get("/callback", params=callback)
     assert back.status_code == 302
 
 

@@ -9,7 +9,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 from flask import Flask
@@ -19,7 +18,7 @@ from sqlalchemy import URL
 from examples.webapp import create_app
 from tests.support import REPO_ROOT
 from tests.support.fake_auth import AUTH_RS, TRANSFER, FakeAuth
-from tests.support.web_examples import app_settings, serve_example
+from tests.support.web_examples import app_settings, login_callback, serve_example
 from tokenstore_sql import TokenStore
 
 ALICE = str(uuid.uuid4())
@@ -39,14 +38,8 @@ def _store(app: Flask) -> TokenStore:
 
 
 def _log_in(client: FlaskClient, auth: FakeAuth, identity_id: str, name: str) -> None:
-    started = client.get("/login")
-    assert started.status_code == 302
-    authorize = urlparse(started.headers["Location"])
-    assert authorize.netloc == "auth.globus.org"
-    query = parse_qs(authorize.query)
-    assert query["access_type"] == ["offline"]  # refresh tokens were asked for
-    code = auth.login_code(identity_id, name)
-    back = client.get(f"/callback?code={code}&state={query['state'][0]}")
+    callback = login_callback(auth, client.get("/login"), identity_id, name)
+    back = client.get("/callback", query_string=callback)
     assert back.status_code == 302
 
 

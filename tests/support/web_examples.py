@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 from sqlalchemy import URL
 
@@ -88,3 +89,16 @@ def serve_example(module: str, cwd: Path) -> Iterator[ExampleServer]:
     finally:
         process.terminate()
         _, server.stderr = process.communicate(timeout=10)
+
+
+def login_callback(auth: FakeAuth, login: Any, identity_id: str, name: str) -> dict[str, str]:
+    """The callback's query for a user who logs in at Auth, from the app's ``/login`` answer.
+
+    Checks that ``/login`` sent the browser to Globus Auth asking for refresh tokens.
+    """
+    assert login.status_code == 302
+    authorize = urlparse(login.headers["location"])
+    assert authorize.netloc == "auth.globus.org"
+    query = parse_qs(authorize.query)
+    assert query["access_type"] == ["offline"]  # refresh tokens were asked for
+    return {"code": auth.login_code(identity_id, name), "state": query["state"][0]}
