@@ -44,10 +44,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
     Their module fixtures start one cluster per module, and their servers' ports are
     probed before they are bound: on one worker two such servers never start at once.
+    Grouped tests (these, and the benchmark's) go first: a group is the longest piece of
+    work one worker takes, and started last it would leave the others idle at the end.
     """
     for item in items:
         if item.get_closest_marker("topology") is not None:
             item.add_marker(pytest.mark.xdist_group("topology"))
+    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -17,9 +16,9 @@ from alembic.script import Script, ScriptDirectory
 from sqlalchemy import URL, Engine, MetaData, String, inspect, text
 
 from tests.support import REPO_ROOT
-from tests.support.databases import BACKENDS
+from tests.support.databases import BACKENDS, temporary_engine
 from tests.support.sdk import make_token_data
-from tokenstore_sql import SQLAlchemyTokenStorage, create_engine, schema
+from tokenstore_sql import SQLAlchemyTokenStorage, schema
 from tokenstore_sql.models import TOKENS_TABLE, VERSION_TABLE, metadata
 
 MYSQL_ONLY = [p for p in BACKENDS if p.values[0] == "mysql"]
@@ -34,13 +33,12 @@ def _revisions_base_first() -> list[Script]:
     return list(reversed(list(_script_directory().walk_revisions())))
 
 
-@contextmanager
-def _own_engine(url: URL) -> Iterator[Engine]:
-    engine = create_engine(url)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
+@pytest.fixture
+def engine(empty_database_url: URL) -> Iterator[Engine]:
+    """An engine on an empty database of the test's own, upgraded to head."""
+    with temporary_engine(empty_database_url) as made:
+        schema.migrate(made, "head")
+        yield made
 
 
 def _current(engine: Engine) -> str | None:
@@ -64,7 +62,7 @@ def _differences(engine: Engine, target: MetaData) -> list[object]:
 def test_each_revision_upgrades_downgrades_and_upgrades_again(empty_database_url: URL) -> None:
     revisions = _revisions_base_first()
     assert revisions, "no revisions found"
-    with _own_engine(empty_database_url) as engine:
+    with temporary_engine(empty_database_url) as engine:
         for script in revisions:
             schema.migrate(engine, script.revision)
             assert _current(engine) == script.revision
@@ -77,119 +75,107 @@ def test_each_revision_upgrades_downgrades_and_upgrades_again(empty_database_url
 
 
 def test_base_to_head_to_base_to_head_leaves_a_working_schema(
-    empty_database_url: URL, namespace: str
+    engine: Engine, namespace: str
 ) -> None:
     head = schema.head_revision()
-    with _own_engine(empty_database_url) as engine:
-        schema.migrate(engine, "head")
-        assert _current(engine) == head
-        assert set(metadata.tables) <= _tables(engine)
+    assert _current(engine) == head
+    assert set(metadata.tables) <= _tables(engine)
 
-        schema.downgrade(engine, "base")
-        assert _current(engine) is None
-        assert not set(metadata.tables) & _tables(engine)
+    schema.downgrade(engine, "base")
+    assert _current(engine) is None
+    assert not set(metadata.tables) & _tables(engine)
 
-        schema.migrate(engine, "head")
-        assert _current(engine) == head
-        data = make_token_data("rs")
-        with SQLAlchemyTokenStorage(engine, namespace=namespace) as storage:
-            storage.store_token_data_by_resource_server({"rs": data})
-            got = storage.get_token_data("rs")
-        assert got is not None
-        assert got.to_dict() == data.to_dict()
+    schema.migrate(engine, "head")
+    assert _current(engine) == head
+    data = make_token_data("rs")
+    with SQLAlchemyTokenStorage(engine, namespace=namespace) as storage:
+        storage.store_token_data_by_resource_server({"rs": data})
+        got = storage.get_token_data("rs")
+    assert got is not None
+    assert got.to_dict() == data.to_dict()
 
 
-def test_migrated_schema_matches_the_models(empty_database_url: URL) -> None:
-    with _own_engine(empty_database_url) as engine:
-        schema.migrate(engine, "head")
+def test_migrated_schema_matches_the_models(engine: Engine) -> None:
 
-        assert _differences(engine, metadata) == []
+    assert _differences(engine, metadata) == []
 
-        # The comparison must be able to see a change: a copy of the models with one
-        # column's type altered has to be reported on this backend.
-        altered = MetaData()
-        for table in metadata.tables.values():
-            table.to_metadata(altered)
-        tokens = altered.tables[TOKENS_TABLE]
-        tokens.c.identity_id.type = String(100)
-        found = _differences(engine, altered)
-        assert any("identity_id" in repr(diff) and "modify_type" in repr(diff) for diff in found)
+    # The comparison must be able to see a change: a copy of the models with one
+    # column's type altered has to be reported on this backend.
+    altered = MetaData()
+    for table in metadata.tables.values():
+        table.to_metadata(altered)
+    tokens = altered.tables[TOKENS_TABLE]
+    tokens.c.identity_id.type = String(100)
+    found = _differences(engine, altered)
+    assert any("identity_id" in repr(diff) and "modify_type" in repr(diff) for diff in found)
 
 
 @pytest.mark.parametrize("backend", MYSQL_ONLY)
-def test_extra_is_stored_as_json_on_mysql_and_mariadb(empty_database_url: URL) -> None:
+def test_extra_is_stored_as_json_on_mysql_and_mariadb(engine: Engine) -> None:
     # Alembic's MySQL comparison treats JSON and LONGTEXT as the same type, because
     # MariaDB implements JSON as LONGTEXT with a json_valid() check and reflects it as
     # LONGTEXT. The model comparison therefore cannot tell JSON from plain LONGTEXT on
     # this family; this test checks that one column precisely instead.
-    with _own_engine(empty_database_url) as engine:
-        schema.migrate(engine, "head")
-        with engine.connect() as connection:
-            data_type = connection.execute(
+    with engine.connect() as connection:
+        data_type = connection.execute(
+            text(
+                "SELECT DATA_TYPE FROM information_schema.COLUMNS "
+                "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :table "
+                "AND COLUMN_NAME = 'extra'"
+            ),
+            {"table": TOKENS_TABLE},
+        ).scalar_one()
+        if getattr(engine.dialect, "is_mariadb", False):
+            checks = connection.execute(
                 text(
-                    "SELECT DATA_TYPE FROM information_schema.COLUMNS "
-                    "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :table "
-                    "AND COLUMN_NAME = 'extra'"
+                    "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
+                    "WHERE CONSTRAINT_SCHEMA = DATABASE() AND TABLE_NAME = :table"
                 ),
                 {"table": TOKENS_TABLE},
-            ).scalar_one()
-            if getattr(engine.dialect, "is_mariadb", False):
-                checks = connection.execute(
-                    text(
-                        "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
-                        "WHERE CONSTRAINT_SCHEMA = DATABASE() AND TABLE_NAME = :table"
-                    ),
-                    {"table": TOKENS_TABLE},
-                ).scalars()
-                assert data_type.lower() == "longtext"
-                assert "json_valid(`extra`)" in list(checks)
-            else:
-                assert data_type.lower() == "json"
+            ).scalars()
+            assert data_type.lower() == "longtext"
+            assert "json_valid(`extra`)" in list(checks)
+        else:
+            assert data_type.lower() == "json"
 
 
 def test_version_table_is_ours_and_no_alembic_version_table_is_made(
-    empty_database_url: URL,
+    engine: Engine,
 ) -> None:
     assert VERSION_TABLE == "tokenstore_sql_version"
-    with _own_engine(empty_database_url) as engine:
-        schema.migrate(engine, "head")
 
-        tables = _tables(engine)
-        assert "tokenstore_sql_version" in tables
-        assert "alembic_version" not in tables
-        with engine.connect() as connection:
-            recorded = connection.execute(
-                text(f"SELECT version_num FROM {VERSION_TABLE}")
-            ).scalars()
-            assert list(recorded) == [schema.head_revision()]
+    tables = _tables(engine)
+    assert "tokenstore_sql_version" in tables
+    assert "alembic_version" not in tables
+    with engine.connect() as connection:
+        recorded = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars()
+        assert list(recorded) == [schema.head_revision()]
 
 
 @pytest.mark.parametrize("backend", MYSQL_ONLY)
-def test_key_columns_use_a_binary_no_pad_collation_on_mysql(empty_database_url: URL) -> None:
-    with _own_engine(empty_database_url) as engine:
-        schema.migrate(engine, "head")
-        with engine.connect() as connection:
-            rows = connection.execute(
+def test_key_columns_use_a_binary_no_pad_collation_on_mysql(engine: Engine) -> None:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT COLUMN_NAME, CHARACTER_SET_NAME, COLLATION_NAME "
+                "FROM information_schema.COLUMNS "
+                "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :table"
+            ),
+            {"table": TOKENS_TABLE},
+        ).all()
+        keys = {name: (charset, collation) for name, charset, collation in rows}
+        for column in KEY_COLUMNS:
+            charset, collation = keys[column]
+            assert charset == "utf8mb4"
+            assert collation.endswith("_bin"), f"{column} uses {collation}"
+            # Whatever its name, the collation must neither pad nor fold case.
+            same = connection.execute(
                 text(
-                    "SELECT COLUMN_NAME, CHARACTER_SET_NAME, COLLATION_NAME "
-                    "FROM information_schema.COLUMNS "
-                    "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :table"
-                ),
-                {"table": TOKENS_TABLE},
-            ).all()
-            keys = {name: (charset, collation) for name, charset, collation in rows}
-            for column in KEY_COLUMNS:
-                charset, collation = keys[column]
-                assert charset == "utf8mb4"
-                assert collation.endswith("_bin"), f"{column} uses {collation}"
-                # Whatever its name, the collation must neither pad nor fold case.
-                same = connection.execute(
-                    text(
-                        f"SELECT _utf8mb4'a' COLLATE {collation} = _utf8mb4'a ', "
-                        f"_utf8mb4'a' COLLATE {collation} = _utf8mb4'A'"
-                    )
-                ).one()
-                assert tuple(same) == (0, 0), f"{column} ({collation}) pads or folds case"
+                    f"SELECT _utf8mb4'a' COLLATE {collation} = _utf8mb4'a ', "
+                    f"_utf8mb4'a' COLLATE {collation} = _utf8mb4'A'"
+                )
+            ).one()
+            assert tuple(same) == (0, 0), f"{column} ({collation}) pads or folds case"
 
 
 def test_migrations_have_exactly_one_head() -> None:
@@ -260,7 +246,7 @@ def test_alembic_upgrade_head_from_a_checkout_uses_our_version_table(
     assert result.returncode == 0, result.stderr
     head = schema.head_revision()
     assert f"-> {head}" in result.stderr
-    with _own_engine(empty_database_url) as engine:
+    with temporary_engine(empty_database_url) as engine:
         assert _current(engine) == head
         tables = _tables(engine)
         assert set(metadata.tables) <= tables
