@@ -44,10 +44,12 @@ from sqlalchemy import URL
 from .private_servers import (
     HOST,
     SUPERUSER,
+    double_quoted,
     free_port,
     os_account,
     owned_directory,
     read_log,
+    setting_text,
     start_on_a_free_port,
     unavailable,
     wait_until_ready,
@@ -109,17 +111,6 @@ def _account() -> pwd.struct_passwd | None:
         f"PgBouncer refuses to run as root and there is no {SUPERUSER!r} OS user to run "
         f"it as: install the Debian package {PACKAGE} (or postgresql), which creates one",
     )
-
-
-def _setting(value: Setting) -> str:
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    return str(value)
-
-
-def _quoted(text: str) -> str:
-    """``text`` as a double-quoted user-list field."""
-    return '"' + text.replace('"', '""') + '"'
 
 
 class PrivatePgBouncer:
@@ -309,7 +300,7 @@ class PrivatePgBouncer:
 
     def _write_files(self) -> None:
         self.config_path.write_text(self.config())
-        userlist = "".join(f"{_quoted(user)} {_quoted('')}\n" for user in self._users)
+        userlist = "".join(f"{double_quoted(user)} {double_quoted('')}\n" for user in self._users)
         (self.directory / "userlist.txt").write_text(userlist)
         if self._account is not None:
             for name in ("pgbouncer.ini", "userlist.txt"):
@@ -416,7 +407,7 @@ def private_pgbouncer(
             pool_size=pool_size,
             max_client_conn=max_client_conn,
             users=users,
-            settings={name: _setting(value) for name, value in settings.items()},
+            settings={name: setting_text(value, "1", "0") for name, value in settings.items()},
             account=account,
         )
         try:

@@ -225,16 +225,16 @@ def free_port() -> int:
     return port
 
 
-def _setting(value: Setting) -> str:
-    """A Python value as a ``-c name=value`` setting."""
+def setting_text(value: Setting, on: str = "on", off: str = "off") -> str:
+    """A Python value as a server setting (PostgreSQL's ``-c name=value`` by default)."""
     if isinstance(value, bool):
-        return "on" if value else "off"
+        return on if value else off
     return str(value)
 
 
-def _quote_identifier(name: str) -> str:
-    """``name`` as a PostgreSQL identifier in double quotes."""
-    return '"' + name.replace('"', '""') + '"'
+def double_quoted(text: str) -> str:
+    """``text`` in double quotes, inner ones doubled: a PostgreSQL identifier, say."""
+    return '"' + text.replace('"', '""') + '"'
 
 
 def _parent(pid: int) -> int | None:
@@ -385,9 +385,9 @@ class PrivatePostgres:
         :param owner: A role to own it; the superuser when omitted.
         :returns: Its URL, for the superuser.
         """
-        statement = f"CREATE DATABASE {_quote_identifier(name)} ENCODING 'UTF8' TEMPLATE template0"
+        statement = f"CREATE DATABASE {double_quoted(name)} ENCODING 'UTF8' TEMPLATE template0"
         if owner is not None:
-            statement += f" OWNER {_quote_identifier(owner)}"
+            statement += f" OWNER {double_quoted(owner)}"
         self.execute(statement)
         return self.url_for(name)
 
@@ -601,7 +601,7 @@ def private_postgresql(**settings: Setting) -> Iterator[PrivatePostgres]:
     try:
         server = PrivatePostgres(
             directory,
-            {**_DEFAULTS, **{name: _setting(value) for name, value in settings.items()}},
+            {**_DEFAULTS, **{name: setting_text(value) for name, value in settings.items()}},
             account,
         )
         try:

@@ -59,11 +59,11 @@ from .private_servers import (
     Setting,
     _require_binaries,
     _server_account,
-    _setting,
     _unavailable,
     child_pids,
     owned_directory,
     run_tool,
+    setting_text,
 )
 
 APPLICATION_NAME = "standby1"
@@ -314,7 +314,7 @@ def private_standby(
                 **_DEFAULTS,
                 # once promoted, it must not wait for a standby of its own
                 "synchronous_standby_names": "",
-                **{name: _setting(value) for name, value in settings.items()},
+                **{name: setting_text(value) for name, value in settings.items()},
             },
             account,
         )
