@@ -37,7 +37,7 @@ import signal
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from sqlalchemy import URL
 
@@ -54,6 +54,9 @@ from .private_servers import (
     unavailable,
     wait_until_ready,
 )
+
+if TYPE_CHECKING:
+    import psycopg
 
 PACKAGE = "pgbouncer"
 DEFAULT_BINARY = Path("/usr/sbin/pgbouncer")
@@ -226,17 +229,9 @@ class PrivatePgBouncer:
         :returns: Each row as a mapping of column name to its text (``None`` for NULL).
         :raises RuntimeError: The console refused the command.
         """
-        import psycopg
         from psycopg import pq
 
-        with psycopg.connect(
-            host=HOST,
-            port=self.port,
-            dbname="pgbouncer",
-            user=SUPERUSER,
-            connect_timeout=5,
-            autocommit=True,
-        ) as connection:
+        with self._connect("pgbouncer", timeout=5) as connection:
             result = connection.pgconn.exec_(command.encode())
             if result.status not in (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK):
                 message = (result.error_message or b"").decode(errors="replace").strip()
@@ -320,24 +315,27 @@ class PrivatePgBouncer:
         )
 
     def _console(self) -> str:
-        try:
-            return (self.directory / "console.log").read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return read_log(self.directory / "console.log")
+
+    def _connect(self, database: str, *, timeout: int, **options: Any) -> psycopg.Connection[Any]:
+        """A superuser's autocommit connection through PgBouncer."""
+        import psycopg
+
+        return psycopg.connect(
+            host=HOST,
+            port=self.port,
+            dbname=database,
+            user=SUPERUSER,
+            connect_timeout=timeout,
+            autocommit=True,
+            **options,
+        )
 
     def _passes_a_query(self) -> bool:
         import psycopg
 
         try:
-            with psycopg.connect(
-                host=HOST,
-                port=self.port,
-                dbname="postgres",
-                user=SUPERUSER,
-                connect_timeout=2,
-                autocommit=True,
-                prepare_threshold=None,
-            ) as connection:
+            with self._connect("postgres", timeout=2, prepare_threshold=None) as connection:
                 connection.execute("SELECT 1").fetchone()
         except psycopg.OperationalError:
             return False
