@@ -171,50 +171,59 @@ def _assert_spent_once_into(auth: FakeAuth, original: TokenStorageData, *issued:
     assert auth.rejected_refreshes == 0
 
 
-@pytest.mark.parametrize("mode", STOP_MODES)
-def test_a_server_restarted_while_auth_answers_stores_the_new_token(
-    mode: StopMode, namespace: str
-) -> None:
-    auth = FakeAuth(refresh_delays=[AUTH_SECONDS])  # the first refresh is slow, the next not
+@contextmanager
+def _outage(
+    auth: FakeAuth, mode: StopMode, namespace: str
+) -> Iterator[tuple[SQLAlchemyTokenStorage, Outage, WatchedClient, ThreadPoolExecutor]]:
+    """A storage on a private server that ``mode`` can stop, with Auth mocked, for one test."""
     with private_postgresql() as server, mocked(auth), helper_thread() as helper:
         outage = Outage(server, mode)
         client = WatchedClient(auth, outage)
         url = server.create_database("tokens")
         with SQLAlchemyTokenStorage(url, namespace=namespace) as storage:
             try:
-                original = seed(storage, auth)
-                restarting = helper.submit(outage.stop_then_start, auth.refresh_started)
-
-                data = refresh_once(storage, TRANSFER, client)
-
-                returned = time.monotonic()
-                restarting.result(timeout=2 * WAIT_SECONDS)
-                assert client.down_at_answer == [True], "Auth answered outside the outage"
-                # Storing waited through the outage (the default budget outlasts it).
-                assert returned - outage.stopped_at >= OUTAGE_SECONDS
-                assert data.access_token != original.access_token
-                assert data.refresh_token is not None
-                _assert_spent_once_into(auth, original, data.refresh_token)
-                stored = _stored(storage)
-                assert (stored.access_token, stored.refresh_token) == (
-                    data.access_token,
-                    data.refresh_token,
-                )
-                assert stored.identity_id == original.identity_id
-                assert _lease_owner(storage) is None
-                assert _kept_for(storage.engine) == []
-
-                # The next refresh after the restart: one more Auth call, nothing refused.
-                _expire(storage, stored)
-                renewed = refresh_once(storage, TRANSFER, client)
-
-                assert auth.refresh_calls == 2
-                assert renewed.refresh_token is not None
-                _assert_spent_once_into(auth, original, data.refresh_token, renewed.refresh_token)
-                assert _stored(storage).access_token == renewed.access_token
+                yield storage, outage, client, helper
             finally:
                 outage.given_up.set()
                 _forget_kept(storage.engine)
+
+
+@pytest.mark.parametrize("mode", STOP_MODES)
+def test_a_server_restarted_while_auth_answers_stores_the_new_token(
+    mode: StopMode, namespace: str
+) -> None:
+    auth = FakeAuth(refresh_delays=[AUTH_SECONDS])  # the first refresh is slow, the next not
+    with _outage(auth, mode, namespace) as (storage, outage, client, helper):
+        original = seed(storage, auth)
+        restarting = helper.submit(outage.stop_then_start, auth.refresh_started)
+
+        data = refresh_once(storage, TRANSFER, client)
+
+        returned = time.monotonic()
+        restarting.result(timeout=2 * WAIT_SECONDS)
+        assert client.down_at_answer == [True], "Auth answered outside the outage"
+        # Storing waited through the outage (the default budget outlasts it).
+        assert returned - outage.stopped_at >= OUTAGE_SECONDS
+        assert data.access_token != original.access_token
+        assert data.refresh_token is not None
+        _assert_spent_once_into(auth, original, data.refresh_token)
+        stored = _stored(storage)
+        assert (stored.access_token, stored.refresh_token) == (
+            data.access_token,
+            data.refresh_token,
+        )
+        assert stored.identity_id == original.identity_id
+        assert _lease_owner(storage) is None
+        assert _kept_for(storage.engine) == []
+
+        # The next refresh after the restart: one more Auth call, nothing refused.
+        _expire(storage, stored)
+        renewed = refresh_once(storage, TRANSFER, client)
+
+        assert auth.refresh_calls == 2
+        assert renewed.refresh_token is not None
+        _assert_spent_once_into(auth, original, data.refresh_token, renewed.refresh_token)
+        assert _stored(storage).access_token == renewed.access_token
 
 
 @pytest.mark.parametrize("mode", STOP_MODES)
@@ -225,103 +234,93 @@ def test_a_token_the_database_did_not_take_in_time_is_kept_then_stored(
     caplog.set_level(logging.DEBUG, logger="sqlalchemy")  # SQLAlchemy's pool and engines too
     auth = FakeAuth(refresh_delays=[AUTH_SECONDS])
     seen: list[globus_sdk.OAuthRefreshTokenResponse] = []
-    with private_postgresql() as server, mocked(auth), helper_thread() as helper:
-        outage = Outage(server, mode)
-        client = WatchedClient(auth, outage)
-        url = server.create_database("tokens")
-        with SQLAlchemyTokenStorage(url, namespace=namespace) as storage:
-            try:
-                original = seed(storage, auth)
-                stopping = helper.submit(outage.stop_when, auth.refresh_started)
+    with _outage(auth, mode, namespace) as (storage, outage, client, helper):
+        original = seed(storage, auth)
+        stopping = helper.submit(outage.stop_when, auth.refresh_started)
 
-                started = time.monotonic()
-                data = refresh_once(
-                    storage,
-                    TRANSFER,
-                    client,
-                    on_refresh=seen.append,
-                    store_retry=RetryPolicy(attempts=3, deadline=1.0),
-                )
+        started = time.monotonic()
+        data = refresh_once(
+            storage,
+            TRANSFER,
+            client,
+            on_refresh=seen.append,
+            store_retry=RetryPolicy(attempts=3, deadline=1.0),
+        )
 
-                took = time.monotonic() - started
-                stopping.result(timeout=WAIT_SECONDS)
-                assert client.down_at_answer == [True], "Auth answered outside the outage"
-                assert outage.is_down()
-                assert took < AUTH_SECONDS + 10  # the small budget, not the default 60 s
-                assert data.refresh_token is not None
-                _assert_spent_once_into(auth, original, data.refresh_token)
-                assert seen == client.responses
-                assert seen[0].by_resource_server[TRANSFER]["access_token"] == data.access_token
-                assert [kept.refresh_token for kept in _kept_for(storage.engine)] == [
-                    data.refresh_token
-                ]
-                assert any(
-                    record.name == REFRESH_LOGGER
-                    and record.levelno == logging.WARNING
-                    and "could not store a refreshed token" in record.getMessage()
-                    for record in caplog.records
-                )
+        took = time.monotonic() - started
+        stopping.result(timeout=WAIT_SECONDS)
+        assert client.down_at_answer == [True], "Auth answered outside the outage"
+        assert outage.is_down()
+        assert took < AUTH_SECONDS + 10  # the small budget, not the default 60 s
+        assert data.refresh_token is not None
+        _assert_spent_once_into(auth, original, data.refresh_token)
+        assert seen == client.responses
+        assert seen[0].by_resource_server[TRANSFER]["access_token"] == data.access_token
+        assert [kept.refresh_token for kept in _kept_for(storage.engine)] == [data.refresh_token]
+        assert any(
+            record.name == REFRESH_LOGGER
+            and record.levelno == logging.WARNING
+            and "could not store a refreshed token" in record.getMessage()
+            for record in caplog.records
+        )
 
-                # Still down: the same process gets the kept token, without asking Auth.
-                again = refresh_once(storage, TRANSFER, client, on_refresh=seen.append)
+        # Still down: the same process gets the kept token, without asking Auth.
+        again = refresh_once(storage, TRANSFER, client, on_refresh=seen.append)
 
-                assert outage.is_down(), "the second refresh did not meet the outage"
-                assert (again.access_token, again.refresh_token) == (
-                    data.access_token,
-                    data.refresh_token,
-                )
-                assert auth.refresh_calls == 1
-                assert len(seen) == 1
+        assert outage.is_down(), "the second refresh did not meet the outage"
+        assert (again.access_token, again.refresh_token) == (
+            data.access_token,
+            data.refresh_token,
+        )
+        assert auth.refresh_calls == 1
+        assert len(seen) == 1
 
-                outage.start()
+        outage.start()
 
-                def holds_the_kept_token() -> TokenStorageData | None:
-                    found = _stored(storage)
-                    return found if found.refresh_token == data.refresh_token else None
+        def holds_the_kept_token() -> TokenStorageData | None:
+            found = _stored(storage)
+            return found if found.refresh_token == data.refresh_token else None
 
-                stored = _poll(holds_the_kept_token, timeout=FLUSH_SECONDS)
-                assert stored is not None, f"not stored within {FLUSH_SECONDS:g} s of the restart"
-                assert stored.access_token == data.access_token
-                assert _lease_owner(storage) is None  # the store cleared the lease
-                assert _kept_for(storage.engine) == []
-                assert any(
-                    record.name == REFRESH_LOGGER
-                    and record.threadName == "tokenstore-sql-refresh-flusher"
-                    and "stored the refreshed token kept" in record.getMessage()
-                    for record in caplog.records
-                )
+        stored = _poll(holds_the_kept_token, timeout=FLUSH_SECONDS)
+        assert stored is not None, f"not stored within {FLUSH_SECONDS:g} s of the restart"
+        assert stored.access_token == data.access_token
+        assert _lease_owner(storage) is None  # the store cleared the lease
+        assert _kept_for(storage.engine) == []
+        assert any(
+            record.name == REFRESH_LOGGER
+            and record.threadName == "tokenstore-sql-refresh-flusher"
+            and "stored the refreshed token kept" in record.getMessage()
+            for record in caplog.records
+        )
 
-                # The stored refresh token is the live one: a forced refresh spends it.
-                forced = refresh_once(
-                    storage,
-                    TRANSFER,
-                    client,
-                    rejected_access_token=data.access_token,
-                    lock_timeout=WAIT_SECONDS,
-                )
+        # The stored refresh token is the live one: a forced refresh spends it.
+        forced = refresh_once(
+            storage,
+            TRANSFER,
+            client,
+            rejected_access_token=data.access_token,
+            lock_timeout=WAIT_SECONDS,
+        )
 
-                assert auth.refresh_calls == 2
-                assert forced.refresh_token is not None
-                _assert_spent_once_into(auth, original, data.refresh_token, forced.refresh_token)
-                assert _stored(storage).access_token == forced.access_token
+        assert auth.refresh_calls == 2
+        assert forced.refresh_token is not None
+        _assert_spent_once_into(auth, original, data.refresh_token, forced.refresh_token)
+        assert _stored(storage).access_token == forced.access_token
 
-                tokens = [
-                    token
-                    for token_data in (original, data, forced)
-                    for token in (token_data.access_token, token_data.refresh_token)
-                    if token is not None
-                ]
-                assert len(set(tokens)) == 6
-                leaked = [
-                    (record.name, record.getMessage())
-                    for record in caplog.records
-                    if any(token in record.getMessage() for token in tokens)
-                ]
-                assert leaked == []
-                assert not any(token in caplog.text for token in tokens)
-            finally:
-                outage.given_up.set()
-                _forget_kept(storage.engine)
+        tokens = [
+            token
+            for token_data in (original, data, forced)
+            for token in (token_data.access_token, token_data.refresh_token)
+            if token is not None
+        ]
+        assert len(set(tokens)) == 6
+        leaked = [
+            (record.name, record.getMessage())
+            for record in caplog.records
+            if any(token in record.getMessage() for token in tokens)
+        ]
+        assert leaked == []
+        assert not any(token in caplog.text for token in tokens)
 
 
 def _sessions_while_auth_answers(
