@@ -8,12 +8,13 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
-from sqlalchemy import URL, Engine, MetaData, String, inspect, text
+from sqlalchemy import URL, Connection, Engine, MetaData, String, inspect, text
 
 from tests.support import REPO_ROOT
 from tests.support.databases import BACKENDS, temporary_engine
@@ -110,6 +111,19 @@ def test_migrated_schema_matches_the_models(engine: Engine) -> None:
     assert any("identity_id" in repr(diff) and "modify_type" in repr(diff) for diff in found)
 
 
+def _token_columns(connection: Connection, *facts: str) -> list[Any]:
+    """(column name, *facts) for each column of the token table, from MySQL's catalog."""
+    return list(
+        connection.execute(
+            text(
+                f"SELECT COLUMN_NAME, {', '.join(facts)} FROM information_schema.COLUMNS "
+                "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :table"
+            ),
+            {"table": TOKENS_TABLE},
+        ).all()
+    )
+
+
 @pytest.mark.parametrize("backend", MYSQL_ONLY)
 def test_extra_is_stored_as_json_on_mysql_and_mariadb(engine: Engine) -> None:
     # Alembic's MySQL comparison treats JSON and LONGTEXT as the same type, because
@@ -117,14 +131,7 @@ def test_extra_is_stored_as_json_on_mysql_and_mariadb(engine: Engine) -> None:
     # LONGTEXT. The model comparison therefore cannot tell JSON from plain LONGTEXT on
     # this family; this test checks that one column precisely instead.
     with engine.connect() as connection:
-        data_type = connection.execute(
-            text(
-                "SELECT DATA_TYPE FROM information_schema.COLUMNS "
-                "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :table "
-                "AND COLUMN_NAME = 'extra'"
-            ),
-            {"table": TOKENS_TABLE},
-        ).scalar_one()
+        data_type = dict(_token_columns(connection, "DATA_TYPE"))["extra"]
         if getattr(engine.dialect, "is_mariadb", False):
             checks = connection.execute(
                 text(
@@ -155,14 +162,7 @@ def test_version_table_is_ours_and_no_alembic_version_table_is_made(
 @pytest.mark.parametrize("backend", MYSQL_ONLY)
 def test_key_columns_use_a_binary_no_pad_collation_on_mysql(engine: Engine) -> None:
     with engine.connect() as connection:
-        rows = connection.execute(
-            text(
-                "SELECT COLUMN_NAME, CHARACTER_SET_NAME, COLLATION_NAME "
-                "FROM information_schema.COLUMNS "
-                "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :table"
-            ),
-            {"table": TOKENS_TABLE},
-        ).all()
+        rows = _token_columns(connection, "CHARACTER_SET_NAME", "COLLATION_NAME")
         keys = {name: (charset, collation) for name, charset, collation in rows}
         for column in KEY_COLUMNS:
             charset, collation = keys[column]
