@@ -11,6 +11,7 @@ import os
 import signal
 import time
 
+import pytest
 from sqlalchemy import URL, select
 
 from tests.support.fake_auth import TRANSFER, FakeAuth, serving
@@ -31,25 +32,21 @@ def _assert_one_refresh(auth: FakeAuth, storage: SQLAlchemyTokenStorage, reports
     assert [n for report in reports for n in report["checked_out"]] == [0]
 
 
-def test_8_processes_of_4_threads_refresh_an_expired_token_once(
-    database_url: URL, namespace: str
+@pytest.mark.parametrize(
+    ("processes", "callers", "tasks"),
+    [(8, 4, False), (3, 20, True)],
+    ids=["8-processes-of-4-threads", "3-processes-of-20-asyncio-tasks"],
+)
+def test_workers_refresh_an_expired_token_once(
+    database_url: URL, namespace: str, processes: int, callers: int, tasks: bool
 ) -> None:
     auth = FakeAuth(refresh_delay=1.0)
     with SQLAlchemyTokenStorage(database_url, namespace=namespace) as storage:
         seed(storage, auth)
-        reports = run_workers(database_url, namespace, auth, processes=8, callers=4)
-        assert sum(len(report["outcomes"]) for report in reports) == 32
-        _assert_one_refresh(auth, storage, reports)
-
-
-def test_3_processes_of_20_asyncio_tasks_refresh_an_expired_token_once(
-    database_url: URL, namespace: str
-) -> None:
-    auth = FakeAuth(refresh_delay=1.0)
-    with SQLAlchemyTokenStorage(database_url, namespace=namespace) as storage:
-        seed(storage, auth)
-        reports = run_workers(database_url, namespace, auth, processes=3, callers=20, tasks=True)
-        assert sum(len(report["outcomes"]) for report in reports) == 60
+        reports = run_workers(
+            database_url, namespace, auth, processes=processes, callers=callers, tasks=tasks
+        )
+        assert sum(len(report["outcomes"]) for report in reports) == processes * callers
         _assert_one_refresh(auth, storage, reports)
 
 
