@@ -114,12 +114,17 @@ def _collect(processes: list[Any], results: Any, timeout: float) -> list[dict[st
     except Empty:
         pytest.fail(f"only {len(reports)} of {len(processes)} workers reported")
     finally:
-        for process in processes:
-            process.join(timeout=10)
-            if process.is_alive():
-                process.kill()
-                process.join()
+        join_or_kill(processes)
     return reports
+
+
+def join_or_kill(processes: Sequence[Any]) -> None:
+    """Wait for each process to end, killing any still running 10 s later."""
+    for process in processes:
+        process.join(timeout=10)
+        if process.is_alive():
+            process.kill()
+            process.join()
 
 
 def run_workers(

@@ -39,7 +39,7 @@ from sqlalchemy import URL
 
 from tests.support.fake_auth import TRANSFER, FakeAuth
 from tests.support.private_galera import PrivateGalera, private_galera
-from tests.support.refreshing import run_workers, seed
+from tests.support.refreshing import join_or_kill, run_workers, seed
 from tests.support.sdk import TokenStorageData, make_token_data
 from tokenstore_sql import RetryPolicy, SQLAlchemyTokenStorage
 from tokenstore_sql.models import TOKENS_TABLE, VERSION_TABLE
@@ -195,11 +195,7 @@ def test_a_first_start_on_every_node_at_once_makes_one_schema(
                 key, found = results.get(timeout=150)
                 outcomes[key] = found
         finally:
-            for process in processes:
-                process.join(timeout=10)
-                if process.is_alive():
-                    process.kill()
-                    process.join()
+            join_or_kill(processes)
     else:  # one process whose engines point at different nodes
         barrier = threading.Barrier(NODES)
 
