@@ -176,26 +176,38 @@ def test_a_correct_storage_passes_every_test(pytester: pytest.Pytester) -> None:
     assert not [r for r in recorder.getreports("pytest_runtest_logreport") if r.failed]
 
 
-def test_a_storage_whose_remove_always_returns_true_fails(pytester: pytest.Pytester) -> None:
-    failed = failed_tests(pytester, "RemoveAlwaysTrue")
+@pytest.mark.parametrize(
+    ("storage_class", "caught", "spared"),
+    [
+        (
+            "RemoveAlwaysTrue",
+            {
+                "test_remove_returns_false_when_nothing_was_stored",
+                "test_remove_returns_true_then_false",
+                "test_namespaces_are_isolated",
+                "test_resource_servers_that_differ_in_any_way_are_different[case]",
+            },
+            "test_get_returns_what_was_stored",
+        ),
+        (
+            "LeaksAcrossNamespaces",
+            {
+                "test_namespaces_are_isolated",
+                "test_namespaces_that_differ_in_any_way_are_different[case]",
+                "test_odd_namespaces_work[url]",
+            },
+            "test_get_returns_what_was_stored",
+        ),
+    ],
+    ids=["remove-always-true", "leaks-across-namespaces"],
+)
+def test_a_broken_storage_fails_the_tests_about_what_it_breaks(
+    pytester: pytest.Pytester, storage_class: str, caught: set[str], spared: str
+) -> None:
+    failed = failed_tests(pytester, storage_class)
 
-    assert {
-        "test_remove_returns_false_when_nothing_was_stored",
-        "test_remove_returns_true_then_false",
-        "test_namespaces_are_isolated",
-        "test_resource_servers_that_differ_in_any_way_are_different[case]",
-    } <= failed
-    assert "test_get_returns_what_was_stored" not in failed
-
-
-def test_a_storage_that_leaks_across_namespaces_fails(pytester: pytest.Pytester) -> None:
-    failed = failed_tests(pytester, "LeaksAcrossNamespaces")
-
-    assert {
-        "test_namespaces_are_isolated",
-        "test_namespaces_that_differ_in_any_way_are_different[case]",
-        "test_odd_namespaces_work[url]",
-    } <= failed
+    assert caught <= failed
+    assert spared not in failed
 
 
 def test_a_storage_that_folds_case_fails(pytester: pytest.Pytester) -> None:
