@@ -51,12 +51,12 @@ from typing import Any
 
 from sqlalchemy import URL, make_url
 
-from tests.databases import scratch_database
-from tests.faults import kill_sessions
-from tests.private_galera import private_galera
-from tests.private_pgbouncer import private_pgbouncer
-from tests.private_servers import private_postgresql
-from tests.private_standby import REPLICATION_SETTINGS, private_standby
+from tests.support.databases import scratch_database
+from tests.support.faults import kill_sessions
+from tests.support.private_galera import private_galera
+from tests.support.private_pgbouncer import private_pgbouncer
+from tests.support.private_servers import private_postgresql
+from tests.support.private_standby import REPLICATION_SETTINGS, private_standby
 from tokenstore_sql import RetryPolicy, SQLAlchemyTokenStorage
 from tokenstore_sql._sdk import TokenStorageData
 

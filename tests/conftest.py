@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import URL, Engine, make_url, text
+from sqlalchemy import URL, Engine, make_url
 
 from tokenstore_sql import (
     AsyncSQLAlchemyTokenStorage,
@@ -23,14 +23,34 @@ from tokenstore_sql import (
     create_engine,
 )
 
-from .apis import BlockingAsyncStorage, LoopThread, dispose
-from .databases import SERVER_BACKENDS, Servers, scratch_database
-from .fake_auth import FakeAuth, mocked
+from .support.apis import BlockingAsyncStorage, LoopThread, dispose
+from .support.cli import Cli
+from .support.databases import (
+    BACKENDS,
+    Servers,
+    assert_nothing_checked_out,
+    reachable_admin_url,
+    scratch_database,
+)
+from .support.fake_auth import FakeAuth, mocked
 
-BACKENDS = [
-    pytest.param(name, marks=getattr(pytest.mark, name)) for name in ("sqlite", *SERVER_BACKENDS)
-]
-SERVER_PARAMS = BACKENDS[1:]
+# One summary line for the tests skipped for want of a database server.
+pytest_plugins = ["tests.support.skips"]
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Keep the tests that start private servers on one worker, one after another.
+
+    Their module fixtures start one cluster per module, and their servers' ports are
+    probed before they are bound: on one worker two such servers never start at once.
+    Grouped tests (these, and the benchmark's) go first: a group is the longest piece of
+    work one worker takes, and started last it would leave the others idle at the end.
+    """
+    for item in items:
+        if item.get_closest_marker("topology") is not None:
+            item.add_marker(pytest.mark.xdist_group("topology"))
+    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
 
 
 @pytest.fixture(scope="session")
@@ -39,25 +59,6 @@ def servers() -> Iterator[Servers]:
     made = Servers(os.environ)
     yield made
     made.close()
-
-
-def _reachable_admin_url(servers: Servers, backend: str) -> str:
-    choice = servers.choice(backend)
-    if choice.source is None:
-        if choice.must_fail:
-            pytest.fail(f"CI expects every database: {choice.reason}", pytrace=False)
-        pytest.skip(choice.reason)
-    url = servers.admin_url(backend)
-    probe = create_engine(url, pool_pre_ping=False)
-    try:
-        with probe.connect() as connection:
-            connection.execute(text("SELECT 1"))
-    except Exception as exc:
-        shown = make_url(url).render_as_string(hide_password=True)
-        pytest.fail(f"{backend} server {shown} cannot be reached ({type(exc).__name__})")
-    finally:
-        probe.dispose()
-    return url
 
 
 @pytest.fixture(params=BACKENDS)
@@ -70,7 +71,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 def server_url(backend: str, servers: Servers) -> str:
     """The admin URL of the server under test (not for SQLite)."""
     assert backend != "sqlite"
-    return _reachable_admin_url(servers, backend)
+    return reachable_admin_url(servers, backend)
 
 
 @pytest.fixture
@@ -78,7 +79,7 @@ def database_url(backend: str, servers: Servers, tmp_path: Path) -> URL:
     """Room for this test: a new SQLite file, or the run's scratch database on a server."""
     if backend == "sqlite":
         return make_url(f"sqlite:///{tmp_path / 'tokens.db'}")
-    _reachable_admin_url(servers, backend)
+    reachable_admin_url(servers, backend)
     return servers.scratch_url(backend)
 
 
@@ -88,14 +89,8 @@ def empty_database_url(backend: str, servers: Servers, tmp_path: Path) -> Iterat
     if backend == "sqlite":
         yield make_url(f"sqlite:///{tmp_path / 'empty.db'}")
         return
-    with scratch_database(_reachable_admin_url(servers, backend)) as url:
+    with scratch_database(reachable_admin_url(servers, backend)) as url:
         yield url
-
-
-def assert_nothing_checked_out(engine: Engine) -> None:
-    """Fail when a connection was not returned to the pool."""
-    checked_out = getattr(engine.pool, "checkedout", lambda: 0)()
-    assert checked_out == 0, f"{checked_out} connection(s) left checked out"
 
 
 @pytest.fixture
@@ -108,11 +103,27 @@ def engine(database_url: URL) -> Iterator[Engine]:
 
 
 @pytest.fixture
+def cli() -> Cli:
+    """The command line, run in this process (``process=True``: a real one); see support/cli.py."""
+    return Cli()
+
+
+@pytest.fixture
 def auth() -> Iterator[FakeAuth]:
     """A fake Globus Auth that globus-sdk's HTTP calls reach, for the whole test."""
     made = FakeAuth()
     with mocked(made):
         yield made
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The test's own home directory (where GlobusApp keeps its files), no TOKENSTORE_SQL_*."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("USERPROFILE", str(tmp_path))
+    for variable in ("URL", "KEYS", "TABLE_PREFIX", "SCHEMA"):
+        monkeypatch.delenv(f"TOKENSTORE_SQL_{variable}", raising=False)
+    return tmp_path
 
 
 @pytest.fixture
@@ -148,7 +159,7 @@ def make_api_storage(
 ) -> Iterator[Callable[..., Any]]:
     """A factory of storages of the API under test, all on the test's database.
 
-    The async storage comes behind the sync method names (tests/apis.py), so one test
+    The async storage comes behind the sync method names (tests/support/apis.py), so one test
     body checks both.
     """
     async_engine = create_async_engine(database_url) if api == "async" else None

@@ -134,7 +134,7 @@ def check_in(connection: PoolProxiedConnection) -> None:
     to aiosqlite's thread. Only a private method tells the pool the transaction was
     already reset: the one SQLAlchemy's own ``Connection.close`` uses after ending its
     transaction. Without it (another SQLAlchemy release) the pool rolls back as before;
-    a test in tests/test_async.py fails then.
+    a test in tests/backends/test_async.py fails then.
     """
     close_special = getattr(connection, "_close_special", None)
     if close_special is None:

@@ -227,7 +227,7 @@ def _check_in(connection: PoolProxiedConnection, *, clean: bool) -> None:
     whether or not a transaction is open: a round trip. Only a private method tells the
     pool the transaction was already reset: the one SQLAlchemy's own ``Connection.close``
     uses after ending its transaction. Without it (another SQLAlchemy release) the pool
-    rolls back as before; a test in tests/test_storage.py fails then.
+    rolls back as before; a test in tests/backends/test_storage.py fails then.
     """
     close_special = getattr(connection, "_close_special", None) if clean else None
     if close_special is None:

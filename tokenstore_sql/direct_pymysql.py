@@ -196,7 +196,7 @@ def _unhook(driver: Any, mine: object, hook: object) -> None:
 
 # What the pipelined ending needs from PyMySQL's Connection: _execute_command sends a
 # statement's first packet with one call of _write_bytes; _read_ok_packet reads an answer
-# (after _next_seq_id, an attribute, is set). tests/test_storage.py checks them.
+# (after _next_seq_id, an attribute, is set). tests/backends/test_storage.py checks them.
 PYMYSQL_INTERNALS: Final = ("_write_bytes", "_read_ok_packet", "_execute_command")
 
 

@@ -1,0 +1,1 @@
+"""Behaviour on every backend: SQLite, PostgreSQL and MySQL/MariaDB."""

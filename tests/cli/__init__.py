@@ -1,0 +1,1 @@
+"""The tokenstore-sql command line."""

@@ -1,0 +1,1 @@
+"""The README, the examples, the benchmarks and the built wheel, run as users run them."""

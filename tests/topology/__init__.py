@@ -1,0 +1,1 @@
+"""Private servers of the tests own: PgBouncer, standby and failover, Galera, restarts."""

@@ -1,0 +1,1 @@
+"""Unit tests: no database server, at most a SQLite file."""
