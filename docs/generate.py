@@ -4,7 +4,7 @@
   (the committed results of a benchmark run) by ``benchmarks.charts``, and the tables
   of ratios the performance page includes beside them (``benchmarks.summary``).
 - ``screenshots/``: the example web app's pages, taken by the browser test
-  (tests/test_browser.py, on SQLite) in headless Chromium; needs Debian's ``chromium``
+  (tests/examples/test_browser.py, on SQLite) in headless Chromium; needs Debian's ``chromium``
   and ``chromium-driver``.
 
 Run from a checkout with the dev extra installed::
@@ -57,8 +57,8 @@ def screenshots() -> list[Path]:
     environ = {**os.environ, "TOKENSTORE_SQL_SCREENSHOTS": str(folder)}
     # a skip must not pass for success here: without a browser there are no pictures
     environ["CI"] = "true"
-    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"]
-    command += ["-m", "browser and sqlite", "tests/test_browser.py"]
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-n", "0"]
+    command += ["-m", "browser and sqlite", "tests/examples/test_browser.py"]
     completed = subprocess.run(command, cwd=ROOT, env=environ, check=False)
     if completed.returncode != 0:
         raise SystemExit(f"error: the browser test failed (exit {completed.returncode})")

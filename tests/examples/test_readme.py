@@ -67,10 +67,10 @@ def test_the_use_snippet_runs_as_written(tmp_path: Path) -> None:
 
 
 def test_the_readme_is_a_landing_page_whose_links_lead_somewhere() -> None:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     assert len(readme.splitlines()) <= 170
     targets = re.findall(r"\]\(([^)#:]+)\)", readme)
     assert len(targets) >= 15
     for target in targets:
-        assert (ROOT / target).exists(), target
+        assert (REPO_ROOT / target).exists(), target
     assert "docs/getting-started.md" in targets

@@ -305,13 +305,12 @@ def test_only_a_module_that_subclasses_the_contract_runs_it(pytester: pytest.Pyt
 
 
 def _readme_snippets() -> list[str]:
-    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("\n### Testing your own TokenStorage\n", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+    guide = REPO_ROOT / "docs" / "guides" / "testing-your-storage.md"
+    return re.findall(r"```python\n(.*?)```", guide.read_text(encoding="utf-8"), flags=re.DOTALL)
 
 
 def test_the_readme_setup_runs_in_a_fresh_process(pytester: pytest.Pytester) -> None:
-    """The README's conftest.py and test module, on globus-sdk's SQLite storage."""
+    """The guide's conftest.py and test module, on globus-sdk's SQLite storage."""
     conftest, module = _readme_snippets()
     pytester.makeconftest(
         "try:\n"

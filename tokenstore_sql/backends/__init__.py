@@ -2,7 +2,7 @@
 
 The rest of the package never compares dialect names: it asks :func:`backend_for` (or
 :func:`find_backend`, for code that must also handle databases we do not support) for
-the :class:`Backend` of a dialect and reads what it needs from it. ``tests/test_backends.py``
+the :class:`Backend` of a dialect and reads what it needs from it. ``tests/unit/test_backends.py``
 scans the package to keep it that way.
 
 A backend module holds its database's facts as data and small functions: one module

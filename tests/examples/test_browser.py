@@ -1,7 +1,7 @@
 """The example web app in headless Chromium: a login through Globus Auth, into a database.
 
 The app (examples/webapp, unmodified) is served over HTTP on 127.0.0.1, and so is a fake
-Globus Auth (tests/auth_server.py) that globus-sdk reaches through
+Globus Auth (tests/support/auth_server.py) that globus-sdk reaches through
 ``GLOBUS_SDK_SERVICE_URL_AUTH``. The browser follows the links and buttons a person
 would; the tokens land in the test's database and leave it at logout. Each page is
 saved as a PNG in ``$TOKENSTORE_SQL_SCREENSHOTS`` (default: the test's tmp dir), which
@@ -29,12 +29,11 @@ from sqlalchemy import URL, Row, create_engine, select
 from werkzeug.serving import make_server
 
 from examples.webapp import create_app
+from tests.support.auth_server import AuthServer, serving_auth
+from tests.support.fake_auth import AUTH_RS, TRANSFER, FakeAuth
+from tests.support.web_examples import app_settings
 from tokenstore_sql import TokenStore
 from tokenstore_sql.models import TokenRow
-
-from .auth_server import AuthServer, serving_auth
-from .fake_auth import AUTH_RS, TRANSFER, FakeAuth
-from .web_examples import app_settings
 
 pytestmark = pytest.mark.browser
 

@@ -16,8 +16,9 @@ import pytest
 from benchmarks import charts, report, summary
 from benchmarks.subjects import OPERATION_LABELS, SDK_JSON, SDK_SQLITE
 from benchmarks.svg import NoDataError, bar_chart, bar_panels, line_chart, nice_ticks
+from tests.support import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO_ROOT
 SVG = "{http://www.w3.org/2000/svg}"
 
 

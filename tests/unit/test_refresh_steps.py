@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine
 
+from tests.support.sdk import make_token_data
 from tokenstore_sql import RetryPolicy, generate_key
 from tokenstore_sql.columns import utc_now
 from tokenstore_sql.crypto import KeyRing
@@ -24,8 +25,6 @@ from tokenstore_sql.models import DEFAULT_PLACEMENT
 from tokenstore_sql.refresh_plan import ReadRow, ReleaseLease, StoreRenewed, TakeLease
 from tokenstore_sql.refresh_request import StoreOutcome
 from tokenstore_sql.refresh_steps import RefreshSteps
-
-from .sdk import make_token_data
 
 RS = "transfer.api.globus.org"
 SECRET = "SECRET-refresh-token-never-shown"

@@ -36,11 +36,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import URL
 
+from tests.support import REPO_ROOT
+from tests.support.sdk_files import JSONTokenStorage
 from tokenstore_sql import SQLAlchemyTokenStorage, TokenStorageData
 
-from .sdk_files import JSONTokenStorage
-
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO_ROOT
 DOCS = ROOT / "docs"
 RUNNABLE = {"python", "sh", "console"}
 EXAMPLE_URLS = (

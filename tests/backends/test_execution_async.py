@@ -24,6 +24,10 @@ from sqlalchemy import (
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tests.support.fake_auth import TRANSFER, FakeAuth, mocked
+from tests.support.refreshing import client_of, seed
+from tests.support.sdk import make_token_data
+from tests.support.tracing import sent_statements
 from tokenstore_sql import (
     AsyncSQLAlchemyTokenStorage,
     RetryPolicy,
@@ -33,11 +37,6 @@ from tokenstore_sql import (
 )
 from tokenstore_sql.async_refresh import async_refresh_once
 from tokenstore_sql.errors import DatabaseOperationError
-
-from .async_tracing import sent_statements
-from .fake_auth import TRANSFER, FakeAuth, mocked
-from .refreshing import client_of, seed
-from .sdk import make_token_data
 
 SECRET = "SECRET-value-never-in-a-message"
 FAST = RetryPolicy(attempts=3, first_delay=0.01, max_delay=0.02, deadline=5)
