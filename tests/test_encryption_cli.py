@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import URL, make_url, select
 
-from tokenstore_sql import KeyRing, RetryPolicy, SQLAlchemyTokenStorage, create_engine, generate_key
+from tokenstore_sql import (
+    RetryPolicy,
+    SQLAlchemyTokenStorage,
+    StoreSettings,
+    create_engine,
+    generate_key,
+)
+from tokenstore_sql.crypto import KeyRing
 from tokenstore_sql.models import TokenRow
 from tokenstore_sql.rotation import rotate_keys
 
@@ -71,7 +78,7 @@ def test_rotate_keys_from_clear_to_a_to_b_end_to_end(empty_database_url: URL) ->
     assert to_b.returncode == 0, to_b.stderr
     assert _key_ids(empty_database_url) == {KeyRing([key_b]).primary_key_id}
 
-    with SQLAlchemyTokenStorage(url, namespace="user-1", encryption_keys=[key_b]) as only_b:
+    with SQLAlchemyTokenStorage(url, namespace="user-1", keys=[key_b]) as only_b:
         assert only_b.get_token_data("rs").access_token == "CLI-ACCESS-SECRET"  # type: ignore[union-attr]
     for output in (to_a.stdout, to_a.stderr, to_b.stdout, to_b.stderr):
         assert "CLI-ACCESS-SECRET" not in output
@@ -84,7 +91,7 @@ def test_rotate_keys_without_the_sealing_key_fails_naming_the_rows(
 ) -> None:
     url = empty_database_url.render_as_string(hide_password=False)
     key_a, key_b = _cli("generate-key").stdout.strip(), _cli("generate-key").stdout.strip()
-    with SQLAlchemyTokenStorage(url, namespace="user-1", encryption_keys=[key_a]) as storage:
+    with SQLAlchemyTokenStorage(url, namespace="user-1", keys=[key_a]) as storage:
         storage.store_token_data_by_resource_server({"rs": make_token_data("rs")})
 
     result = _cli("rotate-keys", "--url", url, keys=key_b)
@@ -104,7 +111,7 @@ def test_rotate_keys_without_keys_is_refused() -> None:
 def test_downgrade_below_0002_refuses_while_rows_are_encrypted(empty_database_url: URL) -> None:
     url = empty_database_url.render_as_string(hide_password=False)
     key = _cli("generate-key").stdout.strip()
-    with SQLAlchemyTokenStorage(url, namespace="user-1", encryption_keys=[key]) as storage:
+    with SQLAlchemyTokenStorage(url, namespace="user-1", keys=[key]) as storage:
         storage.store_token_data_by_resource_server({"rs": make_token_data("rs")})
 
     refused = _cli("downgrade", "--url", url, "0001")
@@ -125,11 +132,12 @@ def test_downgrade_below_0002_refuses_while_rows_are_encrypted(empty_database_ur
 _WRITER = """
 import sys, time, traceback
 from pathlib import Path
-from tokenstore_sql import SQLAlchemyTokenStorage, KeyRing
+from tokenstore_sql import SQLAlchemyTokenStorage
+from tokenstore_sql.crypto import KeyRing
 from tests.sdk import make_token_data
 
 url, keys, ready, stop = sys.argv[1], sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4])
-storage = SQLAlchemyTokenStorage(url, namespace="busy", encryption_keys=KeyRing.from_text(keys))
+storage = SQLAlchemyTokenStorage(url, namespace="busy", keys=KeyRing.from_text(keys))
 writes, errors = 0, []
 while not stop.exists():
     started = time.monotonic()
@@ -175,7 +183,7 @@ def _writing_100_times_a_second(url: str, keys: str, tmp_path: Path) -> Iterator
 
 def _seed(url: str, key: str, namespaces: int) -> None:
     for n in range(namespaces):
-        with SQLAlchemyTokenStorage(url, namespace=f"user-{n}", encryption_keys=[key]) as s:
+        with SQLAlchemyTokenStorage(url, namespace=f"user-{n}", keys=[key]) as s:
             s.store_token_data_by_resource_server(
                 {f"rs-{i}": make_token_data(f"rs-{i}") for i in range(10)}
             )
@@ -209,7 +217,9 @@ def test_each_rotation_batch_takes_the_write_lock_up_front_needing_no_retry(
     try:
         with _writing_100_times_a_second(url, f"{key_b},{key_a}", tmp_path):
             report = rotate_keys(
-                engine, KeyRing([key_b, key_a]), batch_size=5, retry=RetryPolicy(attempts=1)
+                engine,
+                StoreSettings(keys=[key_b, key_a], retry=RetryPolicy(attempts=1)),
+                batch_size=5,
             )
     finally:
         engine.dispose()

@@ -42,13 +42,13 @@ from sqlalchemy import URL, Engine, select
 
 from tokenstore_sql import (
     AsyncSQLAlchemyTokenStorage,
-    KeyRing,
     RetryPolicy,
     SQLAlchemyTokenStorage,
     TokenStorageData,
     create_engine,
 )
 from tokenstore_sql.cli import main as cli_main
+from tokenstore_sql.crypto import KeyRing
 from tokenstore_sql.models import TokenRow
 
 from .fake_auth import TRANSFER, FakeAuth
@@ -715,7 +715,7 @@ def test_the_command_line_upgrades_imports_exports_and_rotates_keys(
     )
 
     for namespace, by_key in files.items():
-        with SQLAlchemyTokenStorage(url, namespace=namespace, encryption_keys=[key_b]) as storage:
+        with SQLAlchemyTokenStorage(url, namespace=namespace, keys=[key_b]) as storage:
             found = storage.get_token_data_by_resource_server()
         assert {k: d.to_dict() for k, d in found.items()} == {
             k: d.to_dict() for k, d in by_key.items()

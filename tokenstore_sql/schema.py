@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import alembic.context
 from alembic import command
@@ -43,7 +43,7 @@ from sqlalchemy.exc import DBAPIError
 
 from .columns import is_mysql_family
 from .conditions import condition_name
-from .engines import describe_database
+from .engines import describe_database, reset_pools_after_fork
 from .errors import (
     SchemaError,
     SchemaNotManagedError,
@@ -57,6 +57,9 @@ from .models import DEFAULT_PLACEMENT, Placement
 from .retries import error_code
 from .statements import check_dialect
 from .transactions import is_galera_node
+
+if TYPE_CHECKING:
+    from .settings import StoreSettings
 
 SCHEMA_LOCK_NAME: Final = "tokenstore_sql:schema"
 # Long enough for another process to run every migration of a large database.
@@ -192,6 +195,27 @@ def ensure_schema(
                     raise
     with _checked_lock:
         _checked.setdefault(engine, set()).add(placement)
+
+
+def open_schema(engine: Engine, settings: StoreSettings) -> None:
+    """Ready an engine for storages: dialect, placement and schema as the settings allow.
+
+    Once per engine and placement in a process (no I/O after that); the schema check is
+    retried by the settings' policy.
+    """
+    placement = settings.placement
+    if is_checked(engine, placement):
+        return
+    check_dialect(engine.dialect)
+    placement.check_dialect(engine.dialect.name)
+    reset_pools_after_fork(engine)
+    settings.retry.run(
+        "open the database",
+        engine,
+        lambda: ensure_schema(
+            engine, placement, create=settings.create_schema, upgrade=settings.upgrade_schema
+        ),
+    )
 
 
 def _migrated_by_another_node(

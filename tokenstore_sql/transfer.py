@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import URL, Connection, Engine
+from sqlalchemy import Connection, Engine
 
 from .codec import (
     DATA_COLUMNS,
@@ -33,10 +33,9 @@ from .errors import (
     InvalidTokenDataError,
 )
 from .execution import run_transaction
-from .exporting import engine_for, export_token_file, export_token_stream, has_schema
+from .exporting import export_token_file, export_token_stream, has_schema
 from .formats import TokenFile, read_token_file
-from .models import DEFAULT_PLACEMENT, Placement
-from .retries import RetryPolicy
+from .settings import DEFAULT_SETTINGS, StoreSettings
 from .statements import TokenStatements, statements_for
 
 CONFLICT_POLICIES: Final = ("newer", "skip", "overwrite")
@@ -44,7 +43,7 @@ CONFLICT_POLICIES: Final = ("newer", "skip", "overwrite")
 _NAMESPACES_PER_SELECT: Final = 500
 _ENCRYPTED_TABLE: Final = (
     "the token table holds encrypted tokens, but no encryption keys were given; pass the "
-    "keys (--keys, encryption_keys=), or --plaintext (allow_plaintext=True) to store these "
+    "keys (--keys, keys=), or --plaintext (allow_plaintext=True) to store these "
     "tokens in clear text anyway"
 )
 
@@ -97,17 +96,15 @@ def read_token_files(
 
 
 def import_token_files(
-    url_or_engine: str | URL | Engine,
+    engine: Engine,
     paths: Iterable[str | os.PathLike[str]],
+    settings: StoreSettings = DEFAULT_SETTINGS,
     *,
     namespace: str | None = None,
     on_conflict: str = "newer",
     dry_run: bool = False,
     identity_from_config: bool = False,
     progress: Callable[[str], None] | None = None,
-    retry: RetryPolicy | None = None,
-    encryption_keys: KeyRing | None = None,
-    placement: Placement = DEFAULT_PLACEMENT,
     merge: bool = False,
     allow_plaintext: bool = False,
 ) -> ImportReport:
@@ -118,6 +115,10 @@ def import_token_files(
     hold the tokens of two identities (from two files, or a file and the database).
 
     :param paths: JSON or SQLite token files, applied in this order
+    :param settings: the database's ``keys`` (new tokens are sealed with the first,
+        stored ones opened for comparison), the tables' ``placement``, the ``retry``
+        policy; the schema is created on an empty database (unless ``dry_run``) whatever
+        ``create_schema`` says, since an import is an explicit request to fill it
     :param namespace: put all token data into this namespace instead of the files' own
     :param on_conflict: ``newer`` keeps the data that expires later, ``skip`` keeps the
         database's, ``overwrite`` takes the file's
@@ -125,16 +126,13 @@ def import_token_files(
     :param identity_from_config: fill a missing ``identity_id`` from the identity that
         globus-cli records in its SQLite database
     :param progress: called with each path once the file has been read
-    :param encryption_keys: the database's keys: new tokens are sealed with the first,
-        stored ones opened for comparison
-    :param placement: where the tables are
     :param merge: let several files supply the same namespace and resource server, later
         files meeting earlier ones by ``on_conflict`` (one identity per namespace still)
-    :param allow_plaintext: without ``encryption_keys``, store the tokens in clear text
+    :param allow_plaintext: without ``keys``, store the tokens in clear text
         even where the table holds encrypted tokens (default: refuse)
     :raises ImportFormatError: a file is unreadable, corrupt or of an unknown format, or
         the files would mix tokens as said above; the database is unchanged
-    :raises EncryptionKeyError: no ``encryption_keys`` (nor ``allow_plaintext``) for a
+    :raises EncryptionKeyError: no ``keys`` (nor ``allow_plaintext``) for a
         table that holds encrypted tokens, in any namespace; nothing is written, even on
         a dry run
     :raises ConfigurationError: ``on_conflict`` is not one of the three
@@ -147,14 +145,13 @@ def import_token_files(
     plan = [_file_rows(token_file, namespace) for token_file in files]
     _refuse_mixed_sources(plan, merge=merge)
     targets = sorted({count.namespace for rows in plan for count, _ in rows})
+    keys, placement = settings.keys, settings.placement
     statements = statements_for(placement)
 
     def apply(connection: Connection) -> list[ImportCount]:
-        if schema_found and encryption_keys is None and not allow_plaintext:
+        if schema_found and keys is None and not allow_plaintext:
             _refuse_clear_text(connection, statements)
-        current = (
-            _existing_rows(connection, statements, targets, encryption_keys) if schema_found else {}
-        )
+        current = _existing_rows(connection, statements, targets, keys) if schema_found else {}
         _refuse_other_identities(plan, current)
         loaded = dict(current)
         counts = []
@@ -165,15 +162,14 @@ def import_token_files(
         if changed and not dry_run:
             writes = stamped([dict(row) for row in changed])
             for row in writes:
-                seal_tokens(row, encryption_keys)
+                seal_tokens(row, keys)
             connection.execute(statements.upsert(connection.dialect), writes)
         return counts
 
-    with engine_for(url_or_engine) as engine:
-        schema_found = has_schema(engine, placement, create=not dry_run)
-        counts = run_transaction(
-            engine, "import token files", apply, writes=not dry_run, retry=retry
-        )
+    schema_found = has_schema(engine, placement, create=not dry_run)
+    counts = run_transaction(
+        engine, "import token files", apply, writes=not dry_run, retry=settings.retry
+    )
     return ImportReport(files, counts, dry_run)
 
 
