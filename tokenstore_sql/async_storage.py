@@ -31,7 +31,7 @@ from .engines import masked_url
 from .models import Placement
 from .retries import RetryPolicy
 from .schema import ensure_schema_on, is_checked
-from .settings import SettingsOptions, StoreSettings
+from .settings import SettingsOptions, StoreSettings, UsesSettings
 from .statements import check_dialect, key_params, statements_for
 from .storage import DEFAULT_NAMESPACE
 from .transactions import single_statement_options
@@ -49,7 +49,7 @@ _schema_locks: weakref.WeakKeyDictionary[Engine, dict[Placement, asyncio.Lock]] 
 _schema_locks_guard = threading.Lock()
 
 
-class AsyncSQLAlchemyTokenStorage(AsyncEngineOwner):
+class AsyncSQLAlchemyTokenStorage(UsesSettings, AsyncEngineOwner):
     """Token data in a SQLite, PostgreSQL or MySQL database, for asyncio code.
 
     The methods are those of globus-sdk's ``TokenStorage``, as coroutines, and
@@ -76,8 +76,7 @@ class AsyncSQLAlchemyTokenStorage(AsyncEngineOwner):
     ) -> None:
         check_key("namespace", namespace)
         self.namespace = namespace
-        self.settings = chosen = StoreSettings.of(settings, **options)
-        self.retry, self.keys, self.placement = chosen.retry, chosen.keys, chosen.placement
+        chosen = self._take_settings(settings, options)
         placement = chosen.placement
         dialect = self._hold_engine(url_or_async_engine, chosen.engine_options).dialect
         check_dialect(dialect)  # an engine that never connected holds nothing to dispose

@@ -30,13 +30,13 @@ from .engines import masked_url
 from .namespaces import check_app_label, user_namespace
 from .refresh import OnRefresh
 from .schema import SchemaStatus, ensure_schema_on, require_head
-from .settings import SettingsOptions, StoreSettings
+from .settings import SettingsOptions, StoreSettings, UsesSettings
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 
-class AsyncTokenStore(AsyncEngineOwner):
+class AsyncTokenStore(UsesSettings, AsyncEngineOwner):
     """The token data of many users in one database, over one shared async engine.
 
     Constructing it does no I/O; the first call (or :meth:`check_schema`, in an ASGI
@@ -62,8 +62,7 @@ class AsyncTokenStore(AsyncEngineOwner):
         if app is not None:
             check_app_label(app)
         self.app = app
-        self.settings = chosen = StoreSettings.of(settings, **options)
-        self.retry, self.keys, self.placement = chosen.retry, chosen.keys, chosen.placement
+        chosen = self._take_settings(settings, options)
         self._hold_engine(url_or_async_engine, chosen.engine_options)
 
     def __repr__(self) -> str:

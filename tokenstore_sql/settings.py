@@ -159,6 +159,23 @@ class StoreSettings:
         return (_rebuild, (options,))
 
 
+class UsesSettings:
+    """What a storage or store keeps of its settings: the object, and the fields most used."""
+
+    settings: StoreSettings
+    retry: RetryPolicy
+    keys: KeyRing | None
+    placement: Placement
+
+    def _take_settings(
+        self, settings: StoreSettings | None, options: SettingsOptions
+    ) -> StoreSettings:
+        """Keep ``settings`` with ``options`` replacing fields (see :meth:`StoreSettings.of`)."""
+        self.settings = chosen = StoreSettings.of(settings, **options)
+        self.retry, self.keys, self.placement = chosen.retry, chosen.keys, chosen.placement
+        return chosen
+
+
 def _rebuild(options: SettingsOptions) -> StoreSettings:
     return StoreSettings(**options)
 

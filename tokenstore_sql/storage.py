@@ -25,7 +25,7 @@ from .execution import read_rows, write_rows
 from .models import Placement
 from .namespaces import globus_app_namespace
 from .schema import open_schema
-from .settings import SettingsOptions, StoreSettings
+from .settings import SettingsOptions, StoreSettings, UsesSettings
 from .statements import key_params, statements_for
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ KEYS_VARIABLE = "TOKENSTORE_SQL_KEYS"
 APP_FILE_SUFFIX = ".tokenstore.db"
 
 
-class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
+class SQLAlchemyTokenStorage(UsesSettings, EngineOwner, TokenStorage):
     """A token storage that keeps token data in a SQLite, PostgreSQL or MySQL database.
 
     See globus-sdk's ``TokenStorage`` for the common interface.
@@ -67,9 +67,8 @@ class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
         **options: Unpack[SettingsOptions],
     ) -> None:
         check_key("namespace", namespace)
-        self.settings = chosen = StoreSettings.of(settings, **options)
+        chosen = self._take_settings(settings, options)
         engine = self._hold_engine(url_or_engine, chosen.engine_options)
-        self.retry, self.keys, self.placement = chosen.retry, chosen.keys, chosen.placement
         self._statements = statements_for(chosen.placement)
         try:
             open_schema(engine, chosen)  # no I/O once this engine has been checked

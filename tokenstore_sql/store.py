@@ -29,14 +29,14 @@ from .admin import StoreAdmin
 from .engines import EngineOwner, masked_url
 from .namespaces import check_app_label, user_namespace
 from .refresh import LockingRefreshTokenAuthorizer, OnRefresh, refresh_once
-from .settings import SettingsOptions, StoreSettings
+from .settings import SettingsOptions, StoreSettings, UsesSettings
 from .storage import SQLAlchemyTokenStorage
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 
-class TokenStore(StoreAdmin, EngineOwner):
+class TokenStore(UsesSettings, StoreAdmin, EngineOwner):
     """The token data of many users in one database, over one shared engine.
 
     :param url_or_engine: a database URL, or an ``Engine`` (which the store then never
@@ -60,8 +60,7 @@ class TokenStore(StoreAdmin, EngineOwner):
         if app is not None:
             check_app_label(app)
         self.app = app
-        self.settings = chosen = StoreSettings.of(settings, **options)
-        self.retry, self.keys, self.placement = chosen.retry, chosen.keys, chosen.placement
+        chosen = self._take_settings(settings, options)
         self._hold_engine(url_or_engine, chosen.engine_options)
 
     def __repr__(self) -> str:
