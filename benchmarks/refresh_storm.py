@@ -179,7 +179,7 @@ class Storm:
         endpoint = self.endpoint
         engine = tokenstore_sql.create_engine(database.url)
         try:
-            TokenStore(engine).close()  # creates the schema where it is missing
+            TokenStore(engine).check_schema()  # creates the schema where it is missing
             namespaces = seed(database, endpoint, users)
             before = endpoint.counts()
             task = {

@@ -140,7 +140,7 @@ def _storm(
     try:
         client = client_class(settings["client_id"], "client-secret")
         client.engine, client.held, client.tally = engine, HeldConnections(engine), Tally()
-        store = tokenstore_sql.TokenStore(engine)  # checks the schema once
+        store = tokenstore_sql.TokenStore(engine)  # its first storage checks the schema
         storages = {name: store.for_namespace(name) for name in task["namespaces"]}
         order = list(task["namespaces"])
         random.Random(task["seed"]).shuffle(order)

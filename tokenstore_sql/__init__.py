@@ -1,14 +1,16 @@
 """tokenstore-sql: a globus-sdk ``TokenStorage`` on SQLite, PostgreSQL and MySQL.
 
 The top level holds what an application uses: the storages and stores, engines, the
-settings they take and the errors a caller catches. The rest lives in named modules:
+settings they share (:class:`StoreSettings`) and the errors a caller catches. The rest
+lives in named modules:
 
 - :mod:`tokenstore_sql.errors`: every error class;
+- :mod:`tokenstore_sql.crypto`: ``KeyRing``, the keys of :attr:`StoreSettings.keys`;
 - :mod:`tokenstore_sql.models`: the tables (``TokenRow``, ``metadata``, table names);
 - :mod:`tokenstore_sql.deploy`: hooks for an application's own Alembic environment;
 - :mod:`tokenstore_sql.maintenance`, :mod:`~tokenstore_sql.rotation`,
   :mod:`~tokenstore_sql.transfer`: pruning and statistics, key rotation, import and
-  export;
+  export (the admin operations of :class:`TokenStore`, with its settings);
 - :mod:`tokenstore_sql.refresh` (:mod:`~tokenstore_sql.async_refresh`): refreshing a
   token once across workers;
 - :mod:`tokenstore_sql.locks`: named locks in the database;
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING
 
 # globus-sdk's TokenStorageData, whichever of its 3.x or 4.x modules holds it.
 from ._sdk import TokenStorageData
-from .crypto import KeyRing, generate_key
+from .crypto import generate_key
 from .engines import create_engine
 from .errors import (
     DatabaseError,
@@ -37,6 +39,7 @@ from .errors import (
 from .models import Placement
 from .namespaces import globus_app_namespace, user_namespace
 from .retries import RetryPolicy
+from .settings import StoreSettings
 from .storage import SQLAlchemyTokenStorage
 from .store import TokenStore
 
@@ -79,7 +82,6 @@ __all__ = [
     "AsyncTokenStore",
     "DatabaseError",
     "InvalidTokenDataError",
-    "KeyRing",
     "MissingTokenDataError",
     "Placement",
     "RetryPolicy",
@@ -87,6 +89,7 @@ __all__ = [
     "SchemaError",
     "SchemaOutOfDateError",
     "StorageUnavailableError",
+    "StoreSettings",
     "TokenStorageData",
     "TokenStore",
     "TokenStoreError",

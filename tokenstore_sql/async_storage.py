@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import URL, Engine, Executable, Select
@@ -24,17 +24,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ._sdk import TokenStorage, TokenStorageData
 from .async_engines import AsyncEngineOwner
 from .codec import check_key, rows_for_storage, stamped, token_data_from_row
-from .crypto import KeyRing
 from .engines import masked_url
 from .execution_async import read_rows, write_rows
-from .models import DEFAULT_PLACEMENT, Placement
-from .retries import RetryPolicy
+from .models import Placement
 from .schema import ensure_schema_on, is_checked
+from .settings import SettingsOptions, StoreSettings, UsesSettings
 from .statements import check_dialect, key_params, statements_for
 from .storage import DEFAULT_NAMESPACE
 
 if TYPE_CHECKING:
     from globus_sdk import OAuthTokenResponse
+    from typing_extensions import Unpack
 
 # One lock per engine and placement, so that concurrent first calls check the schema once.
 _schema_locks: weakref.WeakKeyDictionary[Engine, dict[Placement, asyncio.Lock]] = (
@@ -43,7 +43,7 @@ _schema_locks: weakref.WeakKeyDictionary[Engine, dict[Placement, asyncio.Lock]] 
 _schema_locks_guard = threading.Lock()
 
 
-class AsyncSQLAlchemyTokenStorage(AsyncEngineOwner):
+class AsyncSQLAlchemyTokenStorage(UsesSettings, AsyncEngineOwner):
     """Token data in a SQLite, PostgreSQL or MySQL database, for asyncio code.
 
     The methods are those of globus-sdk's ``TokenStorage``, as coroutines, and
@@ -55,9 +55,9 @@ class AsyncSQLAlchemyTokenStorage(AsyncEngineOwner):
 
     :param url_or_async_engine: a database URL, or an ``AsyncEngine`` (left to its
         owner); a sync URL is mapped to the async driver (see :func:`create_async_engine`)
-    :param options: ``namespace``, ``create_schema``, ``upgrade_schema``,
-        ``engine_options``, ``retry``, ``encryption_keys``, ``placement``, as for
-        :class:`~tokenstore_sql.SQLAlchemyTokenStorage`
+    :param namespace: the partition of token data this storage reads and writes
+    :param settings: as for :class:`~tokenstore_sql.SQLAlchemyTokenStorage`, and each of
+        its fields by name among ``options``
     """
 
     def __init__(
@@ -65,22 +65,17 @@ class AsyncSQLAlchemyTokenStorage(AsyncEngineOwner):
         url_or_async_engine: str | URL | AsyncEngine,
         *,
         namespace: str = DEFAULT_NAMESPACE,
-        create_schema: bool = True,
-        upgrade_schema: bool = False,
-        engine_options: Mapping[str, Any] | None = None,
-        retry: RetryPolicy | None = None,
-        encryption_keys: KeyRing | Iterable[str | bytes] | None = None,
-        placement: Placement = DEFAULT_PLACEMENT,
+        settings: StoreSettings | None = None,
+        **options: Unpack[SettingsOptions],
     ) -> None:
         check_key("namespace", namespace)
         self.namespace = namespace
-        self.retry = retry or RetryPolicy()
-        self.keys = KeyRing.coerce(encryption_keys)
-        self.placement = placement
-        dialect = self._hold_engine(url_or_async_engine, engine_options).dialect
+        chosen = self._take_settings(settings, options)
+        placement = chosen.placement
+        dialect = self._hold_engine(url_or_async_engine, chosen.engine_options).dialect
         check_dialect(dialect)  # an engine that never connected holds nothing to dispose
         placement.check_dialect(dialect.name)
-        self._schema = {"create": create_schema, "upgrade": upgrade_schema}
+        self._schema = {"create": chosen.create_schema, "upgrade": chosen.upgrade_schema}
         self._statements = statements_for(placement)
 
     def __repr__(self) -> str:

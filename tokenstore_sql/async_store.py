@@ -4,13 +4,19 @@ An asyncio web backend creates one per process (in its lifespan) and asks it for
 user's storage, or a fresh access token, in each request. Namespaces follow the same
 convention as the sync store's (see :func:`~tokenstore_sql.user_namespace`), so both
 APIs read each other's rows.
+
+Of the admin operations it has the schema's: :meth:`~AsyncTokenStore.check_schema`,
+:meth:`~AsyncTokenStore.check` and :meth:`~AsyncTokenStore.upgrade`, which a service
+runs in its lifespan. Pruning, statistics, key rotation, import and export are batch
+jobs over every namespace, with blocking file I/O for the last two: they belong to a
+:class:`~tokenstore_sql.TokenStore` (or the command line) given the same
+:class:`~tokenstore_sql.settings.StoreSettings`, run outside the event loop.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 from globus_sdk import AuthLoginClient
 from sqlalchemy import URL
@@ -20,15 +26,17 @@ from ._sdk import TokenStorageData
 from .async_engines import AsyncEngineOwner
 from .async_refresh import async_refresh_once
 from .async_storage import AsyncSQLAlchemyTokenStorage
-from .crypto import KeyRing
 from .engines import masked_url
-from .models import DEFAULT_PLACEMENT, Placement
 from .namespaces import check_app_label, user_namespace
 from .refresh import OnRefresh
-from .retries import RetryPolicy
+from .schema import SchemaStatus, ensure_schema_on, require_head
+from .settings import SettingsOptions, StoreSettings, UsesSettings
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
-class AsyncTokenStore(AsyncEngineOwner):
+class AsyncTokenStore(UsesSettings, AsyncEngineOwner):
     """The token data of many users in one database, over one shared async engine.
 
     Constructing it does no I/O; the first call (or :meth:`check_schema`, in an ASGI
@@ -37,9 +45,10 @@ class AsyncTokenStore(AsyncEngineOwner):
     :param url_or_async_engine: a database URL, or an ``AsyncEngine`` (never disposed of
         by the store)
     :param app: the app or environment label put in every namespace; None for none
-    :param options: ``create_schema``, ``upgrade_schema``, ``engine_options``, ``retry``,
-        ``encryption_keys``, ``placement``, as for
-        :class:`~tokenstore_sql.AsyncSQLAlchemyTokenStorage`
+    :param settings: placement, keys, retry policy, schema policy and engine options,
+        shared by every storage the store hands out
+    :param options: any field of :class:`~tokenstore_sql.settings.StoreSettings` by name,
+        replacing that field of ``settings``
     """
 
     def __init__(
@@ -47,21 +56,14 @@ class AsyncTokenStore(AsyncEngineOwner):
         url_or_async_engine: str | URL | AsyncEngine,
         *,
         app: str | None = None,
-        create_schema: bool = True,
-        upgrade_schema: bool = False,
-        engine_options: Mapping[str, Any] | None = None,
-        retry: RetryPolicy | None = None,
-        encryption_keys: KeyRing | Iterable[str | bytes] | None = None,
-        placement: Placement = DEFAULT_PLACEMENT,
+        settings: StoreSettings | None = None,
+        **options: Unpack[SettingsOptions],
     ) -> None:
         if app is not None:
             check_app_label(app)
         self.app = app
-        self.retry = retry or RetryPolicy()
-        self.keys = KeyRing.coerce(encryption_keys)
-        self.placement = placement
-        self.create_schema, self.upgrade_schema = create_schema, upgrade_schema
-        self._hold_engine(url_or_async_engine, engine_options)
+        chosen = self._take_settings(settings, options)
+        self._hold_engine(url_or_async_engine, chosen.engine_options)
 
     def __repr__(self) -> str:
         return (
@@ -75,15 +77,7 @@ class AsyncTokenStore(AsyncEngineOwner):
 
     def for_namespace(self, namespace: str) -> AsyncSQLAlchemyTokenStorage:
         """Return a storage over the shared engine for any namespace; no I/O."""
-        return AsyncSQLAlchemyTokenStorage(
-            self.engine,
-            namespace=namespace,
-            retry=self.retry,
-            encryption_keys=self.keys,
-            placement=self.placement,
-            create_schema=self.create_schema,
-            upgrade_schema=self.upgrade_schema,
-        )
+        return AsyncSQLAlchemyTokenStorage(self.engine, namespace=namespace, settings=self.settings)
 
     def for_user(self, identity_id: str | uuid.UUID) -> AsyncSQLAlchemyTokenStorage:
         """Return the storage of one user's token data; no I/O."""
@@ -95,6 +89,24 @@ class AsyncTokenStore(AsyncEngineOwner):
         :raises SchemaOutOfDateError: the database needs ``tokenstore-sql upgrade`` first
         """
         await self.for_namespace("schema-check").check_schema()
+
+    async def check(self) -> SchemaStatus:
+        """Check, changing nothing, that the database is at this package's head.
+
+        :raises SchemaOutOfDateError: the schema is older, or absent: :meth:`upgrade`
+        :raises SchemaTooNewError: a revision this package does not know: upgrade it
+        :raises SchemaNotManagedError: token tables exist without a version record
+        """
+        async with self.engine.connect() as connection:
+            return await connection.run_sync(require_head, self.placement)
+
+    async def upgrade(self) -> None:
+        """Create or upgrade the schema to head under the schema lock, once.
+
+        Whatever ``upgrade_schema`` says: this is the explicit request.
+        """
+        async with self.engine.connect() as connection:
+            await connection.run_sync(ensure_schema_on, self.placement, create=True, upgrade=True)
 
     async def fresh_token_data(
         self,

@@ -1,57 +1,26 @@
-"""Token data to row values and back, with the input checks that run before any SQL.
+"""Token data to row values and back: sealing and opening tokens, reading rows back.
 
-Checks here make bad input fail with a message that names the field and never its
-value, so that no database constraint error (which may print whole rows) is ever the
-user's message.
+The checks a row's values meet first, before any SQL, are in
+:mod:`tokenstore_sql.validation`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any, Final
 
 from ._sdk import TokenStorageData
-from .columns import KEY_LENGTH, encode_key, utc_now
+from .columns import utc_now
 from .crypto import DecryptionError, KeyRing
 from .errors import InvalidTokenDataError, UnreadableTokenDataError
-
-SHORT_TEXT_LENGTH = 255
-_BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
+from .validation import Invalid, row_for
+from .validation import check_key as check_key  # where the storages take it from
 
 # The columns encrypted at rest when a storage has keys.
 TOKEN_FIELDS = ("access_token", "refresh_token")
 # The text columns (LongText) and the most any database holds in one: MySQL's MEDIUMTEXT.
 LONG_TEXT_FIELDS = ("scope", "access_token", "refresh_token")
 MAX_TEXT_BYTES = 2**24 - 1
-
-
-class _Invalid(InvalidTokenDataError, TypeError):
-    """Raised for a value of the wrong type: both a ``TypeError`` and a ``ValueError``."""
-
-
-def check_key(what: str, value: object) -> str:
-    """Check a namespace or resource server: a string of at most 255 stored characters.
-
-    Any text but lone surrogates is a key, NUL included. The limit applies to the key as
-    stored, where NUL and U+FFFF take two characters each (see
-    :func:`~tokenstore_sql.columns.encode_key`).
-
-    :param what: the name to use in the message, such as ``"namespace"``
-    :raises InvalidTokenDataError: where the value is not a usable key
-    """
-    if not isinstance(value, str):
-        raise _Invalid(f"{what} must be a str, not {type(value).__name__}")
-    _check_unicode(what, value)
-    stored = len(encode_key(value))
-    if stored > KEY_LENGTH:
-        length = f"{len(value)} characters long"
-        if stored != len(value):
-            length += f" ({stored} as stored, where NUL and U+FFFF take two each)"
-        raise InvalidTokenDataError(
-            f"{what} is too long: {length}; at most {KEY_LENGTH} are supported"
-        )
-    return value
 
 
 def rows_for_storage(
@@ -67,11 +36,11 @@ def rows_for_storage(
         problem; nothing may be stored then
     """
     if not isinstance(token_data_by_resource_server, Mapping):
-        raise _Invalid(
+        raise Invalid(
             "token data must be a mapping of resource server to TokenStorageData, not "
             f"{type(token_data_by_resource_server).__name__}"
         )
-    rows = [_row_for(namespace, key, data) for key, data in token_data_by_resource_server.items()]
+    rows = [row_for(namespace, key, data) for key, data in token_data_by_resource_server.items()]
     rows.sort(key=lambda row: row["resource_server"])
     for row in rows:
         seal_tokens(row, keys)
@@ -146,113 +115,6 @@ def stamped(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _seal_context(namespace: str, row: Mapping[Any, Any], field: str) -> tuple[str, str, str]:
     return (namespace, row["resource_server"], field)
-
-
-def _row_for(namespace: str, key: object, data: object) -> dict[str, Any]:
-    resource_server = check_key("resource server", key)
-    where = f"resource server {resource_server!r}"
-    if not isinstance(data, TokenStorageData):
-        kind = type(data).__name__
-        raise _Invalid(f"token data for {where} must be TokenStorageData, not {kind}")
-    if data.resource_server != resource_server:
-        raise InvalidTokenDataError(
-            f"token data stored under {where} names another resource server "
-            f"({data.resource_server!r}); the mapping key and resource_server must agree"
-        )
-    return {
-        "namespace": namespace,
-        "resource_server": resource_server,
-        "identity_id": _optional_short_text(where, "identity_id", data.identity_id),
-        "scope": _text(where, "scope", data.scope),
-        "access_token": _text(where, "access_token", data.access_token),
-        "refresh_token": _optional_text(where, "refresh_token", data.refresh_token),
-        "expires_at_seconds": _bigint(where, "expires_at_seconds", data.expires_at_seconds),
-        "token_type": _optional_short_text(where, "token_type", data.token_type),
-        "extra": _json_object(where, data.extra),
-    }
-
-
-def _check_text(what: str, value: str) -> None:
-    if "\x00" in value:
-        raise InvalidTokenDataError(f"{what} contains a NUL character, which cannot be stored")
-    _check_unicode(what, value)
-
-
-def _check_unicode(what: str, value: str) -> None:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidTokenDataError(
-            f"{what} is not valid Unicode text (it holds a lone surrogate)"
-        ) from None
-
-
-def _text(where: str, field: str, value: object) -> str:
-    if not isinstance(value, str):
-        raise _Invalid(f"{field} of {where} must be a str, not {type(value).__name__}")
-    _check_text(f"{field} of {where}", value)
-    return value
-
-
-def _optional_text(where: str, field: str, value: object) -> str | None:
-    return None if value is None else _text(where, field, value)
-
-
-def _optional_short_text(where: str, field: str, value: object) -> str | None:
-    text = _optional_text(where, field, value)
-    if text is not None and len(text) > SHORT_TEXT_LENGTH:
-        raise InvalidTokenDataError(
-            f"{field} of {where} is {len(text)} characters long; "
-            f"at most {SHORT_TEXT_LENGTH} are supported"
-        )
-    return text
-
-
-def _bigint(where: str, field: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _Invalid(f"{field} of {where} must be an int, not {type(value).__name__}")
-    if not _BIGINT_MIN <= value <= _BIGINT_MAX:
-        raise InvalidTokenDataError(f"{field} of {where} is out of the 64-bit integer range")
-    return value
-
-
-def _json_object(where: str, extra: object) -> dict[str, Any]:
-    if not isinstance(extra, dict):
-        raise _Invalid(f"extra of {where} must be a dict, not {type(extra).__name__}")
-    try:
-        plain = _is_plain_json(f"extra of {where}", extra)
-    except RecursionError:  # nested too deep for JSON, or a container holding itself
-        plain = False
-    if not plain:
-        raise InvalidTokenDataError(
-            f"extra of {where} must be plain JSON data (dict with str keys, list, str, int, "
-            "float, bool, None) so that it reads back as it was stored"
-        )
-    return extra
-
-
-def _is_plain_json(what: str, value: object) -> bool:
-    """Tell whether JSON gives ``value`` back as it was; refuse text that cannot be stored.
-
-    One walk instead of a JSON round trip: dicts with str keys, lists, str, int (bool
-    included), finite floats and None; no tuples, sets, NaN or other objects.
-    """
-    if isinstance(value, str):
-        _check_text(what, value)
-        return True
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                return False
-            _check_text(what, key)
-            if not _is_plain_json(what, item):
-                return False
-        return True
-    if isinstance(value, list):
-        return all(_is_plain_json(what, item) for item in value)
-    if isinstance(value, float):
-        return math.isfinite(value)
-    return value is None or isinstance(value, int)
 
 
 def token_data_from_row(

@@ -11,22 +11,19 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final, TextIO
 
-from sqlalchemy import URL, Engine
+from sqlalchemy import Engine
 
 from ._sdk import SDK_VERSION
 from .codec import DATA_COLUMNS, token_data_from_row
-from .crypto import KeyRing
-from .engines import create_engine
 from .errors import SchemaOutOfDateError, TokenFileError
 from .execution import run_transaction
-from .models import DEFAULT_PLACEMENT, Placement
-from .retries import RetryPolicy
+from .models import Placement
 from .schema import ensure_schema
+from .settings import DEFAULT_SETTINGS, StoreSettings
 from .statements import statements_for
 
 _FIELDS: Final = frozenset({"resource_server", *DATA_COLUMNS}) - {"extra"}
@@ -34,24 +31,22 @@ _EXISTS: Final = "already exists; choose another path, or replace it with --forc
 
 
 def export_token_file(
-    url_or_engine: str | URL | Engine,
+    engine: Engine,
     path: str | os.PathLike[str],
+    settings: StoreSettings = DEFAULT_SETTINGS,
     *,
     namespaces: Sequence[str] | None = None,
     overwrite: bool = False,
-    retry: RetryPolicy | None = None,
-    encryption_keys: KeyRing | None = None,
-    placement: Placement = DEFAULT_PLACEMENT,
 ) -> dict[str, int]:
     """Write token data to a file that globus-sdk's ``JSONTokenStorage`` reads as it is.
 
     The file (format 2.0) is created readable and writable by its owner only; ``extra``
     fields are written beside the others, where ``TokenStorageData.from_dict`` finds them.
 
+    :param settings: the ``keys`` that open the database's encrypted tokens, the
+        ``placement`` of the tables and the ``retry`` policy
     :param namespaces: export these namespaces only (default: every namespace)
     :param overwrite: replace an existing file (default: refuse)
-    :param encryption_keys: the keys that open the database's encrypted tokens
-    :param placement: where the tables are
     :returns: the number of tokens written, by namespace
     :raises TokenFileError: the file exists or cannot be written, a namespace asked for
         holds no token data, or some ``extra`` cannot be written; no file is written
@@ -59,21 +54,17 @@ def export_token_file(
     target = Path(path)
     if target.exists() and not overwrite:
         raise TokenFileError(str(path), _EXISTS)
-    text, written = _token_document(
-        url_or_engine, str(path), namespaces, retry, encryption_keys, placement
-    )
+    text, written = _token_document(engine, str(path), namespaces, settings)
     _write_private(target, text, overwrite)
     return written
 
 
 def export_token_stream(
-    url_or_engine: str | URL | Engine,
+    engine: Engine,
     stream: TextIO,
+    settings: StoreSettings = DEFAULT_SETTINGS,
     *,
     namespaces: Sequence[str] | None = None,
-    retry: RetryPolicy | None = None,
-    encryption_keys: KeyRing | None = None,
-    placement: Placement = DEFAULT_PLACEMENT,
 ) -> dict[str, int]:
     """Write the JSON of :func:`export_token_file` to an open text stream (stdout, say).
 
@@ -83,43 +74,32 @@ def export_token_stream(
     :returns: the number of tokens written, by namespace
     :raises TokenFileError: naming the stream, as :func:`export_token_file` would
     """
-    text, written = _token_document(
-        url_or_engine,
-        str(getattr(stream, "name", "<stream>")),
-        namespaces,
-        retry,
-        encryption_keys,
-        placement,
-    )
+    where = str(getattr(stream, "name", "<stream>"))
+    text, written = _token_document(engine, where, namespaces, settings)
     stream.write(text + "\n")
     stream.flush()
     return written
 
 
 def _token_document(
-    url_or_engine: str | URL | Engine,
-    where: str,
-    namespaces: Sequence[str] | None,
-    retry: RetryPolicy | None,
-    keys: KeyRing | None,
-    placement: Placement,
+    engine: Engine, where: str, namespaces: Sequence[str] | None, settings: StoreSettings
 ) -> tuple[str, dict[str, int]]:
     """Read token data into a ``JSONTokenStorage`` document; ``where`` names it in errors."""
-    with engine_for(url_or_engine) as engine:
-        statement = statements_for(placement).select_tokens(
-            None if namespaces is None else sorted(set(namespaces))
+    keys, placement = settings.keys, settings.placement
+    statement = statements_for(placement).select_tokens(
+        None if namespaces is None else sorted(set(namespaces))
+    )
+    rows = (
+        run_transaction(
+            engine,
+            "export token data",
+            lambda connection: connection.execute(statement).mappings().all(),
+            writes=False,
+            retry=settings.retry,
         )
-        rows = (
-            run_transaction(
-                engine,
-                "export token data",
-                lambda connection: connection.execute(statement).mappings().all(),
-                writes=False,
-                retry=retry,
-            )
-            if has_schema(engine, placement, create=False)
-            else []
-        )
+        if has_schema(engine, placement, create=False)
+        else []
+    )
     data: dict[str, dict[str, Any]] = {name: {} for name in namespaces or ()}
     for row in rows:
         namespace, resource_server = row["namespace"], row["resource_server"]
@@ -170,19 +150,6 @@ def _write_private(target: Path, text: str, overwrite: bool) -> None:
     finally:
         if temporary is not None:
             Path(temporary).unlink(missing_ok=True)
-
-
-@contextmanager
-def engine_for(url_or_engine: str | URL | Engine) -> Iterator[Engine]:
-    """Give the caller's engine, or make one from a URL and dispose of it afterwards."""
-    if isinstance(url_or_engine, Engine):
-        yield url_or_engine
-        return
-    engine = create_engine(url_or_engine)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
 
 
 def has_schema(engine: Engine, placement: Placement, *, create: bool) -> bool:

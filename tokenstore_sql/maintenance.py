@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, Engine
 
 from .execution import run_transaction
-from .models import DEFAULT_PLACEMENT, Placement
-from .retries import RetryPolicy
 from .schema import ensure_schema
+from .settings import DEFAULT_SETTINGS, StoreSettings
 from .statements import statements_for
 
 
@@ -55,48 +54,45 @@ class TokenStats:
 
 def prune(
     engine: Engine,
+    settings: StoreSettings = DEFAULT_SETTINGS,
     *,
     dry_run: bool = False,
     now: int | None = None,
-    retry: RetryPolicy | None = None,
-    placement: Placement = DEFAULT_PLACEMENT,
 ) -> int:
     """Remove every row that can never be used again, in one transaction.
 
     Such a row has an expired access token and no refresh token: nothing can renew it.
 
     :param dry_run: only count the rows that would be removed
+    :param settings: where the tables are (``placement``) and the ``retry`` policy
     :param now: the time (POSIX seconds) to judge expiry at; default: now
-    :param placement: where the tables are
     :returns: how many rows were removed (or would be, with ``dry_run``)
     :raises SchemaOutOfDateError: the database has no schema, or an older one
     """
-    ensure_schema(engine, placement, create=False)
+    ensure_schema(engine, settings.placement, create=False)
     moment = int(time.time()) if now is None else now
-    statements = statements_for(placement)
+    statements = statements_for(settings.placement)
 
     def prune_rows(connection: Connection) -> int:
         if dry_run:
             return int(connection.execute(statements.count_unusable(moment)).scalar_one())
         return int(connection.execute(statements.delete_unusable(moment)).rowcount)
 
-    return run_transaction(engine, "prune token data", prune_rows, writes=not dry_run, retry=retry)
+    return run_transaction(
+        engine, "prune token data", prune_rows, writes=not dry_run, retry=settings.retry
+    )
 
 
 def stats(
-    engine: Engine,
-    *,
-    now: int | None = None,
-    retry: RetryPolicy | None = None,
-    placement: Placement = DEFAULT_PLACEMENT,
+    engine: Engine, settings: StoreSettings = DEFAULT_SETTINGS, *, now: int | None = None
 ) -> TokenStats:
     """Count rows by namespace and by resource server, in one read transaction.
 
     :raises SchemaOutOfDateError: the database has no schema, or an older one
     """
-    ensure_schema(engine, placement, create=False)
+    ensure_schema(engine, settings.placement, create=False)
     moment = int(time.time()) if now is None else now
-    statements = statements_for(placement)
+    statements = statements_for(settings.placement)
 
     def counts(connection: Connection, group_by: str) -> list[RowCounts]:
         rows = connection.execute(statements.select_counts(group_by, moment)).all()
@@ -105,4 +101,6 @@ def stats(
     def count_rows(connection: Connection) -> TokenStats:
         return TokenStats(counts(connection, "namespace"), counts(connection, "resource_server"))
 
-    return run_transaction(engine, "count token data", count_rows, writes=False, retry=retry)
+    return run_transaction(
+        engine, "count token data", count_rows, writes=False, retry=settings.retry
+    )

@@ -19,9 +19,8 @@ from .codec import open_tokens, seal_tokens
 from .crypto import KeyRing
 from .errors import EncryptionKeyError, UnreadableTokenDataError
 from .execution import run_transaction
-from .models import DEFAULT_PLACEMENT, Placement
-from .retries import RetryPolicy
 from .schema import ensure_schema
+from .settings import DEFAULT_SETTINGS, StoreSettings
 from .statements import TokenStatements, statements_for
 
 DEFAULT_BATCH_SIZE = 500
@@ -44,31 +43,29 @@ class RotationReport:
 
 def rotate_keys(
     engine: Engine,
-    keys: KeyRing | None,
+    settings: StoreSettings = DEFAULT_SETTINGS,
     *,
     decrypt: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    retry: RetryPolicy | None = None,
-    placement: Placement = DEFAULT_PLACEMENT,
 ) -> RotationReport:
-    """Bring every row's tokens under ``keys``' first key (or into clear text).
+    """Bring every row's tokens under the first of the settings' keys (or into clear text).
 
     Rows stored in clear are encrypted; rows under any key of the ring are re-encrypted
     with its first key. Afterwards, keys other than the first can be dropped.
 
-    :param keys: the key ring; every key that sealed a row must be in it
+    :param settings: the ``keys`` (every key that sealed a row must be among them), the
+        ``placement`` of the tables and the ``retry`` policy
     :param decrypt: store every token in clear instead (to leave encryption behind)
     :param batch_size: rows per transaction
-    :param placement: where the tables are
     :raises EncryptionKeyError: no ``keys``, and not ``decrypt``
     :raises ConfigurationError: ``batch_size`` is not a whole number of at least 1
     """
+    keys, placement = settings.keys, settings.placement
     if keys is None and not decrypt:
         raise EncryptionKeyError("rotating needs encryption keys (or decrypt=True)")
     checked_number("batch_size", batch_size, minimum=1, whole=True, unit="rows")
     ensure_schema(engine, placement, create=False)
     statements = statements_for(placement)
-    policy = retry or RetryPolicy()
     target = None if decrypt or keys is None else keys.primary_key_id
     target_keys = None if decrypt else keys
     report = RotationReport()
@@ -80,7 +77,7 @@ def rotate_keys(
             "rotate encryption keys",
             partial(_rotate_batch, statements, statement, keys, target_keys),
             writes=True,
-            retry=policy,
+            retry=settings.retry,
         )
         report.rewritten += batch.rewritten
         report.skipped += batch.skipped

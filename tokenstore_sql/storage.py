@@ -10,7 +10,7 @@ of its own (see :mod:`tokenstore_sql.direct`).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -20,16 +20,17 @@ from sqlalchemy import URL, Engine, Executable, Select
 from ._sdk import TokenStorage, TokenStorageData, default_app_path
 from .codec import check_key, rows_for_storage, stamped, token_data_from_row
 from .crypto import KeyRing
-from .engines import EngineOwner, masked_url, reset_pools_after_fork
+from .engines import EngineOwner, masked_url
 from .execution import read_rows, write_rows
-from .models import DEFAULT_PLACEMENT, Placement
+from .models import Placement
 from .namespaces import globus_app_namespace
-from .retries import RetryPolicy
-from .schema import ensure_schema, is_checked
-from .statements import check_dialect, key_params, statements_for
+from .schema import open_schema
+from .settings import SettingsOptions, StoreSettings, UsesSettings
+from .statements import key_params, statements_for
 
 if TYPE_CHECKING:
     from globus_sdk import GlobusAppConfig
+    from typing_extensions import Unpack
 
 DEFAULT_NAMESPACE = "DEFAULT"
 URL_VARIABLE = "TOKENSTORE_SQL_URL"
@@ -37,7 +38,7 @@ KEYS_VARIABLE = "TOKENSTORE_SQL_KEYS"
 APP_FILE_SUFFIX = ".tokenstore.db"
 
 
-class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
+class SQLAlchemyTokenStorage(UsesSettings, EngineOwner, TokenStorage):
     """A token storage that keeps token data in a SQLite, PostgreSQL or MySQL database.
 
     See globus-sdk's ``TokenStorage`` for the common interface.
@@ -47,17 +48,12 @@ class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
         :meth:`~tokenstore_sql.engines.EngineOwner.close`; one built from an engine
         leaves that engine to its owner.
     :param namespace: the partition of token data this storage reads and writes
-    :param create_schema: create the schema when the database has none (default True)
-    :param upgrade_schema: also upgrade a schema at an older revision (default False:
-        raise :class:`~tokenstore_sql.errors.SchemaOutOfDateError` instead)
-    :param engine_options: keyword arguments for :func:`tokenstore_sql.create_engine`,
-        used only when a URL is given
-    :param retry: how transient database failures are retried
-    :param encryption_keys: keys (from ``tokenstore-sql generate-key``) or a
-        :class:`~tokenstore_sql.KeyRing`: access and refresh tokens are then stored
-        encrypted with the first key, and read with whichever key sealed them
-    :param placement: the tables' name prefix and PostgreSQL schema (default: tables
-        ``tokenstore_sql_tokens`` and ``tokenstore_sql_version`` on the search path)
+    :param settings: placement, encryption keys, retry policy, schema policy and engine
+        options (see :class:`~tokenstore_sql.settings.StoreSettings`), shared with other
+        storages and stores on the same database
+    :param options: any field of :class:`~tokenstore_sql.settings.StoreSettings` by name
+        (``placement``, ``keys``, ``retry``, ``create_schema``, ``upgrade_schema``,
+        ``engine_options``), replacing that field of ``settings``
     :raises SchemaOutOfDateError: the database needs ``tokenstore-sql upgrade`` first
     :raises UnsupportedDatabaseError: the database is not SQLite, PostgreSQL or MySQL
     :raises PlacementError: a schema placement on a database other than PostgreSQL
@@ -68,35 +64,18 @@ class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
         url_or_engine: str | URL | Engine,
         *,
         namespace: str = DEFAULT_NAMESPACE,
-        create_schema: bool = True,
-        upgrade_schema: bool = False,
-        engine_options: Mapping[str, Any] | None = None,
-        retry: RetryPolicy | None = None,
-        encryption_keys: KeyRing | Iterable[str | bytes] | None = None,
-        placement: Placement = DEFAULT_PLACEMENT,
+        settings: StoreSettings | None = None,
+        **options: Unpack[SettingsOptions],
     ) -> None:
         check_key("namespace", namespace)
-        engine = self._hold_engine(url_or_engine, engine_options)
-        self.retry = retry or RetryPolicy()
-        self.keys = KeyRing.coerce(encryption_keys)
-        self.placement = placement
-        self._statements = statements_for(placement)
-        self._schema_options = {"create_schema": create_schema, "upgrade_schema": upgrade_schema}
-        if not is_checked(engine, placement):  # else nothing to do: no I/O, no checks
-            try:
-                check_dialect(engine.dialect)
-                placement.check_dialect(engine.dialect.name)
-                reset_pools_after_fork(engine)
-                self.retry.run(
-                    "open the database",
-                    engine,
-                    lambda: ensure_schema(
-                        engine, placement, create=create_schema, upgrade=upgrade_schema
-                    ),
-                )
-            except BaseException:
-                self.close()
-                raise
+        chosen = self._take_settings(settings, options)
+        engine = self._hold_engine(url_or_engine, chosen.engine_options)
+        self._statements = statements_for(chosen.placement)
+        try:
+            open_schema(engine, chosen)  # no I/O once this engine has been checked
+        except BaseException:
+            self.close()
+            raise
         super().__init__(namespace=namespace)
 
     def __repr__(self) -> str:
@@ -116,10 +95,8 @@ class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
         return {
             "url": self.engine.url.render_as_string(hide_password=False),
             "namespace": self.namespace,
-            "retry": self.retry,
-            "keys": self.keys,
-            "placement": self.placement,
-            "schema_options": self._schema_options,
+            # the engine options may hold what does not pickle (a creator function, say)
+            "settings": self.settings.replace(engine_options={}),
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -127,10 +104,7 @@ class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
         self.__init__(  # type: ignore[misc]  # re-running the constructor is the point
             state["url"],
             namespace=state["namespace"],
-            retry=state["retry"],
-            encryption_keys=state["keys"],
-            placement=state["placement"],
-            **state["schema_options"],
+            settings=state["settings"],
         )
 
     def store_token_data_by_resource_server(
@@ -221,7 +195,7 @@ class SQLAlchemyTokenStorage(EngineOwner, TokenStorage):
             namespace=globus_app_namespace(
                 client_id, app_name, environment=environment, namespace=namespace
             ),
-            encryption_keys=KeyRing.from_text(keys) if keys else None,
+            keys=KeyRing.from_text(keys) if keys else None,
             placement=Placement.from_environment(),
         )
 

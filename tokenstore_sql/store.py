@@ -1,8 +1,16 @@
 """``TokenStore``: one engine for a multi-user backend, and a storage per user from it.
 
 A web backend creates one ``TokenStore`` per process at start-up and asks it for a
-user's storage (or refreshing authorizer) in each request. Handing out a storage costs
-no I/O: the schema is checked once, when the store is created.
+user's storage (or refreshing authorizer) in each request. Creating the store does no
+I/O; the first storage it hands out checks the schema (as its settings allow: create,
+upgrade, or only require it), once per engine in a process, and the later ones cost no
+I/O. :meth:`TokenStore.check_schema` does that up front.
+
+The store also owns the admin operations on its database, with its settings: schema
+:meth:`~TokenStore.upgrade`, :meth:`~TokenStore.check` and :meth:`~TokenStore.status`,
+:meth:`~TokenStore.prune` and :meth:`~TokenStore.stats`, key rotation, import and
+export. The schema operations work on a database whose schema is behind (that is what
+they are for); the others first bring the schema to head as the settings allow.
 
 Namespaces follow the package's convention (see :mod:`tokenstore_sql.namespaces`):
 ``user:{identity_id}``, or ``{app}:user:{identity_id}`` when several apps share a database.
@@ -11,31 +19,34 @@ Namespaces follow the package's convention (see :mod:`tokenstore_sql.namespaces`
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 from globus_sdk import AuthLoginClient
 from sqlalchemy import URL, Engine
 
 from ._sdk import TokenStorageData
-from .crypto import KeyRing
+from .admin import StoreAdmin
 from .engines import EngineOwner, masked_url
-from .models import DEFAULT_PLACEMENT, Placement
 from .namespaces import check_app_label, user_namespace
 from .refresh import LockingRefreshTokenAuthorizer, OnRefresh, refresh_once
-from .retries import RetryPolicy
+from .settings import SettingsOptions, StoreSettings, UsesSettings
 from .storage import SQLAlchemyTokenStorage
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
-class TokenStore(EngineOwner):
+
+class TokenStore(UsesSettings, StoreAdmin, EngineOwner):
     """The token data of many users in one database, over one shared engine.
 
     :param url_or_engine: a database URL, or an ``Engine`` (which the store then never
         disposes of)
     :param app: the app or environment label put in every namespace (see
         :func:`user_namespace`); None for none
-    :param options: ``create_schema``, ``upgrade_schema``, ``retry``, ``engine_options``,
-        ``encryption_keys``, ``placement``, as for :class:`~tokenstore_sql.SQLAlchemyTokenStorage`
+    :param settings: placement, keys, retry policy, schema policy and engine options,
+        shared by every storage the store hands out and by its admin operations
+    :param options: any field of :class:`~tokenstore_sql.settings.StoreSettings` by name,
+        replacing that field of ``settings``
     """
 
     def __init__(
@@ -43,33 +54,14 @@ class TokenStore(EngineOwner):
         url_or_engine: str | URL | Engine,
         *,
         app: str | None = None,
-        create_schema: bool = True,
-        upgrade_schema: bool = False,
-        engine_options: Mapping[str, Any] | None = None,
-        retry: RetryPolicy | None = None,
-        encryption_keys: KeyRing | Iterable[str | bytes] | None = None,
-        placement: Placement = DEFAULT_PLACEMENT,
+        settings: StoreSettings | None = None,
+        **options: Unpack[SettingsOptions],
     ) -> None:
         if app is not None:
             check_app_label(app)
         self.app = app
-        self._hold_engine(url_or_engine, engine_options)
-        try:
-            # the first storage checks (and creates) the schema; later ones cost no I/O
-            first = SQLAlchemyTokenStorage(
-                self.engine,
-                create_schema=create_schema,
-                upgrade_schema=upgrade_schema,
-                retry=retry,
-                encryption_keys=encryption_keys,
-                placement=placement,
-            )
-        except BaseException:
-            self.close()
-            raise
-        self.retry = first.retry
-        self.keys = first.keys
-        self.placement = placement
+        chosen = self._take_settings(settings, options)
+        self._hold_engine(url_or_engine, chosen.engine_options)
 
     def __repr__(self) -> str:
         return (
@@ -82,17 +74,14 @@ class TokenStore(EngineOwner):
         return user_namespace(identity_id, app=self.app)
 
     def for_namespace(self, namespace: str) -> SQLAlchemyTokenStorage:
-        """Return a storage over the shared engine for any namespace; no I/O."""
-        return SQLAlchemyTokenStorage(
-            self.engine,
-            namespace=namespace,
-            retry=self.retry,
-            encryption_keys=self.keys,
-            placement=self.placement,
-        )
+        """Return a storage over the shared engine for any namespace.
+
+        The first storage checks the schema as the settings allow; later ones cost no I/O.
+        """
+        return SQLAlchemyTokenStorage(self.engine, namespace=namespace, settings=self.settings)
 
     def for_user(self, identity_id: str | uuid.UUID) -> SQLAlchemyTokenStorage:
-        """Return the storage of one user's token data; no I/O.
+        """Return the storage of one user's token data (see :meth:`for_namespace`).
 
         The storage shares the store's engine: closing it leaves the engine open.
         """

@@ -15,13 +15,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import URL, Connection, Engine
+from sqlalchemy import Connection, Engine
 
 from .codec import (
-    DATA_COLUMNS,
     check_key,
     open_tokens,
-    rows_for_storage,
     seal_tokens,
     stamped,
 )
@@ -29,14 +27,19 @@ from .crypto import KeyRing
 from .errors import (
     ConfigurationError,
     EncryptionKeyError,
-    ImportFormatError,
-    InvalidTokenDataError,
 )
 from .execution import run_transaction
-from .exporting import engine_for, export_token_file, export_token_stream, has_schema
+from .exporting import export_token_file, export_token_stream, has_schema
 from .formats import TokenFile, read_token_file
-from .models import DEFAULT_PLACEMENT, Placement
-from .retries import RetryPolicy
+from .import_plan import (
+    ImportCount,
+    Key,
+    file_rows,
+    merge_rows,
+    refuse_mixed_sources,
+    refuse_other_identities,
+)
+from .settings import DEFAULT_SETTINGS, StoreSettings
 from .statements import TokenStatements, statements_for
 
 CONFLICT_POLICIES: Final = ("newer", "skip", "overwrite")
@@ -46,29 +49,9 @@ expires later, keep the database's, or take the file's."""
 _NAMESPACES_PER_SELECT: Final = 500
 _ENCRYPTED_TABLE: Final = (
     "the token table holds encrypted tokens, but no encryption keys were given; pass the "
-    "keys (--keys, encryption_keys=), or --plaintext (allow_plaintext=True) to store these "
+    "keys (--keys, keys=), or --plaintext (allow_plaintext=True) to store these "
     "tokens in clear text anyway"
 )
-
-Key = tuple[str, str]
-
-
-@dataclass
-class ImportCount:
-    """What an import did with one namespace of one file.
-
-    ``added``: new in the database; ``updated``: replaced what was there; ``kept``: the
-    same data was there already; ``skipped``: the database's differing data was kept.
-    """
-
-    path: str
-    kind: str
-    source_namespace: str
-    namespace: str
-    added: int = 0
-    updated: int = 0
-    kept: int = 0
-    skipped: int = 0
 
 
 @dataclass
@@ -99,17 +82,15 @@ def read_token_files(
 
 
 def import_token_files(
-    url_or_engine: str | URL | Engine,
+    engine: Engine,
     paths: Iterable[str | os.PathLike[str]],
+    settings: StoreSettings = DEFAULT_SETTINGS,
     *,
     namespace: str | None = None,
     on_conflict: str = "newer",
     dry_run: bool = False,
     identity_from_config: bool = False,
     progress: Callable[[str], None] | None = None,
-    retry: RetryPolicy | None = None,
-    encryption_keys: KeyRing | None = None,
-    placement: Placement = DEFAULT_PLACEMENT,
     merge: bool = False,
     allow_plaintext: bool = False,
 ) -> ImportReport:
@@ -120,6 +101,10 @@ def import_token_files(
     hold the tokens of two identities (from two files, or a file and the database).
 
     :param paths: JSON or SQLite token files, applied in this order
+    :param settings: the database's ``keys`` (new tokens are sealed with the first,
+        stored ones opened for comparison), the tables' ``placement``, the ``retry``
+        policy; the schema is created on an empty database (unless ``dry_run``) whatever
+        ``create_schema`` says, since an import is an explicit request to fill it
     :param namespace: put all token data into this namespace instead of the files' own
     :param on_conflict: ``newer`` keeps the data that expires later, ``skip`` keeps the
         database's, ``overwrite`` takes the file's
@@ -127,16 +112,13 @@ def import_token_files(
     :param identity_from_config: fill a missing ``identity_id`` from the identity that
         globus-cli records in its SQLite database
     :param progress: called with each path once the file has been read
-    :param encryption_keys: the database's keys: new tokens are sealed with the first,
-        stored ones opened for comparison
-    :param placement: where the tables are
     :param merge: let several files supply the same namespace and resource server, later
         files meeting earlier ones by ``on_conflict`` (one identity per namespace still)
-    :param allow_plaintext: without ``encryption_keys``, store the tokens in clear text
+    :param allow_plaintext: without ``keys``, store the tokens in clear text
         even where the table holds encrypted tokens (default: refuse)
     :raises ImportFormatError: a file is unreadable, corrupt or of an unknown format, or
         the files would mix tokens as said above; the database is unchanged
-    :raises EncryptionKeyError: no ``encryption_keys`` (nor ``allow_plaintext``) for a
+    :raises EncryptionKeyError: no ``keys`` (nor ``allow_plaintext``) for a
         table that holds encrypted tokens, in any namespace; nothing is written, even on
         a dry run
     :raises ConfigurationError: ``on_conflict`` is not one of the three
@@ -146,36 +128,34 @@ def import_token_files(
     if namespace is not None:
         check_key("namespace", namespace)
     files = read_token_files(paths, identity_from_config=identity_from_config, progress=progress)
-    plan = [_file_rows(token_file, namespace) for token_file in files]
-    _refuse_mixed_sources(plan, merge=merge)
+    plan = [file_rows(token_file, namespace) for token_file in files]
+    refuse_mixed_sources(plan, merge=merge)
     targets = sorted({count.namespace for rows in plan for count, _ in rows})
+    keys, placement = settings.keys, settings.placement
     statements = statements_for(placement)
 
     def apply(connection: Connection) -> list[ImportCount]:
-        if schema_found and encryption_keys is None and not allow_plaintext:
+        if schema_found and keys is None and not allow_plaintext:
             _refuse_clear_text(connection, statements)
-        current = (
-            _existing_rows(connection, statements, targets, encryption_keys) if schema_found else {}
-        )
-        _refuse_other_identities(plan, current)
+        current = _existing_rows(connection, statements, targets, keys) if schema_found else {}
+        refuse_other_identities(plan, current)
         loaded = dict(current)
         counts = []
-        for file_rows in plan:
-            for count, rows in file_rows:
-                counts.append(_merge(count, rows, current, on_conflict))
+        for planned in plan:
+            for count, rows in planned:
+                counts.append(merge_rows(count, rows, current, on_conflict))
         changed = [row for key, row in current.items() if loaded.get(key) is not row]
         if changed and not dry_run:
             writes = stamped([dict(row) for row in changed])
             for row in writes:
-                seal_tokens(row, encryption_keys)
+                seal_tokens(row, keys)
             connection.execute(statements.upsert(connection.dialect), writes)
         return counts
 
-    with engine_for(url_or_engine) as engine:
-        schema_found = has_schema(engine, placement, create=not dry_run)
-        counts = run_transaction(
-            engine, "import token files", apply, writes=not dry_run, retry=retry
-        )
+    schema_found = has_schema(engine, placement, create=not dry_run)
+    counts = run_transaction(
+        engine, "import token files", apply, writes=not dry_run, retry=settings.retry
+    )
     return ImportReport(files, counts, dry_run)
 
 
@@ -186,105 +166,6 @@ def _refuse_clear_text(connection: Connection, statements: TokenStatements) -> N
     """
     if connection.execute(statements.select_rows_to_rekey(None, None, 1)).first() is not None:
         raise EncryptionKeyError(_ENCRYPTED_TABLE)
-
-
-def _file_rows(
-    token_file: TokenFile, namespace: str | None
-) -> list[tuple[ImportCount, list[dict[str, Any]]]]:
-    """Check one file's token data as the storage would, and give its rows by namespace."""
-    planned = []
-    seen: dict[Key, str] = {}
-    for source, by_resource_server in token_file.tokens.items():
-        target = source if namespace is None else namespace
-        try:
-            rows = rows_for_storage(check_key("namespace", target), by_resource_server)
-        except InvalidTokenDataError as exc:
-            where = f"namespace {source!r}" if namespace is None else f"mapped {source!r}"
-            raise ImportFormatError(token_file.path, f"{where}: {exc}") from None
-        for row in rows:
-            other = seen.setdefault((target, row["resource_server"]), source)
-            if other != source:
-                raise ImportFormatError(
-                    token_file.path,
-                    f"namespaces {other!r} and {source!r} both hold resource server "
-                    f"{row['resource_server']!r}, so they cannot share namespace {target!r}",
-                )
-        planned.append((ImportCount(token_file.path, token_file.kind, source, target), rows))
-    return planned
-
-
-def _refuse_mixed_sources(
-    plan: list[list[tuple[ImportCount, list[dict[str, Any]]]]], *, merge: bool
-) -> None:
-    """Refuse two files that supply one key (unless merging) or one namespace's identity."""
-    supplier: dict[Key, str] = {}
-    identity: dict[str, tuple[str, str]] = {}  # namespace -> (identity, file)
-    for file_rows in plan:
-        for count, rows in file_rows:
-            for row in rows:
-                key = (row["namespace"], row["resource_server"])
-                earlier = supplier.setdefault(key, count.path)
-                if earlier != count.path and not merge:
-                    raise ImportFormatError(
-                        count.path,
-                        f"{earlier} also supplies namespace {key[0]!r}, resource server "
-                        f"{key[1]!r}; import the files one at a time, map them apart with "
-                        "--namespace, or pass --merge to combine them by --on-conflict",
-                    )
-                found = row["identity_id"]
-                if found is None:
-                    continue
-                held, holder = identity.setdefault(key[0], (found, count.path))
-                if held != found and holder != count.path:
-                    raise ImportFormatError(
-                        count.path,
-                        f"its tokens for namespace {key[0]!r} belong to another identity "
-                        f"than those from {holder}; give each user a namespace of their own "
-                        "(--namespace)",
-                    )
-
-
-def _refuse_other_identities(
-    plan: list[list[tuple[ImportCount, list[dict[str, Any]]]]], current: dict[Key, Any]
-) -> None:
-    """Refuse tokens for a namespace whose stored tokens belong to another identity."""
-    stored: dict[str, str] = {}
-    for (stored_namespace, _), row in current.items():
-        if row["identity_id"] is not None:
-            stored.setdefault(stored_namespace, row["identity_id"])
-    for file_rows in plan:
-        for count, rows in file_rows:
-            for row in rows:
-                held = stored.get(row["namespace"])
-                if held is not None and row["identity_id"] not in (None, held):
-                    raise ImportFormatError(
-                        count.path,
-                        f"namespace {row['namespace']!r} in the database holds the tokens of "
-                        "another identity; import into a namespace of this user's own "
-                        "(--namespace)",
-                    )
-
-
-def _merge(
-    count: ImportCount, rows: list[dict[str, Any]], current: dict[Key, Any], on_conflict: str
-) -> ImportCount:
-    for row in rows:
-        key = (row["namespace"], row["resource_server"])
-        there = current.get(key)
-        if there is None:
-            count.added += 1
-        elif all(there[column] == row[column] for column in DATA_COLUMNS):
-            count.kept += 1
-            continue
-        elif on_conflict == "overwrite" or (
-            on_conflict == "newer" and row["expires_at_seconds"] > there["expires_at_seconds"]
-        ):
-            count.updated += 1
-        else:
-            count.skipped += 1
-            continue
-        current[key] = row
-    return count
 
 
 def _existing_rows(

@@ -69,6 +69,7 @@ def create_app(settings: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(complete_settings(settings))
     store = TokenStore(app.config["TOKENSTORE_SQL_URL"], app=app.config["TOKENSTORE_APP"])
+    store.check_schema()  # at start-up, not in the first request: fail early
     app.extensions["token_store"] = store
     redirect_uri = callback_url(app.config["BASE_URL"])
     missing = MISSING_CREDENTIALS.format(redirect_uri=redirect_uri)

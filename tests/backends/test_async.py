@@ -53,7 +53,7 @@ def url(database_url: URL) -> URL:
 
 def test_each_api_reads_what_the_other_wrote(url: URL, namespace: str) -> None:
     placement = Placement("both_apis_")
-    options: dict[str, Any] = {"encryption_keys": [KEY_A], "placement": placement}
+    options: dict[str, Any] = {"keys": [KEY_A], "placement": placement}
     written_sync = make_token_data("sync.example.org", access_token="from-sync")
     written_async = make_token_data("async.example.org", access_token="from-async")
 

@@ -153,7 +153,7 @@ def test_multibyte_text_is_measured_in_bytes(storage: SQLAlchemyTokenStorage) ->
 def test_a_token_that_outgrows_the_limit_once_encrypted_is_refused(
     make_api_storage: Any, namespace: str
 ) -> None:
-    sealed = make_api_storage(namespace, encryption_keys=[generate_key()])
+    sealed = make_api_storage(namespace, keys=[generate_key()])
     data = make_token_data("rs", access_token=SECRET + "x" * (13 * 2**20))  # 13 MiB clear
     _store_expecting(sealed, {"rs": data}, ValueError, "access_token", "bytes encrypted")
 

@@ -11,13 +11,14 @@ from sqlalchemy import URL, Engine, event, select, text, update
 
 from tests.support.sdk import make_token_data
 from tokenstore_sql import (
-    KeyRing,
     SchemaOutOfDateError,
     SQLAlchemyTokenStorage,
+    StoreSettings,
     UnreadableTokenDataError,
     create_engine,
     generate_key,
 )
+from tokenstore_sql.crypto import KeyRing
 from tokenstore_sql.errors import EncryptionKeyError
 from tokenstore_sql.models import TokenRow
 from tokenstore_sql.rotation import rotate_keys
@@ -51,7 +52,7 @@ def _store_three(storage: Any) -> dict[str, Any]:
 def test_encrypted_tokens_read_back_and_never_appear_in_the_table(
     engine: Engine, namespace: str, make_api_storage: Any
 ) -> None:
-    storage = make_api_storage(namespace, encryption_keys=[KEY_A])
+    storage = make_api_storage(namespace, keys=[KEY_A])
     stored = _store_three(storage)
 
     got = storage.get_token_data_by_resource_server()
@@ -73,7 +74,7 @@ def test_encrypted_tokens_read_back_and_never_appear_in_the_table(
 def test_a_storage_without_keys_says_keys_are_needed(
     engine: Engine, namespace: str, make_api_storage: Any
 ) -> None:
-    _store_three(make_api_storage(namespace, encryption_keys=[KEY_A]))
+    _store_three(make_api_storage(namespace, keys=[KEY_A]))
     plain = make_api_storage(namespace)
 
     with pytest.raises(UnreadableTokenDataError) as caught:
@@ -89,8 +90,8 @@ def test_a_storage_without_keys_says_keys_are_needed(
 def test_a_storage_with_other_keys_refuses_rather_than_return_ciphertext(
     engine: Engine, namespace: str, make_api_storage: Any
 ) -> None:
-    _store_three(make_api_storage(namespace, encryption_keys=[KEY_A]))
-    other = make_api_storage(namespace, encryption_keys=[KEY_B])
+    _store_three(make_api_storage(namespace, keys=[KEY_A]))
+    other = make_api_storage(namespace, keys=[KEY_B])
 
     with pytest.raises(UnreadableTokenDataError, match="not in the key ring"):
         other.get_token_data("a.example.org")
@@ -99,7 +100,7 @@ def test_a_storage_with_other_keys_refuses_rather_than_return_ciphertext(
 def test_a_ciphertext_moved_to_another_row_does_not_decrypt(
     engine: Engine, namespace: str, make_api_storage: Any
 ) -> None:
-    storage = make_api_storage(namespace, encryption_keys=[KEY_A])
+    storage = make_api_storage(namespace, keys=[KEY_A])
     _store_three(storage)
     raw = {row["resource_server"]: row for row in _raw_rows(engine, namespace)}
     with engine.begin() as connection:
@@ -117,8 +118,8 @@ def test_a_ciphertext_moved_to_another_row_does_not_decrypt(
 def test_every_key_of_the_ring_decrypts_and_the_first_encrypts(
     engine: Engine, namespace: str, make_api_storage: Any
 ) -> None:
-    _store_three(make_api_storage(namespace, encryption_keys=[KEY_A]))
-    both = make_api_storage(namespace, encryption_keys=[KEY_B, KEY_A])
+    _store_three(make_api_storage(namespace, keys=[KEY_A]))
+    both = make_api_storage(namespace, keys=[KEY_B, KEY_A])
 
     assert len(both.get_token_data_by_resource_server()) == 3
     both.store_token_data_by_resource_server(
@@ -133,31 +134,31 @@ def test_rotation_from_clear_to_key_a_to_key_b(own_engine: Engine, namespace: st
     stored = _store_three(SQLAlchemyTokenStorage(own_engine, namespace=namespace))
     expected = {rs: d.to_dict() for rs, d in stored.items()}
 
-    first = rotate_keys(own_engine, KeyRing([KEY_A]), batch_size=2)
+    first = rotate_keys(own_engine, StoreSettings(keys=KeyRing([KEY_A])), batch_size=2)
     assert first.unreadable == []
     assert first.rewritten >= 3
-    under_a = SQLAlchemyTokenStorage(own_engine, namespace=namespace, encryption_keys=[KEY_A])
+    under_a = SQLAlchemyTokenStorage(own_engine, namespace=namespace, keys=[KEY_A])
     assert {
         rs: d.to_dict() for rs, d in under_a.get_token_data_by_resource_server().items()
     } == expected
     assert stored["a.example.org"].access_token not in repr(_raw_rows(own_engine, namespace))
 
-    rotate_keys(own_engine, KeyRing([KEY_B, KEY_A]), batch_size=2)
-    only_b = SQLAlchemyTokenStorage(own_engine, namespace=namespace, encryption_keys=[KEY_B])
+    rotate_keys(own_engine, StoreSettings(keys=KeyRing([KEY_B, KEY_A])), batch_size=2)
+    only_b = SQLAlchemyTokenStorage(own_engine, namespace=namespace, keys=[KEY_B])
     assert {
         rs: d.to_dict() for rs, d in only_b.get_token_data_by_resource_server().items()
     } == expected
     with pytest.raises(UnreadableTokenDataError):
         under_a.get_token_data("a.example.org")
 
-    again = rotate_keys(own_engine, KeyRing([KEY_B]))
+    again = rotate_keys(own_engine, StoreSettings(keys=KeyRing([KEY_B])))
     assert again.rewritten == 0  # nothing left to do: rotation is idempotent
 
 
 def test_rotation_reports_rows_no_key_can_open(own_engine: Engine, namespace: str) -> None:
-    _store_three(SQLAlchemyTokenStorage(own_engine, namespace=namespace, encryption_keys=[KEY_A]))
+    _store_three(SQLAlchemyTokenStorage(own_engine, namespace=namespace, keys=[KEY_A]))
 
-    report = rotate_keys(own_engine, KeyRing([KEY_B]))
+    report = rotate_keys(own_engine, StoreSettings(keys=KeyRing([KEY_B])))
 
     mine = [pair for pair in report.unreadable if pair[0] == namespace]
     assert sorted(mine) == [
@@ -182,23 +183,21 @@ def test_an_interrupted_rotation_resumes(own_engine: Engine, namespace: str) -> 
     event.listen(own_engine, "before_cursor_execute", stop_after_two_batches)
     try:
         with pytest.raises(KeyboardInterrupt):
-            rotate_keys(own_engine, ring, batch_size=3)
+            rotate_keys(own_engine, StoreSettings(keys=ring), batch_size=3)
     finally:
         event.remove(own_engine, "before_cursor_execute", stop_after_two_batches)
     key_ids = [r["token_key_id"] for r in _raw_rows(own_engine, namespace)]
     assert 0 < key_ids.count(ring.primary_key_id) < 10
 
-    rotate_keys(own_engine, ring, batch_size=3)
+    rotate_keys(own_engine, StoreSettings(keys=ring), batch_size=3)
 
     assert {r["token_key_id"] for r in _raw_rows(own_engine, namespace)} == {ring.primary_key_id}
 
 
 def test_decrypting_stores_every_token_in_clear(own_engine: Engine, namespace: str) -> None:
-    stored = _store_three(
-        SQLAlchemyTokenStorage(own_engine, namespace=namespace, encryption_keys=[KEY_A])
-    )
+    stored = _store_three(SQLAlchemyTokenStorage(own_engine, namespace=namespace, keys=[KEY_A]))
 
-    rotate_keys(own_engine, KeyRing([KEY_A]), decrypt=True)
+    rotate_keys(own_engine, StoreSettings(keys=KeyRing([KEY_A])), decrypt=True)
 
     raw = _raw_rows(own_engine, namespace)
     assert {r["token_key_id"] for r in raw} == {None}
@@ -209,7 +208,7 @@ def test_decrypting_stores_every_token_in_clear(own_engine: Engine, namespace: s
 
 
 def test_a_pickled_storage_keeps_its_keys(database_url: URL, namespace: str) -> None:
-    storage = SQLAlchemyTokenStorage(database_url, namespace=namespace, encryption_keys=[KEY_A])
+    storage = SQLAlchemyTokenStorage(database_url, namespace=namespace, keys=[KEY_A])
     _store_three(storage)
 
     copy = pickle.loads(pickle.dumps(storage))
@@ -228,7 +227,7 @@ def test_malformed_keys_are_refused_without_showing_them(bad: str) -> None:
 
 
 def test_reprs_never_show_keys(make_api_storage: Any, namespace: str) -> None:
-    storage = make_api_storage(namespace, encryption_keys=[KEY_A])
+    storage = make_api_storage(namespace, keys=[KEY_A])
     assert KEY_A not in repr(storage)
     assert KEY_A not in repr(storage.keys)
     assert KeyRing([KEY_A]).primary_key_id in repr(storage.keys)

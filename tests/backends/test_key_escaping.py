@@ -22,8 +22,8 @@ from sqlalchemy.types import NullType
 from tests.support.sdk import TokenStorageData, make_token_data
 from tokenstore_sql import (
     InvalidTokenDataError,
-    KeyRing,
     SQLAlchemyTokenStorage,
+    StoreSettings,
     UnreadableTokenDataError,
     create_engine,
     generate_key,
@@ -35,6 +35,7 @@ from tokenstore_sql.columns import (
     decode_key,
     encode_key,
 )
+from tokenstore_sql.crypto import KeyRing
 from tokenstore_sql.models import TOKENS_TABLE, TokenRow, tokens_table
 from tokenstore_sql.rotation import rotate_keys
 from tokenstore_sql.statements import statements_for
@@ -369,13 +370,13 @@ def test_rotation_walks_rows_with_escaped_keys(
         )
     ring = KeyRing([generate_key()])
 
-    report = rotate_keys(engine, ring, batch_size=1)
+    report = rotate_keys(engine, StoreSettings(keys=ring), batch_size=1)
 
     assert report.rewritten == 4
     assert report.unreadable == []
     for key in keys:
         stored = SQLAlchemyTokenStorage(
-            engine, namespace=key, encryption_keys=ring
+            engine, namespace=key, keys=ring
         ).get_token_data_by_resource_server()
         assert {rs: d.access_token for rs, d in stored.items()} == {
             rs: f"{key!r}{rs!r}" for rs in ("a\x00", "b")

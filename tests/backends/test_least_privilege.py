@@ -123,10 +123,8 @@ def test_a_row_only_account_works_fully_once_the_schema_exists(
 
         data = {rs: make_token_data(rs, access_token=f"AT-{rs}") for rs in ("rs1", "rs2")}
         keys = [generate_key()]
-        for ns, encryption_keys in ((namespace, keys), (f"{namespace}-clear", None)):
-            with SQLAlchemyTokenStorage(
-                account, namespace=ns, encryption_keys=encryption_keys
-            ) as storage:
+        for ns, ring in ((namespace, keys), (f"{namespace}-clear", None)):
+            with SQLAlchemyTokenStorage(account, namespace=ns, keys=ring) as storage:
                 storage.store_token_data_by_resource_server(data)
                 storage.store_token_data_by_resource_server({"rs1": data["rs1"]})  # upsert
                 got = storage.get_token_data_by_resource_server()

@@ -35,8 +35,9 @@ def test_an_app_label_is_short_and_plain(app: str) -> None:
         TokenStore("sqlite://", app=app)
 
 
-def test_a_storage_per_user_costs_no_sql(engine: Engine) -> None:
-    store = TokenStore(engine)
+def test_a_store_and_a_storage_per_user_cost_no_sql_once_the_schema_is_checked(
+    engine: Engine,
+) -> None:
     statements: list[str] = []
 
     def record(*args: Any) -> None:
@@ -44,6 +45,10 @@ def test_a_storage_per_user_costs_no_sql(engine: Engine) -> None:
 
     event.listen(engine, "before_cursor_execute", record)
     try:
+        store = TokenStore(engine)
+        assert statements == []  # the schema check is deferred
+        store.check_schema()
+        statements.clear()
         storages = [store.for_user(uuid.uuid4()) for _ in range(50)]
     finally:
         event.remove(engine, "before_cursor_execute", record)

@@ -31,7 +31,14 @@ from tests.support.sdk_files import (
     write_sqlite_adapter,
 )
 from tests.support.transfer import AUTH, CLIENT_SECRET, GROUPS, TRANSFER, snapshot, stored
-from tokenstore_sql import KeyRing, Placement, SQLAlchemyTokenStorage, create_engine, generate_key
+from tokenstore_sql import (
+    Placement,
+    SQLAlchemyTokenStorage,
+    StoreSettings,
+    create_engine,
+    generate_key,
+)
+from tokenstore_sql.crypto import KeyRing
 from tokenstore_sql.errors import EncryptionKeyError, ImportFormatError, TokenFileError
 from tokenstore_sql.formats import (
     JSON_V1,
@@ -377,9 +384,9 @@ def test_import_into_an_encrypted_database_seals_tokens_and_stays_idempotent(
     data = make_token_data(TRANSFER)
     path = write_json(tmp_path / "t.json", {namespace: {TRANSFER: data}})
 
-    import_token_files(engine, [path], encryption_keys=keys)
+    import_token_files(engine, [path], StoreSettings(keys=keys))
     before = snapshot(engine)
-    again = import_token_files(engine, [path], encryption_keys=keys)
+    again = import_token_files(engine, [path], StoreSettings(keys=keys))
 
     assert stored(engine, namespace, keys) == {TRANSFER: data.to_dict()}
     row = next(r for r in before if r[0] == namespace)
@@ -404,7 +411,7 @@ def test_import_without_keys_is_refused_where_the_table_holds_encrypted_tokens(
     path = write_json(tmp_path / "t.json", {namespace: {TRANSFER: token}})
     engine = create_engine(empty_database_url)
     try:
-        with SQLAlchemyTokenStorage(engine, namespace="sealed", encryption_keys=keys) as storage:
+        with SQLAlchemyTokenStorage(engine, namespace="sealed", keys=keys) as storage:
             storage.store_token_data_by_resource_server({AUTH: make_token_data(AUTH)})
         before = snapshot(engine)
 
@@ -413,7 +420,7 @@ def test_import_without_keys_is_refused_where_the_table_holds_encrypted_tokens(
                 import_token_files(engine, [path], dry_run=dry_run)
             assert str(refused.value) == (
                 "the token table holds encrypted tokens, but no encryption keys were given; "
-                "pass the keys (--keys, encryption_keys=), or --plaintext "
+                "pass the keys (--keys, keys=), or --plaintext "
                 "(allow_plaintext=True) to store these tokens in clear text anyway"
             )
         assert snapshot(engine) == before
@@ -437,7 +444,7 @@ def test_import_without_keys_into_a_table_of_clear_tokens_needs_no_flag(
         with SQLAlchemyTokenStorage(engine, namespace="clear") as storage:
             storage.store_token_data_by_resource_server({AUTH: make_token_data(AUTH)})
         with SQLAlchemyTokenStorage(
-            engine, namespace="sealed", encryption_keys=keys, placement=elsewhere
+            engine, namespace="sealed", keys=keys, placement=elsewhere
         ) as storage:
             storage.store_token_data_by_resource_server({AUTH: make_token_data(AUTH)})
 

@@ -15,7 +15,14 @@ from sqlalchemy import URL, make_url, select
 from tests.support import REPO_ROOT
 from tests.support.cli import Cli
 from tests.support.sdk import make_token_data
-from tokenstore_sql import KeyRing, RetryPolicy, SQLAlchemyTokenStorage, create_engine, generate_key
+from tokenstore_sql import (
+    RetryPolicy,
+    SQLAlchemyTokenStorage,
+    StoreSettings,
+    create_engine,
+    generate_key,
+)
+from tokenstore_sql.crypto import KeyRing
 from tokenstore_sql.models import TokenRow
 from tokenstore_sql.rotation import rotate_keys
 
@@ -54,7 +61,7 @@ def test_rotate_keys_from_clear_to_a_to_b_end_to_end(cli: Cli, empty_database_ur
     assert to_b.returncode == 0, to_b.stderr
     assert _key_ids(empty_database_url) == {KeyRing([key_b]).primary_key_id}
 
-    with SQLAlchemyTokenStorage(url, namespace="user-1", encryption_keys=[key_b]) as only_b:
+    with SQLAlchemyTokenStorage(url, namespace="user-1", keys=[key_b]) as only_b:
         assert only_b.get_token_data("rs").access_token == "CLI-ACCESS-SECRET"  # type: ignore[union-attr]
     for output in (to_a.stdout, to_a.stderr, to_b.stdout, to_b.stderr):
         assert "CLI-ACCESS-SECRET" not in output
@@ -68,7 +75,7 @@ def test_rotate_keys_without_the_sealing_key_fails_naming_the_rows(
 ) -> None:
     url = empty_database_url.render_as_string(hide_password=False)
     key_a, key_b = cli("generate-key").stdout.strip(), cli("generate-key").stdout.strip()
-    with SQLAlchemyTokenStorage(url, namespace="user-1", encryption_keys=[key_a]) as storage:
+    with SQLAlchemyTokenStorage(url, namespace="user-1", keys=[key_a]) as storage:
         storage.store_token_data_by_resource_server({"rs": make_token_data("rs")})
 
     result = cli("rotate-keys", "--url", url, keys=key_b)
@@ -90,7 +97,7 @@ def test_downgrade_below_0002_refuses_while_rows_are_encrypted(
 ) -> None:
     url = empty_database_url.render_as_string(hide_password=False)
     key = cli("generate-key").stdout.strip()
-    with SQLAlchemyTokenStorage(url, namespace="user-1", encryption_keys=[key]) as storage:
+    with SQLAlchemyTokenStorage(url, namespace="user-1", keys=[key]) as storage:
         storage.store_token_data_by_resource_server({"rs": make_token_data("rs")})
 
     refused = cli("downgrade", "--url", url, "0001")
@@ -111,11 +118,12 @@ def test_downgrade_below_0002_refuses_while_rows_are_encrypted(
 _WRITER = """
 import sys, time, traceback
 from pathlib import Path
-from tokenstore_sql import SQLAlchemyTokenStorage, KeyRing
+from tokenstore_sql import SQLAlchemyTokenStorage
+from tokenstore_sql.crypto import KeyRing
 from tests.support.sdk import make_token_data
 
 url, keys, ready, stop = sys.argv[1], sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4])
-storage = SQLAlchemyTokenStorage(url, namespace="busy", encryption_keys=KeyRing.from_text(keys))
+storage = SQLAlchemyTokenStorage(url, namespace="busy", keys=KeyRing.from_text(keys))
 writes, errors = 0, []
 while not stop.exists():
     started = time.monotonic()
@@ -161,7 +169,7 @@ def _writing_100_times_a_second(url: str, keys: str, tmp_path: Path) -> Iterator
 
 def _seed(url: str, key: str, namespaces: int) -> None:
     for n in range(namespaces):
-        with SQLAlchemyTokenStorage(url, namespace=f"user-{n}", encryption_keys=[key]) as s:
+        with SQLAlchemyTokenStorage(url, namespace=f"user-{n}", keys=[key]) as s:
             s.store_token_data_by_resource_server(
                 {f"rs-{i}": make_token_data(f"rs-{i}") for i in range(10)}
             )
@@ -196,7 +204,9 @@ def test_each_rotation_batch_takes_the_write_lock_up_front_needing_no_retry(
     try:
         with _writing_100_times_a_second(url, f"{key_b},{key_a}", tmp_path):
             report = rotate_keys(
-                engine, KeyRing([key_b, key_a]), batch_size=5, retry=RetryPolicy(attempts=1)
+                engine,
+                StoreSettings(keys=[key_b, key_a], retry=RetryPolicy(attempts=1)),
+                batch_size=5,
             )
     finally:
         engine.dispose()

@@ -224,9 +224,7 @@ def test_import_without_keys_into_an_encrypted_table_is_refused_unless_plaintext
     cli: Cli, empty_database_url: URL, tmp_path: Path, namespace: str
 ) -> None:
     key = generate_key()
-    with SQLAlchemyTokenStorage(
-        empty_database_url, namespace="sealed", encryption_keys=[key]
-    ) as storage:
+    with SQLAlchemyTokenStorage(empty_database_url, namespace="sealed", keys=[key]) as storage:
         storage.store_token_data_by_resource_server({AUTH: make_token_data(AUTH)})
     data = make_token_data()
     path = str(write_json(tmp_path / "t.json", {namespace: {TRANSFER: data}}))
@@ -244,7 +242,7 @@ def test_import_without_keys_into_an_encrypted_table_is_refused_unless_plaintext
     assert (refused.returncode, refused.stdout) == (1, "")
     assert refused.stderr.splitlines() == [
         "error: the token table holds encrypted tokens, but no encryption keys were given; "
-        "pass the keys (--keys, encryption_keys=), or --plaintext (allow_plaintext=True) to "
+        "pass the keys (--keys, keys=), or --plaintext (allow_plaintext=True) to "
         "store these tokens in clear text anyway"
     ]
     assert contradictory.returncode == 2

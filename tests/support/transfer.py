@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 from sqlalchemy import URL, Engine, inspect, make_url, select
 
-from tokenstore_sql import KeyRing, SQLAlchemyTokenStorage
+from tokenstore_sql import SQLAlchemyTokenStorage
+from tokenstore_sql.crypto import KeyRing
 from tokenstore_sql.models import TokenRow
 
 from .databases import Servers, reachable_admin_url, scratch_database
@@ -31,7 +32,7 @@ CLIENT_SECRET = "client-secret-NEVER-SHOWN"
 
 def stored(engine: Engine, namespace: str, keys: KeyRing | None = None) -> dict[str, Any]:
     """What a namespace holds, as token dicts with their extras."""
-    with SQLAlchemyTokenStorage(engine, namespace=namespace, encryption_keys=keys) as storage:
+    with SQLAlchemyTokenStorage(engine, namespace=namespace, keys=keys) as storage:
         found = storage.get_token_data_by_resource_server()
     return {rs: data.to_dict(include_extra=True) for rs, data in found.items()}
 

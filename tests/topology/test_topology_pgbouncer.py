@@ -48,12 +48,12 @@ from tests.support.sdk import make_token_data
 from tests.support.sdk_files import JSONTokenStorage, write_json
 from tokenstore_sql import (
     AsyncSQLAlchemyTokenStorage,
-    KeyRing,
     RetryPolicy,
     SQLAlchemyTokenStorage,
     TokenStorageData,
     create_engine,
 )
+from tokenstore_sql.crypto import KeyRing
 from tokenstore_sql.models import TokenRow
 
 pytestmark = [pytest.mark.postgresql, pytest.mark.topology]
@@ -693,7 +693,7 @@ def test_the_command_line_upgrades_imports_exports_and_rotates_keys(
     )
 
     for namespace, by_key in files.items():
-        with SQLAlchemyTokenStorage(url, namespace=namespace, encryption_keys=[key_b]) as storage:
+        with SQLAlchemyTokenStorage(url, namespace=namespace, keys=[key_b]) as storage:
             found = storage.get_token_data_by_resource_server()
         assert {k: d.to_dict() for k, d in found.items()} == {
             k: d.to_dict() for k, d in by_key.items()

@@ -19,7 +19,7 @@ from typing import Any
 import globus_sdk
 import pytest
 import sqlalchemy
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, insert, inspect
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, StatementError
 
 import tokenstore_sql
@@ -27,10 +27,11 @@ import tokenstore_sql.errors
 from tests.support.tracing import sent_statements
 from tokenstore_sql import (
     DatabaseError,
-    KeyRing,
     RetryPolicy,
     SQLAlchemyTokenStorage,
     StorageUnavailableError,
+    StoreSettings,
+    TokenStore,
     TokenStoreError,
     create_engine,
     generate_key,
@@ -38,6 +39,7 @@ from tokenstore_sql import (
 from tokenstore_sql import engines as engines_module
 from tokenstore_sql.cli._common import CommandError, DatabaseUnreachableError, database
 from tokenstore_sql.conditions import condition_name
+from tokenstore_sql.crypto import KeyRing
 from tokenstore_sql.errors import (
     ConfigurationError,
     DatabaseOperationError,
@@ -49,7 +51,6 @@ from tokenstore_sql.locks import locked_transaction
 from tokenstore_sql.models import TokenRow, metadata
 from tokenstore_sql.refresh import refresh_once
 from tokenstore_sql.rotation import rotate_keys
-from tokenstore_sql.transfer import import_token_files
 
 SECRET = "SECRET-driver-text-quoting-a-row"
 
@@ -326,7 +327,7 @@ def test_rotating_without_keys_is_an_encryption_key_error() -> None:
     engine = create_engine("sqlite://")
     try:
         with pytest.raises(EncryptionKeyError, match="encryption keys"):
-            rotate_keys(engine, None)
+            rotate_keys(engine, StoreSettings())
     finally:
         engine.dispose()
 
@@ -336,15 +337,18 @@ def test_a_batch_size_below_one_is_a_configuration_error(batch_size: Any) -> Non
     engine = create_engine("sqlite://")
     try:
         with pytest.raises(ConfigurationError, match=r"^batch_size must be a whole number"):
-            rotate_keys(engine, KeyRing([generate_key()]), batch_size=batch_size)
+            rotate_keys(
+                engine, StoreSettings(keys=KeyRing([generate_key()])), batch_size=batch_size
+            )
     finally:
         engine.dispose()
 
 
 def test_an_unknown_conflict_policy_is_a_configuration_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigurationError, match="on_conflict must be one of newer, skip"):
-        import_token_files(f"sqlite:///{tmp_path / 'x.db'}", [], on_conflict="bogus")
-    assert not (tmp_path / "x.db").exists()
+    with TokenStore(f"sqlite:///{tmp_path / 'x.db'}") as store:
+        with pytest.raises(ConfigurationError, match="on_conflict must be one of newer, skip"):
+            store.import_files([], on_conflict="bogus")
+        assert inspect(store.engine).get_table_names() == []  # refused before any change
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,7 @@ MOVED = {
         "ImportCount",
     ],
     "tokenstore_sql.locks": ["locked_transaction"],
+    "tokenstore_sql.crypto": ["KeyRing"],
     "tokenstore_sql.refresh": ["refresh_once", "LockingRefreshTokenAuthorizer"],
     "tokenstore_sql.errors": ["ConfigurationError", "DatabaseOperationError", "TokenFileError"],
 }

@@ -19,11 +19,14 @@ from sqlalchemy import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from ..conditions import condition_of
+from ..crypto import KeyRing
 from ..engines import create_engine, describe_database, sqlite_file_path
 from ..errors import PlacementError, StorageUnavailableError, TokenStoreError, failure_detail
 from ..models import DEFAULT_TABLE_PREFIX, SCHEMA_VARIABLE, TABLE_PREFIX_VARIABLE, Placement
 from ..retries import error_code, is_transient
+from ..settings import StoreSettings
 from ..storage import KEYS_VARIABLE, URL_VARIABLE
+from ..store import TokenStore
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -126,6 +129,21 @@ def database(url: str, *, read_only: bool = False) -> Iterator[Engine]:
         raise CommandError(f"database error on {where}{detail}") from None
     finally:
         engine.dispose()
+
+
+def open_store(engine: Engine, placement: Placement, keys: KeyRing | None = None) -> TokenStore:
+    """Give a command's store on its engine: never creating a schema a command did not ask for."""
+    return TokenStore(
+        engine, settings=StoreSettings(placement=placement, keys=keys, create_schema=False)
+    )
+
+
+def key_ring(keys: str | None) -> KeyRing | None:
+    """Read the comma-separated keys of ``--keys``, if any.
+
+    :raises EncryptionKeyError: a key that is not one
+    """
+    return KeyRing.from_text(keys) if keys else None
 
 
 def placement_options(command: F) -> F:

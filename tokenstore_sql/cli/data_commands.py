@@ -11,12 +11,12 @@ import click
 
 from .. import maintenance
 from ..models import Placement
-from ..storage import SQLAlchemyTokenStorage
 from ._common import (
     confirm,
     database,
     echo_json,
     json_option,
+    open_store,
     placement_options,
     url_option,
     yes_option,
@@ -35,8 +35,7 @@ def namespaces(url: str, as_json: bool, placement: Placement) -> None:
     With --json: one JSON list of the names.
     """
     with database(url, read_only=True) as engine:
-        storage = SQLAlchemyTokenStorage(engine, create_schema=False, placement=placement)
-        names = list(storage.iter_namespaces())
+        names = open_store(engine, placement).namespaces()
     if as_json:
         echo_json(names)
         return
@@ -57,10 +56,7 @@ def remove_namespace_command(url: str, namespace: str, yes: bool, placement: Pla
     """
     confirm(yes, f"Remove every token of namespace {namespace!r}?")
     with database(url) as engine:
-        storage = SQLAlchemyTokenStorage(
-            engine, namespace=namespace, create_schema=False, placement=placement
-        )
-        removed = storage.remove_namespace()
+        removed = open_store(engine, placement).for_namespace(namespace).remove_namespace()
     click.echo(f"removed {removed} row(s) from namespace {namespace!r}")
 
 
@@ -71,7 +67,7 @@ def remove_namespace_command(url: str, namespace: str, yes: bool, placement: Pla
 def prune(url: str, dry_run: bool, placement: Placement) -> None:
     """Remove rows that can never be used again: access token expired, no refresh token."""
     with database(url) as engine:
-        count = maintenance.prune(engine, dry_run=dry_run, placement=placement)
+        count = open_store(engine, placement).prune(dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     click.echo(f"{verb} {count} row(s) with an expired access token and no refresh token")
 
@@ -97,7 +93,7 @@ def stats(url: str, by: str, as_json: bool, placement: Placement) -> None:
     "expired", "unusable"}; --by leaves out the list not asked for.
     """
     with database(url) as engine:
-        found = maintenance.stats(engine, placement=placement)
+        found = open_store(engine, placement).stats()
     shown = {
         title: getattr(found, key) for title, key in STATS_SECTIONS.items() if by in (title, "both")
     }

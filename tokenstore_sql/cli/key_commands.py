@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import click
 
-from ..crypto import KeyRing, generate_key
+from ..crypto import generate_key
 from ..models import Placement
-from ..rotation import DEFAULT_BATCH_SIZE, rotate_keys
+from ..rotation import DEFAULT_BATCH_SIZE
 from ._common import (
     CommandError,
     database,
+    key_ring,
     keys_option,
+    open_store,
     placement_options,
     url_option,
 )
@@ -20,7 +22,7 @@ from ._common import (
 def generate_key_command() -> None:
     """Print a new random encryption key (32 bytes, URL-safe base64).
 
-    Keep it in a secret store; pass keys to storages as encryption_keys=[...] and to
+    Keep it in a secret store; pass keys to storages and stores as keys=[...] and to
     this command line as TOKENSTORE_SQL_KEYS (comma-separated, newest first).
     """
     click.echo(generate_key())
@@ -51,10 +53,9 @@ def rotate_keys_command(
     if not keys and not decrypt:
         raise CommandError("no keys: pass --keys or set TOKENSTORE_SQL_KEYS")
     with database(url) as engine:
-        ring = KeyRing.from_text(keys) if keys else None
-        report = rotate_keys(
-            engine, ring, decrypt=decrypt, batch_size=batch_size, placement=placement
-        )
+        store = open_store(engine, placement, key_ring(keys))
+        report = store.rotate_keys(decrypt=decrypt, batch_size=batch_size)
+    ring = store.keys
     if decrypt or ring is None:
         done = f"stored {report.rewritten} row(s) in clear text"
     else:

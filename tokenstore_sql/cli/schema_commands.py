@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import click
 from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError
@@ -24,6 +22,7 @@ from ._common import (
     database,
     echo_json,
     json_option,
+    open_store,
     optional_url_option,
     placement_options,
     url_option,
@@ -65,9 +64,7 @@ def upgrade(
     if url is None:
         raise click.UsageError("Missing option '--url' (or set TOKENSTORE_SQL_URL).")
     with database(url) as engine:
-        schema.migrate(engine, revision, placement)
-        with engine.connect() as connection:
-            found = schema.current_revision(connection, placement)
+        found = open_store(engine, placement).upgrade(revision)
         click.echo(f"database is at revision {found}")
 
 
@@ -101,9 +98,7 @@ def downgrade(url: str, revision: str, yes: bool, placement: Placement) -> None:
     if revision == "base":
         confirm(yes, "Drop the token table and every token in it?")
     with database(url) as engine:
-        schema.downgrade(engine, revision, placement)
-        with engine.connect() as connection:
-            current = schema.current_revision(connection, placement)
+        current = open_store(engine, placement).downgrade(revision)
         click.echo(f"database is at revision {current or 'base (no schema)'}")
 
 
@@ -118,11 +113,8 @@ def current(url: str, as_json: bool, placement: Placement) -> None:
     refuse it (exit status 1). With --json: {"status", "revision", "head",
     "up_to_date"}, as ``check --json`` prints it.
     """
-    with database(url, read_only=True) as engine, engine.connect() as connection:
-        found = schema.status(connection, placement)
-        if found.current is None:  # no schema (printed below), or one not ours (raises)
-            with contextlib.suppress(SchemaOutOfDateError):
-                schema.require_head(connection, placement)
+    with database(url, read_only=True) as engine:
+        found = open_store(engine, placement).status()  # raises for a schema not ours
     if as_json:
         echo_json(_schema_document(_verdict(found), found))
     elif found.current is None:
@@ -155,9 +147,9 @@ def check(url: str, as_json: bool, placement: Placement) -> None:
     "up_to_date"}, status being ok, upgrade-pending, database-newer or not-managed;
     the exit status is the same. A database that cannot be reached prints no JSON.
     """
-    with database(url, read_only=True) as engine, engine.connect() as connection:
+    with database(url, read_only=True) as engine:
         try:
-            found = schema.require_head(connection, placement)
+            found = open_store(engine, placement).check()
         except SchemaTooNewError as exc:
             _echo_verdict(as_json, "database-newer", SchemaStatus(exc.current, exc.head))
             raise PackageTooOldError(str(exc)) from None

@@ -13,18 +13,19 @@ from contextlib import contextmanager
 
 import click
 
-from ..crypto import KeyRing
 from ..errors import ImportFormatError
 from ..formats import discover_app_databases, discover_app_files, globus_app_dir, read_token_file
 from ..models import Placement
-from ..transfer import (
-    CONFLICT_POLICIES,
-    ImportReport,
-    export_token_file,
-    export_token_stream,
-    import_token_files,
+from ..transfer import CONFLICT_POLICIES, ImportReport
+from ._common import (
+    CommandError,
+    database,
+    key_ring,
+    keys_option,
+    open_store,
+    placement_options,
+    url_option,
 )
-from ._common import CommandError, database, keys_option, placement_options, url_option
 
 # Above this many files, import shows a progress bar on stderr while it reads them.
 PROGRESS_BAR_FILES = 5
@@ -94,8 +95,7 @@ def import_command(
             "(--keys or TOKENSTORE_SQL_KEYS); drop one or the other"
         )
     with database(url) as engine, _progress(len(paths)) as progress:
-        report = import_token_files(
-            engine,
+        report = open_store(engine, placement, key_ring(keys)).import_files(
             paths,
             namespace=namespace,
             on_conflict=on_conflict,
@@ -103,8 +103,6 @@ def import_command(
             dry_run=dry_run,
             identity_from_config=identity_from_config,
             progress=progress,
-            encryption_keys=KeyRing.from_text(keys) if keys else None,
-            placement=placement,
             allow_plaintext=plaintext,
         )
     _print_import(report)
@@ -172,25 +170,13 @@ def export(
         raise click.UsageError("--force replaces a file; with - (stdout) there is none")
     if to_stdout and sys.stdout.isatty():
         raise CommandError("refusing to write tokens to a terminal; redirect or pipe stdout")
-    ring = KeyRing.from_text(keys) if keys else None
+    ring = key_ring(keys)
     with database(url) as engine:
+        store = open_store(engine, placement, ring)
         if to_stdout:
-            written = export_token_stream(
-                engine,
-                sys.stdout,
-                namespaces=namespaces or None,
-                encryption_keys=ring,
-                placement=placement,
-            )
+            written = store.export_stream(sys.stdout, namespaces=namespaces or None)
         else:
-            written = export_token_file(
-                engine,
-                path,
-                namespaces=namespaces or None,
-                overwrite=force,
-                encryption_keys=ring,
-                placement=placement,
-            )
+            written = store.export_file(path, namespaces=namespaces or None, overwrite=force)
     where = "stdout" if to_stdout else path
     for name, count in written.items():
         click.echo(f"{where}: namespace {name!r}: {count} token(s)", err=to_stdout)
