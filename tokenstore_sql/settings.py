@@ -47,7 +47,7 @@ class StoreSettings:
     :param placement: the tables' name prefix and PostgreSQL schema (default: tables
         ``tokenstore_sql_tokens`` and ``tokenstore_sql_version`` on the search path)
     :param keys: encryption keys (from ``tokenstore-sql generate-key``), newest first, or
-        a :class:`~tokenstore_sql.KeyRing`: tokens are then stored encrypted with the
+        a :class:`~tokenstore_sql.crypto.KeyRing`: tokens are then stored encrypted with the
         first key and read with whichever key sealed them; None stores them in clear
     :param retry: how transient database failures are retried
     :param create_schema: create the schema when the database has none

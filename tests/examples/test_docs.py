@@ -23,6 +23,7 @@ from __future__ import annotations
 import ast
 import importlib
 import os
+import pkgutil
 import re
 import shutil
 import subprocess
@@ -36,6 +37,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import URL
 
+import tokenstore_sql
 from tests.support import REPO_ROOT
 from tests.support.sdk_files import JSONTokenStorage
 from tokenstore_sql import SQLAlchemyTokenStorage, TokenStorageData
@@ -345,6 +347,17 @@ def test_every_public_name_is_in_the_reference(module: str, documented: set[str]
     assert not missing, f"not in the reference: {missing}"
     if module == "tokenstore_sql":
         assert "tokenstore_sql.__version__" in documented
+
+
+def test_every_module_of_the_package_is_in_the_reference(documented: set[str]) -> None:
+    """Public or internal, each module has a place (internals.rst lists the internal ones)."""
+    modules = [
+        info.name
+        for info in pkgutil.walk_packages(tokenstore_sql.__path__, "tokenstore_sql.")
+        if not info.name.endswith("__main__") and ".contract." not in info.name
+    ]
+    assert len(modules) > 40
+    assert not [name for name in modules if name not in documented]
 
 
 def test_the_cli_reference_shows_every_command(site: Path) -> None:
