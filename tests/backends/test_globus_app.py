@@ -171,13 +171,12 @@ def test_app_namespaces_cannot_collide_through_separators_in_names() -> None:
     )
 
 
-def _readme_move_commands() -> str:
-    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("### In a GlobusApp", 1)[1].split("\n### ", 1)[0]
-    return section.split("```sh\n", 1)[1].split("```", 1)[0]
+def _guide_move_commands() -> str:
+    guide = (REPO_ROOT / "docs" / "guides" / "globus-app.md").read_text(encoding="utf-8")
+    return guide.split("```sh\n", 1)[1].split("```", 1)[0]
 
 
-def test_the_readme_moves_rows_of_the_shared_default_namespace_to_the_app(
+def test_the_guide_moves_rows_of_the_shared_default_namespace_to_the_app(
     empty_database_url: URL, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = empty_database_url.render_as_string(hide_password=False)
@@ -193,7 +192,7 @@ def test_the_readme_moves_rows_of_the_shared_default_namespace_to_the_app(
         "APP_NAME": "portal",
     }
     subprocess.run(
-        ["bash", "-euc", _readme_move_commands()],
+        ["bash", "-euc", _guide_move_commands()],
         cwd=tmp_path,
         env=env,
         capture_output=True,
