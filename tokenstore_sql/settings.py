@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 # What may be passed as ``keys``: a ring, keys to build one from (one key bare), or None.
 KeysInput = KeyRing | Iterable[str | bytes] | None
+"""What ``keys=`` takes: a key ring, keys as text or bytes (newest first), or None."""
 
 
 class SettingsOptions(TypedDict, total=False):
@@ -190,3 +191,4 @@ def _check_type(name: str, value: object, expected: type, *, optional: bool = Fa
 
 
 DEFAULT_SETTINGS = StoreSettings()
+"""The settings of a storage or store given none: every field at its default."""

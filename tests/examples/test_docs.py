@@ -250,6 +250,8 @@ PUBLIC_MODULES = (
     "async_refresh",
     "locks",
     "namespaces",
+    "admin",
+    "settings",
     "testing",
 )
 
@@ -267,6 +269,11 @@ def _generate_pictures() -> None:
         pytest.skip(reason)
     result = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# The tests that read the built site share one build, on one worker: the build also
+# draws into docs/_generated, which two builds at once would write together.
+ON_THE_SITE = pytest.mark.xdist_group("docs-site")
 
 
 @pytest.fixture(scope="module")
@@ -332,6 +339,7 @@ def _where(module_name: str, name: str) -> set[str]:
     return places
 
 
+@ON_THE_SITE
 @pytest.mark.parametrize(
     "module", ["tokenstore_sql", *(f"tokenstore_sql.{m}" for m in PUBLIC_MODULES)]
 )
@@ -349,6 +357,7 @@ def test_every_public_name_is_in_the_reference(module: str, documented: set[str]
         assert "tokenstore_sql.__version__" in documented
 
 
+@ON_THE_SITE
 def test_every_module_of_the_package_is_in_the_reference(documented: set[str]) -> None:
     """Public or internal, each module has a place (internals.rst lists the internal ones)."""
     modules = [
@@ -360,6 +369,7 @@ def test_every_module_of_the_package_is_in_the_reference(documented: set[str]) -
     assert not [name for name in modules if name not in documented]
 
 
+@ON_THE_SITE
 def test_the_cli_reference_shows_every_command(site: Path) -> None:
     from tokenstore_sql.cli import main
 
