@@ -71,14 +71,12 @@ def optional_url_option(command: F) -> F:
 
 
 def _url(callback: Callable[..., Any] | None) -> Callable[[F], F]:
-    return click.option(
-        "--url",
-        envvar=URL_VARIABLE,
-        show_envvar=True,
-        callback=callback,
-        help=URL_HELP,
-        metavar="URL",
-    )
+    return _env_option("--url", URL_VARIABLE, callback=callback, help=URL_HELP, metavar="URL")
+
+
+def _env_option(name: str, variable: str, **attributes: Any) -> Callable[[F], F]:
+    """Make an option that falls back to ``variable``, which click then names in its help."""
+    return click.option(name, envvar=variable, show_envvar=True, **attributes)
 
 
 def open_engine(url: str, *, read_only: bool = False) -> Engine:
@@ -157,17 +155,15 @@ def placement_options(command: F) -> F:
             raise CommandError(str(exc)) from None
         return command(*args, placement=placement, **kwargs)
 
-    with_schema = click.option(
+    with_schema = _env_option(
         "--schema",
-        envvar=SCHEMA_VARIABLE,
-        show_envvar=True,
+        SCHEMA_VARIABLE,
         metavar="SCHEMA",
         help="PostgreSQL schema of the tables; without it, the search path.",
     )(with_placement)
-    return click.option(  # type: ignore[return-value]  # the wrapper takes new options
+    return _env_option(  # type: ignore[return-value]  # the wrapper takes new options
         "--table-prefix",
-        envvar=TABLE_PREFIX_VARIABLE,
-        show_envvar=True,
+        TABLE_PREFIX_VARIABLE,
         default=DEFAULT_TABLE_PREFIX,
         show_default=True,
         metavar="PREFIX",
@@ -175,25 +171,21 @@ def placement_options(command: F) -> F:
     )(with_schema)
 
 
-def keys_option(command: F) -> F:
-    """Add ``--keys`` (falling back to ``TOKENSTORE_SQL_KEYS``) to a command."""
-    return click.option(
-        "--keys",
-        envvar=KEYS_VARIABLE,
-        show_envvar=True,
-        metavar="KEYS",
-        help="The database's encryption keys, comma-separated, newest first.",
-    )(command)
+# ``--keys``, falling back to ``TOKENSTORE_SQL_KEYS``.
+keys_option = _env_option(
+    "--keys",
+    KEYS_VARIABLE,
+    metavar="KEYS",
+    help="The database's encryption keys, comma-separated, newest first.",
+)
 
-
-def json_option(command: F) -> F:
-    """Add ``--json``, passed to the command as ``as_json`` (see :func:`echo_json`)."""
-    return click.option(
-        "--json",
-        "as_json",
-        is_flag=True,
-        help="Print one JSON document on stdout instead, for scripts and monitoring.",
-    )(command)
+# ``--json``, passed to the command as ``as_json`` (see :func:`echo_json`).
+json_option = click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON document on stdout instead, for scripts and monitoring.",
+)
 
 
 def echo_json(document: object) -> None:
@@ -201,14 +193,13 @@ def echo_json(document: object) -> None:
     click.echo(json.dumps(document, ensure_ascii=False))
 
 
-def yes_option(command: F) -> F:
-    """Add ``--yes`` to a command that destroys tokens (see :func:`confirm`)."""
-    return click.option(
-        "--yes",
-        "-y",
-        is_flag=True,
-        help="Do it without asking; needed where there is no terminal to ask on.",
-    )(command)
+# ``--yes``, for a command that destroys tokens (see :func:`confirm`).
+yes_option = click.option(
+    "--yes",
+    "-y",
+    is_flag=True,
+    help="Do it without asking; needed where there is no terminal to ask on.",
+)
 
 
 def confirm(yes: bool, question: str) -> None:
