@@ -129,19 +129,23 @@ def database(url: str, *, read_only: bool = False) -> Iterator[Engine]:
         engine.dispose()
 
 
-def open_store(engine: Engine, placement: Placement, keys: KeyRing | None = None) -> TokenStore:
-    """Give a command's store on its engine: never creating a schema a command did not ask for."""
-    return TokenStore(
-        engine, settings=StoreSettings(placement=placement, keys=keys, create_schema=False)
-    )
+@contextmanager
+def store_on(
+    url: str, placement: Placement, keys: str | None = None, *, read_only: bool = False
+) -> Iterator[TokenStore]:
+    """Give a command's store on its own engine (see :func:`database`).
 
-
-def key_ring(keys: str | None) -> KeyRing | None:
-    """Read the comma-separated keys of ``--keys``, if any.
-
-    :raises EncryptionKeyError: a key that is not one
+    The comma-separated ``keys`` of ``--keys`` are read first, so a key that is not one
+    is one line before the database is opened (or a SQLite file created). The store
+    never creates a schema a command did not ask for.
     """
-    return KeyRing.from_text(keys) if keys else None
+    try:
+        ring = KeyRing.from_text(keys) if keys else None
+    except TokenStoreError as exc:
+        raise CommandError(str(exc)) from None
+    settings = StoreSettings(placement=placement, keys=ring, create_schema=False)
+    with database(url, read_only=read_only) as engine:
+        yield TokenStore(engine, settings=settings)
 
 
 def placement_options(command: F) -> F:
