@@ -26,17 +26,16 @@ from ._sdk import TokenStorageData
 from .async_engines import AsyncEngineOwner
 from .async_refresh import async_refresh_once
 from .async_storage import AsyncSQLAlchemyTokenStorage
-from .engines import masked_url
-from .namespaces import check_app_label, user_namespace
 from .refresh import OnRefresh
 from .schema import SchemaStatus, ensure_schema_on, require_head
-from .settings import SettingsOptions, StoreSettings, UsesSettings
+from .settings import SettingsOptions, StoreSettings
+from .store_common import AppStore
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 
-class AsyncTokenStore(UsesSettings, AsyncEngineOwner):
+class AsyncTokenStore(AppStore[AsyncEngine], AsyncEngineOwner):
     """The token data of many users in one database, over one shared async engine.
 
     Constructing it does no I/O; the first call (or :meth:`check_schema`, in an ASGI
@@ -59,21 +58,8 @@ class AsyncTokenStore(UsesSettings, AsyncEngineOwner):
         settings: StoreSettings | None = None,
         **options: Unpack[SettingsOptions],
     ) -> None:
-        if app is not None:
-            check_app_label(app)
-        self.app = app
-        chosen = self._take_settings(settings, options)
+        chosen = self._take_app(app, settings, options)
         self._hold_engine(url_or_async_engine, chosen.engine_options)
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(dialect={self.engine.dialect.name!r}, app={self.app!r}, "
-            f"url={masked_url(self.engine.url)!r})"
-        )
-
-    def namespace_for(self, identity_id: str | uuid.UUID) -> str:
-        """Return a user's namespace in this store (see :func:`~tokenstore_sql.user_namespace`)."""
-        return user_namespace(identity_id, app=self.app)
 
     def for_namespace(self, namespace: str) -> AsyncSQLAlchemyTokenStorage:
         """Return a storage over the shared engine for any namespace; no I/O."""

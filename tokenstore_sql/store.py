@@ -26,17 +26,17 @@ from sqlalchemy import URL, Engine
 
 from ._sdk import TokenStorageData
 from .admin import StoreAdmin
-from .engines import EngineOwner, masked_url
-from .namespaces import check_app_label, user_namespace
+from .engines import EngineOwner
 from .refresh import LockingRefreshTokenAuthorizer, OnRefresh, refresh_once
-from .settings import SettingsOptions, StoreSettings, UsesSettings
+from .settings import SettingsOptions, StoreSettings
 from .storage import SQLAlchemyTokenStorage
+from .store_common import AppStore
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 
-class TokenStore(UsesSettings, StoreAdmin, EngineOwner):
+class TokenStore(AppStore[Engine], StoreAdmin, EngineOwner):
     """The token data of many users in one database, over one shared engine.
 
     :param url_or_engine: a database URL, or an ``Engine`` (which the store then never
@@ -57,21 +57,8 @@ class TokenStore(UsesSettings, StoreAdmin, EngineOwner):
         settings: StoreSettings | None = None,
         **options: Unpack[SettingsOptions],
     ) -> None:
-        if app is not None:
-            check_app_label(app)
-        self.app = app
-        chosen = self._take_settings(settings, options)
+        chosen = self._take_app(app, settings, options)
         self._hold_engine(url_or_engine, chosen.engine_options)
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(dialect={self.engine.dialect.name!r}, app={self.app!r}, "
-            f"url={masked_url(self.engine.url)!r})"
-        )
-
-    def namespace_for(self, identity_id: str | uuid.UUID) -> str:
-        """Return a user's namespace in this store (see :func:`user_namespace`)."""
-        return user_namespace(identity_id, app=self.app)
 
     def for_namespace(self, namespace: str) -> SQLAlchemyTokenStorage:
         """Return a storage over the shared engine for any namespace.

@@ -92,6 +92,20 @@ def test_rotate_keys_without_keys_is_refused(cli: Cli) -> None:
     assert "TOKENSTORE_SQL_KEYS" in result.stderr
 
 
+@pytest.mark.parametrize("command", [["rotate-keys"], ["export", "out.json"]])
+def test_a_key_that_is_not_one_is_one_line_before_the_database_is_opened(
+    cli: Cli, tmp_path: Path, command: list[str]
+) -> None:
+    database = tmp_path / "never-created.db"
+    result = cli(*command, "--url", f"sqlite:///{database}", keys="not-a-key")
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: encryption key #1")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "not-a-key" not in result.stderr
+    assert not database.exists()
+
+
 def test_downgrade_below_0002_refuses_while_rows_are_encrypted(
     cli: Cli, empty_database_url: URL
 ) -> None:

@@ -6,7 +6,7 @@ bug and keeps its traceback.
 
 The commands live by topic in ``schema_commands``, ``key_commands``,
 ``transfer_commands`` and ``data_commands``; ``_common`` holds what they share (errors,
-options, the engine, JSON output).
+options, the store on its engine, JSON output).
 """
 
 from __future__ import annotations

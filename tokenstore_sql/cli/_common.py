@@ -71,14 +71,12 @@ def optional_url_option(command: F) -> F:
 
 
 def _url(callback: Callable[..., Any] | None) -> Callable[[F], F]:
-    return click.option(
-        "--url",
-        envvar=URL_VARIABLE,
-        show_envvar=True,
-        callback=callback,
-        help=URL_HELP,
-        metavar="URL",
-    )
+    return _env_option("--url", URL_VARIABLE, callback=callback, help=URL_HELP, metavar="URL")
+
+
+def _env_option(name: str, variable: str, **attributes: Any) -> Callable[[F], F]:
+    """Make an option that falls back to ``variable``, which click then names in its help."""
+    return click.option(name, envvar=variable, show_envvar=True, **attributes)
 
 
 def open_engine(url: str, *, read_only: bool = False) -> Engine:
@@ -131,19 +129,23 @@ def database(url: str, *, read_only: bool = False) -> Iterator[Engine]:
         engine.dispose()
 
 
-def open_store(engine: Engine, placement: Placement, keys: KeyRing | None = None) -> TokenStore:
-    """Give a command's store on its engine: never creating a schema a command did not ask for."""
-    return TokenStore(
-        engine, settings=StoreSettings(placement=placement, keys=keys, create_schema=False)
-    )
+@contextmanager
+def store_on(
+    url: str, placement: Placement, keys: str | None = None, *, read_only: bool = False
+) -> Iterator[TokenStore]:
+    """Give a command's store on its own engine (see :func:`database`).
 
-
-def key_ring(keys: str | None) -> KeyRing | None:
-    """Read the comma-separated keys of ``--keys``, if any.
-
-    :raises EncryptionKeyError: a key that is not one
+    The comma-separated ``keys`` of ``--keys`` are read first, so a key that is not one
+    is one line before the database is opened (or a SQLite file created). The store
+    never creates a schema a command did not ask for.
     """
-    return KeyRing.from_text(keys) if keys else None
+    try:
+        ring = KeyRing.from_text(keys) if keys else None
+    except TokenStoreError as exc:
+        raise CommandError(str(exc)) from None
+    settings = StoreSettings(placement=placement, keys=ring, create_schema=False)
+    with database(url, read_only=read_only) as engine:
+        yield TokenStore(engine, settings=settings)
 
 
 def placement_options(command: F) -> F:
@@ -157,17 +159,15 @@ def placement_options(command: F) -> F:
             raise CommandError(str(exc)) from None
         return command(*args, placement=placement, **kwargs)
 
-    with_schema = click.option(
+    with_schema = _env_option(
         "--schema",
-        envvar=SCHEMA_VARIABLE,
-        show_envvar=True,
+        SCHEMA_VARIABLE,
         metavar="SCHEMA",
         help="PostgreSQL schema of the tables; without it, the search path.",
     )(with_placement)
-    return click.option(  # type: ignore[return-value]  # the wrapper takes new options
+    return _env_option(  # type: ignore[return-value]  # the wrapper takes new options
         "--table-prefix",
-        envvar=TABLE_PREFIX_VARIABLE,
-        show_envvar=True,
+        TABLE_PREFIX_VARIABLE,
         default=DEFAULT_TABLE_PREFIX,
         show_default=True,
         metavar="PREFIX",
@@ -175,25 +175,21 @@ def placement_options(command: F) -> F:
     )(with_schema)
 
 
-def keys_option(command: F) -> F:
-    """Add ``--keys`` (falling back to ``TOKENSTORE_SQL_KEYS``) to a command."""
-    return click.option(
-        "--keys",
-        envvar=KEYS_VARIABLE,
-        show_envvar=True,
-        metavar="KEYS",
-        help="The database's encryption keys, comma-separated, newest first.",
-    )(command)
+# ``--keys``, falling back to ``TOKENSTORE_SQL_KEYS``.
+keys_option = _env_option(
+    "--keys",
+    KEYS_VARIABLE,
+    metavar="KEYS",
+    help="The database's encryption keys, comma-separated, newest first.",
+)
 
-
-def json_option(command: F) -> F:
-    """Add ``--json``, passed to the command as ``as_json`` (see :func:`echo_json`)."""
-    return click.option(
-        "--json",
-        "as_json",
-        is_flag=True,
-        help="Print one JSON document on stdout instead, for scripts and monitoring.",
-    )(command)
+# ``--json``, passed to the command as ``as_json`` (see :func:`echo_json`).
+json_option = click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON document on stdout instead, for scripts and monitoring.",
+)
 
 
 def echo_json(document: object) -> None:
@@ -201,14 +197,13 @@ def echo_json(document: object) -> None:
     click.echo(json.dumps(document, ensure_ascii=False))
 
 
-def yes_option(command: F) -> F:
-    """Add ``--yes`` to a command that destroys tokens (see :func:`confirm`)."""
-    return click.option(
-        "--yes",
-        "-y",
-        is_flag=True,
-        help="Do it without asking; needed where there is no terminal to ask on.",
-    )(command)
+# ``--yes``, for a command that destroys tokens (see :func:`confirm`).
+yes_option = click.option(
+    "--yes",
+    "-y",
+    is_flag=True,
+    help="Do it without asking; needed where there is no terminal to ask on.",
+)
 
 
 def confirm(yes: bool, question: str) -> None:

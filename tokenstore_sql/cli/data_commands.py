@@ -13,11 +13,10 @@ from .. import maintenance
 from ..models import Placement
 from ._common import (
     confirm,
-    database,
     echo_json,
     json_option,
-    open_store,
     placement_options,
+    store_on,
     url_option,
     yes_option,
 )
@@ -34,8 +33,8 @@ def namespaces(url: str, as_json: bool, placement: Placement) -> None:
 
     With --json: one JSON list of the names.
     """
-    with database(url, read_only=True) as engine:
-        names = open_store(engine, placement).namespaces()
+    with store_on(url, placement, read_only=True) as store:
+        names = store.namespaces()
     if as_json:
         echo_json(names)
         return
@@ -55,8 +54,8 @@ def remove_namespace_command(url: str, namespace: str, yes: bool, placement: Pla
     needs --yes).
     """
     confirm(yes, f"Remove every token of namespace {namespace!r}?")
-    with database(url) as engine:
-        removed = open_store(engine, placement).for_namespace(namespace).remove_namespace()
+    with store_on(url, placement) as store:
+        removed = store.for_namespace(namespace).remove_namespace()
     click.echo(f"removed {removed} row(s) from namespace {namespace!r}")
 
 
@@ -66,8 +65,8 @@ def remove_namespace_command(url: str, namespace: str, yes: bool, placement: Pla
 @placement_options
 def prune(url: str, dry_run: bool, placement: Placement) -> None:
     """Remove rows that can never be used again: access token expired, no refresh token."""
-    with database(url) as engine:
-        count = open_store(engine, placement).prune(dry_run=dry_run)
+    with store_on(url, placement) as store:
+        count = store.prune(dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     click.echo(f"{verb} {count} row(s) with an expired access token and no refresh token")
 
@@ -92,8 +91,8 @@ def stats(url: str, by: str, as_json: bool, placement: Placement) -> None:
     [...], "by_resource_server": [...], "total": {...}}, each count as {"name", "rows",
     "expired", "unusable"}; --by leaves out the list not asked for.
     """
-    with database(url) as engine:
-        found = open_store(engine, placement).stats()
+    with store_on(url, placement) as store:
+        found = store.stats()
     shown = {
         title: getattr(found, key) for title, key in STATS_SECTIONS.items() if by in (title, "both")
     }

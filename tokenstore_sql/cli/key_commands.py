@@ -9,11 +9,9 @@ from ..models import Placement
 from ..rotation import DEFAULT_BATCH_SIZE
 from ._common import (
     CommandError,
-    database,
-    key_ring,
     keys_option,
-    open_store,
     placement_options,
+    store_on,
     url_option,
 )
 
@@ -52,8 +50,7 @@ def rotate_keys_command(
     """
     if not keys and not decrypt:
         raise CommandError("no keys: pass --keys or set TOKENSTORE_SQL_KEYS")
-    with database(url) as engine:
-        store = open_store(engine, placement, key_ring(keys))
+    with store_on(url, placement, keys) as store:
         report = store.rotate_keys(decrypt=decrypt, batch_size=batch_size)
     ring = store.keys
     if decrypt or ring is None:

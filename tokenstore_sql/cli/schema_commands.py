@@ -19,12 +19,11 @@ from ._common import (
     CommandError,
     PackageTooOldError,
     confirm,
-    database,
     echo_json,
     json_option,
-    open_store,
     optional_url_option,
     placement_options,
+    store_on,
     url_option,
     yes_option,
 )
@@ -63,8 +62,8 @@ def upgrade(
         return
     if url is None:
         raise click.UsageError("Missing option '--url' (or set TOKENSTORE_SQL_URL).")
-    with database(url) as engine:
-        found = open_store(engine, placement).upgrade(revision)
+    with store_on(url, placement) as store:
+        found = store.upgrade(revision)
         click.echo(f"database is at revision {found}")
 
 
@@ -97,8 +96,8 @@ def downgrade(url: str, revision: str, yes: bool, placement: Placement) -> None:
     """
     if revision == "base":
         confirm(yes, "Drop the token table and every token in it?")
-    with database(url) as engine:
-        current = open_store(engine, placement).downgrade(revision)
+    with store_on(url, placement) as store:
+        current = store.downgrade(revision)
         click.echo(f"database is at revision {current or 'base (no schema)'}")
 
 
@@ -113,8 +112,8 @@ def current(url: str, as_json: bool, placement: Placement) -> None:
     refuse it (exit status 1). With --json: {"status", "revision", "head",
     "up_to_date"}, as ``check --json`` prints it.
     """
-    with database(url, read_only=True) as engine:
-        found = open_store(engine, placement).status()  # raises for a schema not ours
+    with store_on(url, placement, read_only=True) as store:
+        found = store.status()  # raises for a schema not ours
     if as_json:
         echo_json(_schema_document(_verdict(found), found))
     elif found.current is None:
@@ -147,9 +146,9 @@ def check(url: str, as_json: bool, placement: Placement) -> None:
     "up_to_date"}, status being ok, upgrade-pending, database-newer or not-managed;
     the exit status is the same. A database that cannot be reached prints no JSON.
     """
-    with database(url, read_only=True) as engine:
+    with store_on(url, placement, read_only=True) as store:
         try:
-            found = open_store(engine, placement).check()
+            found = store.check()
         except SchemaTooNewError as exc:
             _echo_verdict(as_json, "database-newer", SchemaStatus(exc.current, exc.head))
             raise PackageTooOldError(str(exc)) from None

@@ -19,11 +19,9 @@ from ..models import Placement
 from ..transfer import CONFLICT_POLICIES, ImportReport
 from ._common import (
     CommandError,
-    database,
-    key_ring,
     keys_option,
-    open_store,
     placement_options,
+    store_on,
     url_option,
 )
 
@@ -94,8 +92,8 @@ def import_command(
             "--plaintext stores tokens in clear text, but keys were given "
             "(--keys or TOKENSTORE_SQL_KEYS); drop one or the other"
         )
-    with database(url) as engine, _progress(len(paths)) as progress:
-        report = open_store(engine, placement, key_ring(keys)).import_files(
+    with store_on(url, placement, keys) as store, _progress(len(paths)) as progress:
+        report = store.import_files(
             paths,
             namespace=namespace,
             on_conflict=on_conflict,
@@ -170,9 +168,7 @@ def export(
         raise click.UsageError("--force replaces a file; with - (stdout) there is none")
     if to_stdout and sys.stdout.isatty():
         raise CommandError("refusing to write tokens to a terminal; redirect or pipe stdout")
-    ring = key_ring(keys)
-    with database(url) as engine:
-        store = open_store(engine, placement, ring)
+    with store_on(url, placement, keys) as store:
         if to_stdout:
             written = store.export_stream(sys.stdout, namespaces=namespaces or None)
         else:
