@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ from sqlalchemy import URL, Column, Engine, Integer, MetaData, String, Table, in
 import tokenstore_sql
 import tokenstore_sql.deploy
 from tests.support.databases import BACKENDS
+from tests.support.processes import run_python
 from tests.support.sdk import make_token_data
 from tokenstore_sql import SQLAlchemyTokenStorage, create_engine, schema
 from tokenstore_sql.models import TOKENS_TABLE, VERSION_TABLE
@@ -145,13 +145,8 @@ def app_dir(tmp_path: Path) -> Path:
 def _alembic(app: Path, url: URL, *args: str) -> subprocess.CompletedProcess[str]:
     env = {key: value for key, value in os.environ.items() if key != "TOKENSTORE_SQL_URL"}
     env["APP_DATABASE_URL"] = url.render_as_string(hide_password=False)
-    result = subprocess.run(
-        [sys.executable, "-m", "alembic", "-c", str(app / "alembic.ini"), *args],
-        cwd=app,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = run_python(
+        "-m", "alembic", "-c", str(app / "alembic.ini"), *args, cwd=app, env=env, timeout=120
     )
     assert "Traceback" not in result.stderr, result.stderr
     return result
