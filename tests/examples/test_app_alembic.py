@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import URL, Column, Engine, Integer, MetaData, String, Table, inspect, text
+from sqlalchemy import URL, Engine, MetaData, inspect, text
 
 import tokenstore_sql
 import tokenstore_sql.deploy
@@ -33,16 +33,9 @@ APP_REVISION = "a001"
 APP_TABLES = {"app_users", "alembic_version"}
 OUR_TABLES = {TOKENS_TABLE, VERSION_TABLE}
 
-ENV_PY = '''
-"""The application's Alembic environment, with tokenstore-sql's migrations alongside."""
-
-import os
-
-from alembic import context
-from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine
-
-import tokenstore_sql
-import tokenstore_sql.deploy
+# The application's models, in its env.py and (for comparison) in the tests' process.
+APP_MODELS = """
+from sqlalchemy import Column, Integer, MetaData, String, Table
 
 target_metadata = MetaData()
 Table(
@@ -51,7 +44,23 @@ Table(
     Column("id", Integer, primary_key=True),
     Column("email", String(255), nullable=False),
 )
+"""
 
+ENV_PY = (
+    '''
+"""The application's Alembic environment, with tokenstore-sql's migrations alongside."""
+
+import os
+
+from alembic import context
+from sqlalchemy import create_engine
+
+import tokenstore_sql
+import tokenstore_sql.deploy
+
+'''
+    + APP_MODELS
+    + """
 
 def run_migrations_online() -> None:
     engine = create_engine(os.environ["APP_DATABASE_URL"])
@@ -70,7 +79,8 @@ def run_migrations_online() -> None:
 
 
 run_migrations_online()
-'''
+"""
+)
 
 REVISION_PY = f'''
 """Create app_users."""
@@ -119,13 +129,10 @@ def downgrade() -> None:
 
 
 def _app_metadata() -> MetaData:
-    metadata = MetaData()
-    Table(
-        "app_users",
-        metadata,
-        Column("id", Integer, primary_key=True),
-        Column("email", String(255), nullable=False),
-    )
+    """The application's models, as its env.py declares them."""
+    models: dict[str, Any] = {}
+    exec(APP_MODELS, models)
+    metadata: MetaData = models["target_metadata"]
     return metadata
 
 
