@@ -93,13 +93,24 @@ def empty_database_url(backend: str, servers: Servers, tmp_path: Path) -> Iterat
         yield url
 
 
-@pytest.fixture
-def engine(database_url: URL) -> Iterator[Engine]:
+def _engine(url: URL) -> Iterator[Engine]:
     """An engine with tokenstore-sql's defaults; the test must return every connection."""
-    made = create_engine(database_url)
+    made = create_engine(url)
     yield made
     assert_nothing_checked_out(made)
     made.dispose()
+
+
+@pytest.fixture
+def engine(database_url: URL) -> Iterator[Engine]:
+    """An engine with tokenstore-sql's defaults; the test must return every connection."""
+    yield from _engine(database_url)
+
+
+@pytest.fixture
+def empty_engine(empty_database_url: URL) -> Iterator[Engine]:
+    """:func:`engine` on :func:`empty_database_url`: a database of this test's own, empty."""
+    yield from _engine(empty_database_url)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from sqlalchemy import URL, Engine
 
 from tests.support.databases import BACKENDS, SERVER_PARAMS
 from tests.support.fake_auth import TRANSFER, FakeAuth, mocked
-from tests.support.refreshing import IDENTITY, client_of, run_workers, seed
+from tests.support.refreshing import IDENTITY, client_of, refresh_transfer, run_workers, seed
 from tests.support.sdk import TokenStorageData
 from tokenstore_sql import (
     MissingTokenDataError,
@@ -30,8 +30,7 @@ WORKERS = 4
 def test_a_fresh_token_is_returned_without_asking_auth(storage: SQLAlchemyTokenStorage) -> None:
     auth = FakeAuth()
     seeded = seed(storage, auth, expired=False)
-    with mocked(auth):
-        data = refresh_once(storage, TRANSFER, client_of(auth))
+    data = refresh_transfer(storage, auth)
     assert data.access_token == seeded.access_token
     assert auth.refresh_calls == 0
 
@@ -42,8 +41,7 @@ def test_an_expired_token_is_refreshed_stored_and_keeps_identity_and_extra(
     auth = FakeAuth()
     seeded = seed(storage, auth)
     seen: list[Any] = []
-    with mocked(auth):
-        data = refresh_once(storage, TRANSFER, client_of(auth), on_refresh=seen.append)
+    data = refresh_transfer(storage, auth, on_refresh=seen.append)
 
     stored = storage.get_token_data(TRANSFER)
     assert stored is not None

@@ -21,7 +21,7 @@ from sqlalchemy import URL, Engine, select
 
 from tests.support.databases import BACKENDS
 from tests.support.fake_auth import TRANSFER, FakeAuth, mocked
-from tests.support.refreshing import client_of, seed
+from tests.support.refreshing import client_of, refresh_transfer, seed
 from tests.support.sdk import TokenStorageData
 from tests.support.tracing import sent_statements
 from tokenstore_sql import (
@@ -139,8 +139,7 @@ def test_a_waiter_gets_the_token_the_lease_holder_stores(storage: SQLAlchemyToke
 
     holder = threading.Thread(target=holder_finishes)
     holder.start()
-    with mocked(auth):
-        data = refresh_once(storage, TRANSFER, client_of(auth), lock_timeout=10)
+    data = refresh_transfer(storage, auth, lock_timeout=10)
     holder.join()
     assert data.access_token == fresh.access_token
     assert auth.refresh_calls == 0
@@ -153,8 +152,7 @@ def test_an_expired_lease_of_a_dead_worker_is_taken_over_at_once(
     seed(storage, auth)
     _lease(storage.engine, storage.namespace, "a-dead-worker", -1)
     started = time.monotonic()
-    with mocked(auth):
-        data = refresh_once(storage, TRANSFER, client_of(auth), lock_timeout=10)
+    data = refresh_transfer(storage, auth, lock_timeout=10)
     assert time.monotonic() - started < 2
     assert auth.refresh_calls == 1
     stored = storage.get_token_data(TRANSFER)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import URL, Engine, inspect, select
+from sqlalchemy import Engine, inspect, select
 
 from tests.support import transfer
 from tests.support.sdk import TokenStorageData, close_storage, make_token_data
@@ -35,7 +35,6 @@ from tokenstore_sql import (
     Placement,
     SQLAlchemyTokenStorage,
     StoreSettings,
-    create_engine,
     generate_key,
 )
 from tokenstore_sql.crypto import KeyRing
@@ -365,16 +364,12 @@ def test_dry_run_reports_the_same_and_writes_nothing(
 
 
 def test_dry_run_on_an_empty_database_creates_no_schema(
-    empty_database_url: URL, tmp_path: Path
+    empty_engine: Engine, tmp_path: Path
 ) -> None:
     path = write_json(tmp_path / "t.json", {"DEFAULT": {TRANSFER: make_token_data()}})
-    engine = create_engine(empty_database_url)
-    try:
-        report = import_token_files(engine, [path], dry_run=True)
-        assert counts(report) == [("DEFAULT", "DEFAULT", 1, 0, 0, 0)]
-        assert inspect(engine).get_table_names() == []
-    finally:
-        engine.dispose()
+    report = import_token_files(empty_engine, [path], dry_run=True)
+    assert counts(report) == [("DEFAULT", "DEFAULT", 1, 0, 0, 0)]
+    assert inspect(empty_engine).get_table_names() == []
 
 
 def test_import_into_an_encrypted_database_seals_tokens_and_stays_idempotent(
@@ -404,57 +399,49 @@ def _key_ids(engine: Engine, placement: Placement = DEFAULT_PLACEMENT) -> dict[s
 
 
 def test_import_without_keys_is_refused_where_the_table_holds_encrypted_tokens(
-    empty_database_url: URL, tmp_path: Path, namespace: str
+    empty_engine: Engine, tmp_path: Path, namespace: str
 ) -> None:
     keys = KeyRing([generate_key()])
     token = make_token_data(TRANSFER)
     path = write_json(tmp_path / "t.json", {namespace: {TRANSFER: token}})
-    engine = create_engine(empty_database_url)
-    try:
-        with SQLAlchemyTokenStorage(engine, namespace="sealed", keys=keys) as storage:
-            storage.store_token_data_by_resource_server({AUTH: make_token_data(AUTH)})
-        before = snapshot(engine)
+    with SQLAlchemyTokenStorage(empty_engine, namespace="sealed", keys=keys) as storage:
+        storage.store_token_data_by_resource_server({AUTH: make_token_data(AUTH)})
+    before = snapshot(empty_engine)
 
-        for dry_run in (True, False):
-            with pytest.raises(EncryptionKeyError) as refused:
-                import_token_files(engine, [path], dry_run=dry_run)
-            assert str(refused.value) == (
-                "the token table holds encrypted tokens, but no encryption keys were given; "
-                "pass the keys (--keys, keys=), or --plaintext "
-                "(allow_plaintext=True) to store these tokens in clear text anyway"
-            )
-        assert snapshot(engine) == before
+    for dry_run in (True, False):
+        with pytest.raises(EncryptionKeyError) as refused:
+            import_token_files(empty_engine, [path], dry_run=dry_run)
+        assert str(refused.value) == (
+            "the token table holds encrypted tokens, but no encryption keys were given; "
+            "pass the keys (--keys, keys=), or --plaintext "
+            "(allow_plaintext=True) to store these tokens in clear text anyway"
+        )
+    assert snapshot(empty_engine) == before
 
-        report = import_token_files(engine, [path], allow_plaintext=True)
-        assert counts(report) == [(namespace, namespace, 1, 0, 0, 0)]
-        assert _key_ids(engine) == {"sealed": keys.primary_key_id, namespace: None}
-        assert stored(engine, namespace) == {TRANSFER: token.to_dict()}
-    finally:
-        engine.dispose()
+    report = import_token_files(empty_engine, [path], allow_plaintext=True)
+    assert counts(report) == [(namespace, namespace, 1, 0, 0, 0)]
+    assert _key_ids(empty_engine) == {"sealed": keys.primary_key_id, namespace: None}
+    assert stored(empty_engine, namespace) == {TRANSFER: token.to_dict()}
 
 
 def test_import_without_keys_into_a_table_of_clear_tokens_needs_no_flag(
-    empty_database_url: URL, tmp_path: Path, namespace: str
+    empty_engine: Engine, tmp_path: Path, namespace: str
 ) -> None:
     keys = KeyRing([generate_key()])
     elsewhere = Placement("elsewhere_")  # encrypted tokens in another table do not count
     path = write_json(tmp_path / "t.json", {namespace: {TRANSFER: make_token_data(TRANSFER)}})
-    engine = create_engine(empty_database_url)
-    try:
-        with SQLAlchemyTokenStorage(engine, namespace="clear") as storage:
-            storage.store_token_data_by_resource_server({AUTH: make_token_data(AUTH)})
-        with SQLAlchemyTokenStorage(
-            engine, namespace="sealed", keys=keys, placement=elsewhere
-        ) as storage:
-            storage.store_token_data_by_resource_server({AUTH: make_token_data(AUTH)})
+    with SQLAlchemyTokenStorage(empty_engine, namespace="clear") as storage:
+        storage.store_token_data_by_resource_server({AUTH: make_token_data(AUTH)})
+    with SQLAlchemyTokenStorage(
+        empty_engine, namespace="sealed", keys=keys, placement=elsewhere
+    ) as storage:
+        storage.store_token_data_by_resource_server({AUTH: make_token_data(AUTH)})
 
-        report = import_token_files(engine, [path])
+    report = import_token_files(empty_engine, [path])
 
-        assert counts(report) == [(namespace, namespace, 1, 0, 0, 0)]
-        assert _key_ids(engine) == {"clear": None, namespace: None}
-        assert _key_ids(engine, elsewhere) == {"sealed": keys.primary_key_id}
-    finally:
-        engine.dispose()
+    assert counts(report) == [(namespace, namespace, 1, 0, 0, 0)]
+    assert _key_ids(empty_engine) == {"clear": None, namespace: None}
+    assert _key_ids(empty_engine, elsewhere) == {"sealed": keys.primary_key_id}
 
 
 # --- failures leave the database as it was -------------------------------------------
@@ -655,7 +642,7 @@ def test_export_refuses_extra_that_would_shadow_a_field(
 
 
 def test_import_export_import_is_lossless_with_extra(
-    backend: str, empty_database_url: URL, tmp_path: Path, cli_database: tuple[Path, Any, str]
+    backend: str, empty_engine: Engine, tmp_path: Path, cli_database: tuple[Path, Any, str]
 ) -> None:
     sources = [
         write_json(
@@ -669,22 +656,18 @@ def test_import_export_import_is_lossless_with_extra(
         cli_database[0],
     ]
     first, second = tmp_path / "first.json", tmp_path / "second.json"
-    engine = create_engine(empty_database_url)
-    try:
-        import_token_files(engine, sources)
-        with SQLAlchemyTokenStorage(engine, namespace="alice") as storage:
-            extra = {"policy": {"nested": [1, 2.5, None, True, "ü"]}, "extra": "named extra"}
-            storage.store_token_data_by_resource_server({AUTH: make_token_data(AUTH, extra=extra)})
-        export_token_file(engine, first)
-        before = snapshot(engine)
-        with SQLAlchemyTokenStorage(engine) as storage:
-            for name in list(storage.iter_namespaces()):
-                SQLAlchemyTokenStorage(engine, namespace=name).remove_namespace()
-        import_token_files(engine, [first])
-        export_token_file(engine, second)
-        after = snapshot(engine)
-    finally:
-        engine.dispose()
+    import_token_files(empty_engine, sources)
+    with SQLAlchemyTokenStorage(empty_engine, namespace="alice") as storage:
+        extra = {"policy": {"nested": [1, 2.5, None, True, "ü"]}, "extra": "named extra"}
+        storage.store_token_data_by_resource_server({AUTH: make_token_data(AUTH, extra=extra)})
+    export_token_file(empty_engine, first)
+    before = snapshot(empty_engine)
+    with SQLAlchemyTokenStorage(empty_engine) as storage:
+        for name in list(storage.iter_namespaces()):
+            SQLAlchemyTokenStorage(empty_engine, namespace=name).remove_namespace()
+    import_token_files(empty_engine, [first])
+    export_token_file(empty_engine, second)
+    after = snapshot(empty_engine)
 
     def data_only(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         return [row[:9] for row in rows]  # every column up to extra; not the timestamps

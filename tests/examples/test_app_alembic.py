@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,11 +19,12 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import URL, Column, Engine, Integer, MetaData, String, Table, inspect, text
+from sqlalchemy import URL, Engine, MetaData, inspect, text
 
 import tokenstore_sql
 import tokenstore_sql.deploy
 from tests.support.databases import BACKENDS
+from tests.support.processes import run_python
 from tests.support.sdk import make_token_data
 from tokenstore_sql import SQLAlchemyTokenStorage, create_engine, schema
 from tokenstore_sql.models import TOKENS_TABLE, VERSION_TABLE
@@ -33,16 +33,9 @@ APP_REVISION = "a001"
 APP_TABLES = {"app_users", "alembic_version"}
 OUR_TABLES = {TOKENS_TABLE, VERSION_TABLE}
 
-ENV_PY = '''
-"""The application's Alembic environment, with tokenstore-sql's migrations alongside."""
-
-import os
-
-from alembic import context
-from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine
-
-import tokenstore_sql
-import tokenstore_sql.deploy
+# The application's models, in its env.py and (for comparison) in the tests' process.
+APP_MODELS = """
+from sqlalchemy import Column, Integer, MetaData, String, Table
 
 target_metadata = MetaData()
 Table(
@@ -51,7 +44,23 @@ Table(
     Column("id", Integer, primary_key=True),
     Column("email", String(255), nullable=False),
 )
+"""
 
+ENV_PY = (
+    '''
+"""The application's Alembic environment, with tokenstore-sql's migrations alongside."""
+
+import os
+
+from alembic import context
+from sqlalchemy import create_engine
+
+import tokenstore_sql
+import tokenstore_sql.deploy
+
+'''
+    + APP_MODELS
+    + """
 
 def run_migrations_online() -> None:
     engine = create_engine(os.environ["APP_DATABASE_URL"])
@@ -70,7 +79,8 @@ def run_migrations_online() -> None:
 
 
 run_migrations_online()
-'''
+"""
+)
 
 REVISION_PY = f'''
 """Create app_users."""
@@ -119,13 +129,10 @@ def downgrade() -> None:
 
 
 def _app_metadata() -> MetaData:
-    metadata = MetaData()
-    Table(
-        "app_users",
-        metadata,
-        Column("id", Integer, primary_key=True),
-        Column("email", String(255), nullable=False),
-    )
+    """The application's models, as its env.py declares them."""
+    models: dict[str, Any] = {}
+    exec(APP_MODELS, models)
+    metadata: MetaData = models["target_metadata"]
     return metadata
 
 
@@ -145,13 +152,8 @@ def app_dir(tmp_path: Path) -> Path:
 def _alembic(app: Path, url: URL, *args: str) -> subprocess.CompletedProcess[str]:
     env = {key: value for key, value in os.environ.items() if key != "TOKENSTORE_SQL_URL"}
     env["APP_DATABASE_URL"] = url.render_as_string(hide_password=False)
-    result = subprocess.run(
-        [sys.executable, "-m", "alembic", "-c", str(app / "alembic.ini"), *args],
-        cwd=app,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = run_python(
+        "-m", "alembic", "-c", str(app / "alembic.ini"), *args, cwd=app, env=env, timeout=120
     )
     assert "Traceback" not in result.stderr, result.stderr
     return result

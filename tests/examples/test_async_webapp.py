@@ -106,6 +106,16 @@ async def _expire(store: AsyncTokenStore, identity_id: str) -> Any:
     return before
 
 
+@asynccontextmanager
+async def _expired_session(
+    app: Starlette, store: AsyncTokenStore, auth: FakeAuth
+) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
+    """Alice's browser, logged in, her Auth access token since expired; and the token."""
+    async with _browser(app) as alice:
+        await _log_in(alice, auth, ALICE, "alice")
+        yield alice, await _expire(store, ALICE)
+
+
 async def _csrf(client: httpx.AsyncClient) -> str:
     found = re.search(r'name="csrf" value="([^"]+)"', (await client.get("/")).text)
     assert found is not None
@@ -183,9 +193,7 @@ async def test_a_callback_with_a_forged_state_stores_nothing(
 async def test_requests_at_once_refresh_an_expired_token_once(
     app: Starlette, store: AsyncTokenStore, auth: FakeAuth
 ) -> None:
-    async with _browser(app) as alice:
-        await _log_in(alice, auth, ALICE, "alice")
-        before = await _expire(store, ALICE)
+    async with _expired_session(app, store, auth) as (alice, before):
         auth.refresh_delay = 0.2  # the three requests all find the token expired
 
         pages = await asyncio.gather(*(alice.get("/profile") for _ in range(3)))
@@ -230,9 +238,7 @@ async def test_two_workers_refresh_an_expired_token_once(
 async def test_a_refused_refresh_token_sends_the_user_to_log_in_again(
     app: Starlette, store: AsyncTokenStore, auth: FakeAuth
 ) -> None:
-    async with _browser(app) as alice:
-        await _log_in(alice, auth, ALICE, "alice")
-        before = await _expire(store, ALICE)
+    async with _expired_session(app, store, auth) as (alice, before):
         auth.revoke({"token": before.refresh_token})  # revoked elsewhere, say
 
         answer = await alice.get("/profile")

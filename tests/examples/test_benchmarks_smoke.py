@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from benchmarks.databases import Database
 from benchmarks.timing import measure
 from tests.support import REPO_ROOT
 from tests.support.databases import SERVER_PARAMS
+from tests.support.processes import run_python
 
 # One worker runs the whole module, so that the benchmark itself (a module fixture) runs once.
 pytestmark = pytest.mark.xdist_group("benchmarks")
@@ -48,23 +47,17 @@ def output(tmp_path_factory: pytest.TempPathFactory) -> Path:
     environ = {
         key: value for key, value in os.environ.items() if not key.startswith("TOKENSTORE_SQL_")
     }
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.run",
-            "--smoke",
-            "--backends",
-            "sqlite,postgresql",
-            "--output",
-            str(output),
-        ],
+    completed = run_python(
+        "-m",
+        "benchmarks.run",
+        "--smoke",
+        "--backends",
+        "sqlite,postgresql",
+        "--output",
+        str(output),
         cwd=REPO_ROOT,
         env=environ,
-        capture_output=True,
-        text=True,
         timeout=300,
-        check=False,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert (output / "results.md").read_text(encoding="utf-8").startswith("Run of ")

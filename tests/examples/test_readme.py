@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 from tests.support import REPO_ROOT
+from tests.support.processes import run_python
 
 
 def _readme_commands() -> list[str]:
@@ -31,14 +30,8 @@ def test_ci_runs_the_readme_test_command_as_written() -> None:
 
 def test_quickstart_stores_and_reads_back_without_showing_tokens(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "TOKENSTORE_SQL_URL"}
-    result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "examples" / "quickstart.py")],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
+    result = run_python(
+        str(REPO_ROOT / "examples" / "quickstart.py"), cwd=tmp_path, env=env, timeout=60, check=True
     )
     assert "stored 2 resource servers" in result.stdout
     assert "auth.globus.org: scope='openid profile email'" in result.stdout
@@ -51,14 +44,7 @@ def test_quickstart_stores_and_reads_back_without_showing_tokens(tmp_path: Path)
 def test_the_use_snippet_runs_as_written(tmp_path: Path) -> None:
     readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     snippet = readme.split("\n## Use\n", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
-    result = subprocess.run(
-        [sys.executable, "-c", snippet],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    result = run_python("-c", snippet, cwd=tmp_path, timeout=60, check=True)
     assert result.stdout.splitlines() == [
         "urn:globus:auth:scope:transfer.api.globus.org:all",
         "['transfer.api.globus.org']",

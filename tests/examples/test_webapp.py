@@ -37,10 +37,13 @@ def _store(app: Flask) -> TokenStore:
     return store
 
 
-def _log_in(client: FlaskClient, auth: FakeAuth, identity_id: str, name: str) -> None:
+def _log_in(app: Flask, auth: FakeAuth, identity_id: str, name: str) -> FlaskClient:
+    """A browser of its own, logged in as ``identity_id``."""
+    client = app.test_client()
     callback = login_callback(auth, client.get("/login"), identity_id, name)
     back = client.get("/callback", query_string=callback)
     assert back.status_code == 302
+    return client
 
 
 def _csrf(client: FlaskClient) -> str:
@@ -49,9 +52,7 @@ def _csrf(client: FlaskClient) -> str:
 
 
 def test_two_users_at_once_each_see_only_their_own_tokens(app: Flask, auth: FakeAuth) -> None:
-    alice, bob = app.test_client(), app.test_client()
-    _log_in(alice, auth, ALICE, "alice")
-    _log_in(bob, auth, BOB, "bob")
+    alice, bob = _log_in(app, auth, ALICE, "alice"), _log_in(app, auth, BOB, "bob")
     store = _store(app)
     alice_tokens = store.for_user(ALICE).get_token_data_by_resource_server()
     bob_tokens = store.for_user(BOB).get_token_data_by_resource_server()
@@ -79,8 +80,7 @@ def test_two_users_at_once_each_see_only_their_own_tokens(app: Flask, auth: Fake
 
 
 def test_an_expired_access_token_is_refreshed_through_the_sdk(app: Flask, auth: FakeAuth) -> None:
-    alice = app.test_client()
-    _log_in(alice, auth, ALICE, "alice")
+    alice = _log_in(app, auth, ALICE, "alice")
     storage = _store(app).for_user(ALICE)
     before = storage.get_token_data(AUTH_RS)
     assert before is not None
@@ -100,9 +100,7 @@ def test_an_expired_access_token_is_refreshed_through_the_sdk(app: Flask, auth: 
 
 
 def test_logout_revokes_and_removes_only_that_users_tokens(app: Flask, auth: FakeAuth) -> None:
-    alice, bob = app.test_client(), app.test_client()
-    _log_in(alice, auth, ALICE, "alice")
-    _log_in(bob, auth, BOB, "bob")
+    alice, bob = _log_in(app, auth, ALICE, "alice"), _log_in(app, auth, BOB, "bob")
     store = _store(app)
     alice_tokens = store.for_user(ALICE).get_token_data_by_resource_server()
 

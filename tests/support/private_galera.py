@@ -456,16 +456,6 @@ def _require_binaries() -> None:
         )
 
 
-def _server_account() -> pwd.struct_passwd | None:
-    """The OS account the nodes run as: ``mysql`` as root, else ``None`` (ourselves)."""
-    return os_account(
-        ACCOUNT,
-        "a private Galera cluster",
-        f"there is no {ACCOUNT!r} OS user to run MariaDB as: install the mariadb-server "
-        "package, which creates one",
-    )
-
-
 def _free_ports(count: int) -> list[int]:
     """``count`` different TCP ports of 127.0.0.1 that nothing listens on at the moment."""
     with contextlib.ExitStack() as stack:
@@ -546,7 +536,7 @@ def private_galera(nodes: int = 3, timeout: float = START_TIMEOUT) -> Iterator[P
     if nodes < 1:
         raise ValueError("a cluster has at least one node")
     _require_binaries()
-    account = _server_account()
+    account = os_account(ACCOUNT, "a private Galera cluster", "MariaDB", "mariadb-server")
     began = time.monotonic()
     deadline = began + timeout
     directory = Path(tempfile.mkdtemp(prefix="tokenstore-galera-"))

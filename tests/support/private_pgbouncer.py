@@ -48,8 +48,10 @@ from .private_servers import (
     free_port,
     os_account,
     owned_directory,
+    popen_options,
     read_log,
     setting_text,
+    signal_and_wait,
     start_on_a_free_port,
     unavailable,
     wait_until_ready,
@@ -104,16 +106,6 @@ def find_binary() -> Path:
             f"install the Debian package {PACKAGE}"
         )
     return Path(found)
-
-
-def _account() -> pwd.struct_passwd | None:
-    """The OS account PgBouncer runs as: ``postgres`` as root, else ``None`` (ourselves)."""
-    return os_account(
-        SUPERUSER,
-        "PgBouncer",
-        f"PgBouncer refuses to run as root and there is no {SUPERUSER!r} OS user to run "
-        f"it as: install the Debian package {PACKAGE} (or postgresql), which creates one",
-    )
 
 
 class PrivatePgBouncer:
@@ -343,22 +335,13 @@ class PrivatePgBouncer:
 
     def _popen_options(self) -> dict[str, Any]:
         """Run as the account, in the directory, with no PG* variables around."""
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-        options: dict[str, Any] = {"cwd": self.directory, "env": environment}
-        if self._account is not None:
-            options.update(user=self._account.pw_uid, group=self._account.pw_gid, extra_groups=[])
-        return options
+        return popen_options(self.directory, self._account)
 
     @staticmethod
     def _halt(process: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> None:
         """``SIGTERM`` (immediate shutdown), then ``SIGKILL`` after ``timeout``; reap it."""
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=timeout)
+        if signal_and_wait(process, signal.SIGTERM, timeout):
             return
-        except subprocess.TimeoutExpired:
-            pass
         with contextlib.suppress(ProcessLookupError):
             process.kill()
         process.wait(timeout=timeout)
@@ -394,9 +377,8 @@ def private_pgbouncer(
     if upstream_port == 5432:
         raise ValueError("front a private PostgreSQL server, not the shared one at 5432")
     binary = find_binary()
-    account = _account()
-    directory = owned_directory("tokenstore-pgbouncer-", account)
-    try:
+    account = os_account(SUPERUSER, "PgBouncer", "PgBouncer", f"{PACKAGE} (or postgresql)")
+    with owned_directory("tokenstore-pgbouncer-", account) as directory:
         bouncer = PrivatePgBouncer(
             binary,
             directory,
@@ -413,5 +395,3 @@ def private_pgbouncer(
             yield bouncer
         finally:
             bouncer.stop()
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)

@@ -101,19 +101,24 @@ def _unavailable(reason: str) -> NoReturn:
     unavailable("a private PostgreSQL server", reason)
 
 
-def os_account(name: str, what: str, missing: str) -> pwd.struct_passwd | None:
+def os_account(name: str, what: str, program: str, package: str) -> pwd.struct_passwd | None:
     """The OS account a server runs as when we are root; ``None`` (ourselves) otherwise.
 
     :param name: The account, such as ``postgres`` or ``mysql``.
     :param what: The private server, for :func:`unavailable`.
-    :param missing: The skip reason when there is no such account.
+    :param program: The server program that refuses to run as root, for the skip reason.
+    :param package: The package that creates the account, for the skip reason.
     """
     if os.geteuid() != 0:
         return None
     try:
         return pwd.getpwnam(name)
     except KeyError:
-        unavailable(what, missing)
+        unavailable(
+            what,
+            f"{program} refuses to run as root and there is no {name!r} OS user to run it "
+            f"as: install the {package} package, which creates one",
+        )
 
 
 def _require_binaries() -> None:
@@ -130,12 +135,7 @@ def _require_binaries() -> None:
 
 def _server_account() -> pwd.struct_passwd | None:
     """The OS account the server runs as: ``postgres`` as root, else ``None`` (ourselves)."""
-    return os_account(
-        SUPERUSER,
-        "a private PostgreSQL server",
-        f"PostgreSQL refuses to run as root and there is no {SUPERUSER!r} OS user "
-        f"to run it as: install the {PACKAGE} package, which creates one",
-    )
+    return os_account(SUPERUSER, "a private PostgreSQL server", "PostgreSQL", PACKAGE)
 
 
 def read_log(path: Path) -> str:
@@ -146,16 +146,19 @@ def read_log(path: Path) -> str:
         return ""
 
 
-def owned_directory(prefix: str, account: pwd.struct_passwd | None) -> Path:
-    """A new temporary directory, owned by ``account`` (the servers' OS account) if given."""
+@contextlib.contextmanager
+def owned_directory(prefix: str, account: pwd.struct_passwd | None) -> Iterator[Path]:
+    """A new temporary directory, owned by ``account`` (the servers' OS account) if given.
+
+    It is removed, with all in it, when the block ends.
+    """
     directory = Path(tempfile.mkdtemp(prefix=prefix))
     try:
         if account is not None:
             os.chown(directory, account.pw_uid, account.pw_gid)
-    except BaseException:
+        yield directory
+    finally:
         shutil.rmtree(directory, ignore_errors=True)
-        raise
-    return directory
 
 
 def run_tool(command: Sequence[str], *, timeout: float, **options: Any) -> None:
@@ -174,6 +177,31 @@ def run_tool(command: Sequence[str], *, timeout: float, **options: Any) -> None:
             f"{Path(command[0]).name} failed with exit status {done.returncode}:\n"
             f"{done.stdout}{done.stderr}"
         )
+
+
+def popen_options(
+    directory: Path, account: pwd.struct_passwd | None, **environment: str
+) -> dict[str, Any]:
+    """``subprocess`` options to run a PostgreSQL program as ``account`` in ``directory``.
+
+    :param environment: Variables to set, on top of ours with no PG* variables around.
+    """
+    variables = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    options: dict[str, Any] = {"cwd": directory, "env": {**variables, **environment}}
+    if account is not None:
+        options.update(user=account.pw_uid, group=account.pw_gid, extra_groups=[])
+    return options
+
+
+def signal_and_wait(process: subprocess.Popen[bytes], signum: int, timeout: float) -> bool:
+    """Send ``signum`` to ``process`` and wait up to ``timeout``: whether it has exited."""
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signum)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
 
 
 def wait_until_ready(
@@ -396,10 +424,8 @@ class PrivatePostgres:
 
         :raises RuntimeError: ``initdb`` failed; the message holds its output.
         """
-        command = [
-            str(BINDIR / "initdb"),
-            "--pgdata",
-            str(self.data_directory),
+        self.run_data_tool(
+            "initdb",
             "--username",
             SUPERUSER,
             "--auth",
@@ -409,8 +435,16 @@ class PrivatePostgres:
             "--no-locale",
             "--no-sync",
             "--no-instructions",
-        ]
-        run_tool(command, timeout=120, **self._popen_options())
+            timeout=120,
+        )
+
+    def run_data_tool(self, tool: str, *arguments: str, timeout: float) -> None:
+        """Run ``tool`` (from :data:`BINDIR`) on :attr:`data_directory` as the server would.
+
+        :raises RuntimeError: It failed; the message holds its output.
+        """
+        command = [str(BINDIR / tool), "--pgdata", str(self.data_directory), *arguments]
+        run_tool(command, timeout=timeout, **self._popen_options())
 
     def start(self, timeout: float = START_TIMEOUT) -> None:
         """Start the postmaster on the same port and data, and wait until it takes connections.
@@ -516,12 +550,7 @@ class PrivatePostgres:
 
     def _popen_options(self) -> dict[str, Any]:
         """Run as the server's account, in its directory, with no PG* variables around."""
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-        environment["LC_ALL"] = "C"
-        options: dict[str, Any] = {"cwd": self.directory, "env": environment}
-        if self._account is not None:
-            options.update(user=self._account.pw_uid, group=self._account.pw_gid, extra_groups=[])
-        return options
+        return popen_options(self.directory, self._account, LC_ALL="C")
 
     def _connect(
         self, database: str = "postgres", user: str = SUPERUSER
@@ -564,13 +593,8 @@ class PrivatePostgres:
         reap them everywhere.)
         """
         for step in (signum, signal.SIGQUIT):
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(step)
-            try:
-                process.wait(timeout=timeout)
+            if signal_and_wait(process, step, timeout):
                 return
-            except subprocess.TimeoutExpired:
-                pass
         with contextlib.suppress(ProcessLookupError):
             process.send_signal(signal.SIGCONT)  # a stopped postmaster cannot reap
         _kill_children(process.pid)
@@ -597,8 +621,7 @@ def private_postgresql(**settings: Setting) -> Iterator[PrivatePostgres]:
         raise ValueError(f"the harness sets {', '.join(reserved)} itself")
     _require_binaries()
     account = _server_account()
-    directory = owned_directory("tokenstore-pg-", account)
-    try:
+    with owned_directory("tokenstore-pg-", account) as directory:
         server = PrivatePostgres(
             directory,
             {**_DEFAULTS, **{name: setting_text(value) for name, value in settings.items()}},
@@ -610,5 +633,3 @@ def private_postgresql(**settings: Setting) -> Iterator[PrivatePostgres]:
             yield server
         finally:
             server.shut_down()
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)

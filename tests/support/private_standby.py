@@ -42,7 +42,6 @@ import contextlib
 import os
 import pwd
 import re
-import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -62,7 +61,6 @@ from .private_servers import (
     _unavailable,
     child_pids,
     owned_directory,
-    run_tool,
     setting_text,
 )
 
@@ -127,10 +125,8 @@ class PrivateStandby(PrivatePostgres):
         :param timeout: Seconds the copy may take.
         :raises RuntimeError: ``pg_basebackup`` failed; the message holds its output.
         """
-        command = [
-            str(BINDIR / "pg_basebackup"),
-            "--pgdata",
-            str(self.data_directory),
+        self.run_data_tool(
+            "pg_basebackup",
             "--host",
             HOST,
             "--port",
@@ -144,8 +140,8 @@ class PrivateStandby(PrivatePostgres):
             "--checkpoint",
             "fast",
             "--no-sync",
-        ]
-        run_tool(command, timeout=timeout, **self._popen_options())
+            timeout=timeout,
+        )
 
     def in_recovery(self) -> bool:
         """Whether the server is (still) a standby: ``pg_is_in_recovery()``."""
@@ -304,8 +300,7 @@ def private_standby(
     if not os.access(BINDIR / "pg_basebackup", os.X_OK):
         _unavailable(f"a private standby needs pg_basebackup in {BINDIR}")
     account = _server_account()
-    directory = owned_directory("tokenstore-pg-standby-", account)
-    try:
+    with owned_directory("tokenstore-pg-standby-", account) as directory:
         standby = PrivateStandby(
             directory,
             primary,
@@ -333,5 +328,3 @@ def private_standby(
                 with contextlib.suppress(Exception):
                     _set_synchronous_standby(primary, "")
             standby.shut_down()
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)

@@ -14,7 +14,9 @@ import globus_sdk
 import pytest
 from sqlalchemy import URL
 
-from .fake_auth import TRANSFER, FakeAuth, serving
+from tokenstore_sql.refresh import refresh_once
+
+from .fake_auth import TRANSFER, FakeAuth, mocked, serving
 from .refresh_worker import refresh_worker
 from .sdk import TokenStorageData
 
@@ -41,6 +43,15 @@ def seed(storage: Any, auth: FakeAuth, *, expired: bool = True) -> TokenStorageD
 def client_of(auth: FakeAuth) -> globus_sdk.ConfidentialAppAuthClient:
     """The confidential client that owns ``auth``'s grants."""
     return globus_sdk.ConfidentialAppAuthClient(auth.client_id, "client-secret")
+
+
+def refresh_transfer(storage: Any, auth: FakeAuth, **options: Any) -> TokenStorageData:
+    """:func:`~tokenstore_sql.refresh.refresh_once` of the transfer token, ``auth`` answering.
+
+    :param options: More ``refresh_once`` options, such as ``lock_timeout``.
+    """
+    with mocked(auth):
+        return refresh_once(storage, TRANSFER, client_of(auth), **options)
 
 
 def start_workers(

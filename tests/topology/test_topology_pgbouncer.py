@@ -31,7 +31,7 @@ import time
 import traceback
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -276,10 +276,15 @@ class Tally:
     errors: list[str] = field(default_factory=list)
     mismatches: list[str] = field(default_factory=list)
 
-    def add(self, summary: Mapping[str, Any]) -> None:
-        self.calls.update(summary["calls"])
-        self.errors += summary["errors"]
-        self.mismatches += summary["mismatches"]
+    @classmethod
+    def of(cls, summaries: Iterable[Mapping[str, Any]]) -> Tally:
+        """The sum of ``summaries``."""
+        tally = cls()
+        for summary in summaries:
+            tally.calls.update(summary["calls"])
+            tally.errors += summary["errors"]
+            tally.mismatches += summary["mismatches"]
+        return tally
 
     @property
     def operations(self) -> int:
@@ -368,10 +373,7 @@ def run_contract(
     for worker in workers:
         worker.join(timeout=120)
     assert not any(worker.is_alive() for worker in workers), "a contract thread hung"
-    tally = Tally()
-    for checker in checkers:
-        tally.add(checker.summary())
-    return tally
+    return Tally.of(checker.summary() for checker in checkers)
 
 
 def test_the_storage_contract_holds_call_after_call(deployment: Deployment) -> None:
@@ -458,9 +460,7 @@ def soak_process(
         failures.append(traceback.format_exc(limit=3))
     finally:
         engine.dispose()
-    tally = Tally()
-    for checker in checkers:
-        tally.add(checker.summary())
+    tally = Tally.of(checker.summary() for checker in checkers)
     Path(out).write_text(
         json.dumps(
             {
@@ -538,9 +538,7 @@ def test_a_soak_of_4_processes_of_16_threads_through_a_pool_of_8(
                 process.join(timeout=10)
 
     assert [process.exitcode for process in processes] == [0] * SOAK_PROCESSES
-    tally = Tally()
-    for out in outs:
-        tally.add(json.loads(Path(out).read_text()))
+    tally = Tally.of(json.loads(Path(out).read_text()) for out in outs)
     log.info(
         "soak through PgBouncer (transaction, pool %d): %s in %.1f s (%.0f ops/s); at most "
         "%d server connections, %d clients (%d waiting)",
@@ -616,10 +614,7 @@ async def _run_tasks(url: URL, tasks: int, seconds: float, pool: Mapping[str, in
         )
     finally:
         await storages[0].aclose()
-    tally = Tally()
-    for checker in checkers:
-        tally.add(checker.summary())
-    return tally
+    return Tally.of(checker.summary() for checker in checkers)
 
 
 def test_64_asyncio_tasks_get_exactly_what_they_stored(deployment: Deployment) -> None:
