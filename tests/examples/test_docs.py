@@ -21,6 +21,8 @@ appear in what they print.
 from __future__ import annotations
 
 import ast
+import contextlib
+import fcntl
 import importlib
 import os
 import pkgutil
@@ -271,22 +273,35 @@ def _generate_pictures() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-# The tests that read the built site share one build, on one worker: the build also
-# draws into docs/_generated, which two builds at once would write together.
+# The tests that read the built site share one build where they share a worker.
 ON_THE_SITE = pytest.mark.xdist_group("docs-site")
+
+
+@contextlib.contextmanager
+def _docs_lock() -> Iterator[None]:
+    """Hold a lock on docs/_generated: workers (or runs) building at once take turns."""
+    folder = DOCS / "_generated"
+    folder.mkdir(exist_ok=True)
+    with (folder / ".lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The site, built as CI builds it (warnings are errors, references must resolve)."""
-    _generate_pictures()
     out = tmp_path_factory.mktemp("html")
-    result = subprocess.run(
-        [*SPHINX_BUILD, "-d", str(out / ".doctrees"), str(DOCS), str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    with _docs_lock():  # one build at a time draws into docs/_generated and reads it
+        _generate_pictures()
+        result = subprocess.run(
+            [*SPHINX_BUILD, "-d", str(out / ".doctrees"), str(DOCS), str(out)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
     assert result.returncode == 0, result.stderr
     return out
 
