@@ -30,6 +30,7 @@ from werkzeug.serving import make_server
 
 from examples.webapp import create_app
 from tests.support.auth_server import AuthServer, serving_auth
+from tests.support.browser import browser_missing, require_browser
 from tests.support.fake_auth import AUTH_RS, TRANSFER, FakeAuth
 from tests.support.web_examples import app_settings
 from tokenstore_sql import TokenStore
@@ -41,29 +42,10 @@ WIDTH, HEIGHT = 880, 440  # the viewport, and so every screenshot's size in pixe
 NAME, FULL_NAME = "ada@example.org", "Ada Lovelace"
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
-
-
-def _missing() -> str | None:
-    """Say what the browser test lacks on this machine, if anything."""
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        return "no selenium: install the test extra"
-    if shutil.which("chromium") is None or shutil.which("chromedriver") is None:
-        return "no chromium or chromedriver: apt-get install chromium chromium-driver"
-    return None
-
-
 @pytest.fixture
 def browser() -> Iterator[Any]:
     """Headless Chromium driven through chromedriver, both from the system's packages."""
-    reason = _missing()
-    if reason is not None:
-        if _in_ci():
-            pytest.fail(f"CI runs the browser test: {reason}", pytrace=False)
-        pytest.skip(reason)
+    require_browser("the browser test to run")
     from selenium import webdriver
 
     options = webdriver.ChromeOptions()
@@ -150,7 +132,9 @@ def test_without_chromium_on_the_path_the_reason_names_the_packages(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    assert _missing() == "no chromium or chromedriver: apt-get install chromium chromium-driver"
+    assert (
+        browser_missing() == "no chromium or chromedriver: apt-get install chromium chromium-driver"
+    )
 
 
 def test_png_size_refuses_a_truncated_or_corrupt_image() -> None:

@@ -20,6 +20,8 @@ from sqlalchemy import URL, Engine, make_url, text
 
 from tokenstore_sql import create_engine
 
+from .private_servers import in_ci
+
 SERVER_BACKENDS = ("postgresql", "mysql")
 # parametrize("backend", ...) with the backend's mark, for tests that choose their backends
 BACKENDS = [
@@ -61,8 +63,7 @@ def resolve_server(
         return ServerChoice(backend, "environment", url=url)
     if docker_available():
         return ServerChoice(backend, "docker")
-    in_ci = environ.get("CI", "").lower() not in ("", "0", "false", "no")
-    return ServerChoice(backend, None, reason=no_server_reason(backend), must_fail=in_ci)
+    return ServerChoice(backend, None, reason=no_server_reason(backend), must_fail=in_ci(environ))
 
 
 def no_server_reason(backend: str) -> str:
