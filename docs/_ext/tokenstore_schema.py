@@ -160,6 +160,8 @@ DOCUMENTED_MODULES = (
     "async_refresh",
     "locks",
     "namespaces",
+    "admin",
+    "settings",
     "testing",
 )
 _RAISES = re.compile(r":raises (\w+):")
