@@ -36,7 +36,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util import await_only, greenlet_spawn
 
 from .async_direct_drivers import AsyncLent, lend
-from .async_handoff import Handed, Handoff, check_in, handoff_for
+from .async_handoff import Handed, Handoff, check_in, handoff_for, settle_on_disposal
 from .direct import CompiledStatement, driver_error
 
 T = TypeVar("T")
@@ -106,7 +106,8 @@ class _Call(Generic[T]):
 
     def __init__(self, engine: AsyncEngine, work: Callable[[AsyncLent], Awaitable[T]]) -> None:
         self.engine, self.work = engine, work
-        self.handoff: Handoff | None = handoff_for(engine.sync_engine.pool)
+        self.pool = engine.sync_engine.pool
+        self.handoff: Handoff | None = handoff_for(self.pool)
         self.slot = False  # holds one of the handoff's slots
         # Set while the connection is out: a failure leaves them here, for the caller.
         self.connection: PoolProxiedConnection | None = None
@@ -116,6 +117,10 @@ class _Call(Generic[T]):
     async def run(self) -> T:
         handoff = self.handoff
         if handoff is not None:
+            kept = handoff.take_kept()
+            if kept is not None:  # left by the call before, still as it left it
+                self._hold(kept)
+                return await self._handed(*kept)
             if not handoff.take():
                 waiter = handoff.join()
                 try:
@@ -167,13 +172,38 @@ class _Call(Generic[T]):
         return result
 
     def _hand_off(self) -> bool:
+        """Hand the connection to the next call in line, or keep it for the next call."""
         handoff, connection = self.handoff, self.connection
         if handoff is None or connection is None:
             return False
-        if handoff.hand_off((connection, self.lent, self.since)):
+        handed = (connection, self.lent, self.since)
+        settle_on_disposal(self.engine.sync_engine)
+        if handoff.hand_off(handed) or handoff.keep(handed, self._give_back_kept):
             self.connection, self.slot = None, False  # both go to the next call
             return True
         return False
+
+    async def _give_back_kept(self, handed: Handed) -> None:
+        """Give a connection no call took while it was kept back to the pool, as lent.
+
+        If the engine was disposed of meanwhile (its pool replaced), it is closed instead:
+        on psycopg at once; on aiomysql and aiosqlite, whose close is a round trip, once
+        the loop runs again (an engine disposed of right after a call, at the very end of
+        ``asyncio.run()``, may leave it to the garbage collector; ours give it back first).
+        """
+        connection, lent, _ = handed
+        self.slot = True  # the kept connection's, given back with it
+        try:
+            if self.engine.sync_engine.pool is not self.pool:
+                raise ConnectionAbortedError("the engine was disposed of")
+            await lent.finish()
+        except BaseException as exc:  # lost while kept, or the pool is gone
+            # Unshielded: a give-back is a task of its own, or runs before any task.
+            await self._replace(connection, exc, stale_pool=False, shield=False)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        await self._check_in(connection)
 
     async def _check_in(self, connection: PoolProxiedConnection) -> None:
         try:
@@ -209,7 +239,12 @@ class _Call(Generic[T]):
         await self._replace(connection, exc, stale_pool=lost)
 
     async def _replace(
-        self, connection: PoolProxiedConnection, exc: BaseException, *, stale_pool: bool
+        self,
+        connection: PoolProxiedConnection,
+        exc: BaseException,
+        *,
+        stale_pool: bool,
+        shield: bool = True,
     ) -> None:
         """Invalidate the connection and return it, even if the task is cancelled (again)."""
         pool = self.engine.sync_engine.pool
@@ -226,6 +261,7 @@ class _Call(Generic[T]):
 
         try:
             # Shielded: closing a connection may await (aiomysql says goodbye).
-            await asyncio.shield(greenlet_spawn(invalidate))
+            closing = greenlet_spawn(invalidate)
+            await (asyncio.shield(closing) if shield else closing)
         finally:
             self.release()

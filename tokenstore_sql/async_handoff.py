@@ -18,18 +18,30 @@ connection goes back to the pool at once. A connection circulates for at most
 invalidation of stale connections still reach it; a wait is bounded by the pool's
 timeout, as a wait inside the pool is. A pool with no fixed capacity (NullPool,
 unlimited overflow) gets no handoff: each call takes its connection from the pool.
+
+A call that is done while none waits keeps its connection, as it left it, for the next
+call: a task awaiting one storage call after another then takes no connection from the
+pool at all (the pool's greenlet and checkout were half the cost of an uncontended get).
+A kept connection goes back to the pool at the event loop's next turn unless a call
+takes it first, so a connection waits kept for no longer than the code that runs
+between two awaits; the pool then gets it as it would have from the call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import time
 import weakref
 from collections import deque
+from collections.abc import Callable, Coroutine, Generator
 from typing import Any, Final
 
+from sqlalchemy import Engine, event
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import Pool, PoolProxiedConnection, QueuePool
+from sqlalchemy.util.concurrency import await_only, in_greenlet
 
 # How long a connection may go from call to call before it goes back to the pool.
 HANDOFF_SECONDS: Final = 1.0
@@ -37,6 +49,8 @@ HANDOFF_SECONDS: Final = 1.0
 # A connection handed on: with its driver handle (which knows what the call switched, to
 # switch back before the pool gets it), and when it left the pool.
 Handed = tuple[PoolProxiedConnection, Any, float]
+# Gives a kept connection back to the pool (then releases its slot).
+GiveBack = Callable[[Handed], Coroutine[Any, Any, None]]
 
 
 class Handoff:
@@ -55,6 +69,8 @@ class Handoff:
         # One timer, for the first deadline in line: a timer per wait would cost every
         # call a heap entry in the event loop, most of them cancelled.
         self._timer: asyncio.TimerHandle | None = None
+        self._kept: tuple[Handed, GiveBack] | None = None
+        self._giving_back: set[asyncio.Task[None]] = set()  # referenced until done
 
     def take(self) -> bool:
         """Take a free slot, if one is free and no call is waiting for one (no I/O)."""
@@ -90,6 +106,50 @@ class Handoff:
             return False
         waiter.set_result(handed)
         return True
+
+    def keep(self, handed: Handed, give_back: GiveBack) -> bool:
+        """Keep a clean connection, with its slot, for the next call until the loop turns.
+
+        Unless a call takes it first (:meth:`take_kept`), ``give_back(handed)`` runs at the
+        loop's next turn (in a task from its first wait on), and must :meth:`release` the slot.
+
+        :returns: False when it must go back to the pool now (then :meth:`release` the slot)
+        """
+        if self._kept is not None or time.monotonic() - handed[2] >= HANDOFF_SECONDS:
+            return False
+        self._kept = kept = (handed, give_back)
+        asyncio.get_running_loop().call_soon(self._give_back, kept)
+        return True
+
+    def take_kept(self) -> Handed | None:
+        """Take the kept connection and its slot, if one is kept (no I/O)."""
+        kept, self._kept = self._kept, None
+        return None if kept is None else kept[0]
+
+    async def settle(self) -> None:
+        """Give the kept connection back to the pool now, and wait for those on their way.
+
+        Before the pool is disposed of; afterwards every connection of this loop's calls
+        that is not in a call is in the pool.
+        """
+        kept, self._kept = self._kept, None
+        if kept is not None:
+            await kept[1](kept[0])
+        if self._giving_back:
+            await asyncio.gather(*self._giving_back, return_exceptions=True)
+
+    def _give_back(self, kept: tuple[Handed, GiveBack]) -> None:
+        if self._kept is not kept:  # taken by a call meanwhile
+            return
+        self._kept = None
+        handed, give_back = kept
+        # At once, in this callback, as far as it goes: the pool takes a connection back
+        # with no I/O, and a task started now might not run before the loop stops (at the
+        # end of asyncio.run(), a connection left out of the pool is garbage-collected).
+        task = _run_now_or_soon(give_back(handed))
+        if task is not None:
+            self._giving_back.add(task)
+            task.add_done_callback(self._giving_back.discard)
 
     def release(self) -> None:
         """Give up a slot: to the first call in line (to fill from the pool), or free it."""
@@ -127,6 +187,34 @@ class Handoff:
             self._timer = loop.call_at(self._waiting[0][1], self._expire)
 
 
+def _run_now_or_soon(coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
+    """Run ``coroutine`` now until it first waits; a task finishes it from there (or None).
+
+    For the rare give-back that must wait for I/O (closing a connection the pool has no
+    room for, on a driver whose close is a round trip).
+    """
+    try:
+        waited = coroutine.send(None)
+    except StopIteration:
+        return None
+    return asyncio.get_running_loop().create_task(_resumed(coroutine, waited))
+
+
+async def _resumed(coroutine: Coroutine[Any, Any, None], waited: Any) -> None:
+    await _Resume(coroutine, waited)
+
+
+class _Resume:
+    """Awaits what a started coroutine waits for, then resumes it where it stopped."""
+
+    def __init__(self, coroutine: Coroutine[Any, Any, None], waited: Any) -> None:
+        self.coroutine, self.waited = coroutine, waited
+
+    def __await__(self) -> Generator[Any, None, None]:
+        yield self.waited  # the future the coroutine yielded: the task waits for it
+        return (yield from self.coroutine.__await__())
+
+
 def check_in(connection: PoolProxiedConnection) -> None:
     """Return a connection that is back as it was lent; the pool skips its reset.
 
@@ -148,6 +236,44 @@ def check_in(connection: PoolProxiedConnection) -> None:
 _handoffs: weakref.WeakKeyDictionary[
     Pool, weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Handoff]
 ] = weakref.WeakKeyDictionary()
+
+
+async def settle(pool: Pool) -> None:
+    """Bring every connection of ``pool`` that no call on the running loop holds back to it.
+
+    A connection kept for the next call goes back at the loop's next turn anyway; this
+    is for code that must see the pool whole at once: before disposing of it, or in tests.
+    """
+    by_loop = _handoffs.get(pool)
+    handoff = None if by_loop is None else by_loop.get(asyncio.get_running_loop())
+    if handoff is not None:
+        await handoff.settle()
+
+
+def settle_on_disposal(engine: Engine) -> None:
+    """Have ``engine.dispose()`` close the connection kept on its current pool first.
+
+    Disposing of an engine closes the connections in its pool; one kept for a call that
+    is not coming would be left to the garbage collector. Once per pool.
+    """
+    pool = engine.pool
+    if pool not in _watched:
+        _watched.add(pool)
+        event.listen(engine, "engine_disposed", functools.partial(_disposed, weakref.ref(pool)))
+
+
+_watched: weakref.WeakSet[Pool] = weakref.WeakSet()
+
+
+def _disposed(pool_ref: weakref.ref[Pool], _: Engine) -> None:
+    pool = pool_ref()
+    if pool is None or not in_greenlet():  # a sync dispose(): the kept one goes soon
+        return
+    by_loop = _handoffs.get(pool)
+    with contextlib.suppress(RuntimeError):  # no loop running
+        handoff = None if by_loop is None else by_loop.get(asyncio.get_running_loop())
+        if handoff is not None:
+            await_only(handoff.settle())
 
 
 def handoff_for(pool: Pool) -> Handoff | None:

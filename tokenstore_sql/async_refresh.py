@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from globus_sdk import AuthLoginClient
 
 from ._sdk import TokenStorageData
+from .async_handoff import settle
 from .async_storage import AsyncSQLAlchemyTokenStorage
 from .errors import TokenStoreError
 from .execution_async import read_rows, write_rows
@@ -79,6 +80,8 @@ class _AsyncSteps(RefreshSteps):
         if isinstance(step, Pause):
             return await asyncio.sleep(step.seconds)
         if isinstance(step, CallAuth):
+            # No pooled connection held across Auth's call: not even one kept for a next call.
+            await settle(self.storage.engine.sync_engine.pool)
             return await asyncio.to_thread(
                 self.auth_client.oauth2_refresh_token, step.refresh_token
             )

@@ -40,7 +40,7 @@ from tokenstore_sql import (
     schema,
 )
 from tokenstore_sql.async_engines import async_url
-from tokenstore_sql.async_handoff import HANDOFF_SECONDS, Handoff, handoff_for
+from tokenstore_sql.async_handoff import HANDOFF_SECONDS, Handoff, handoff_for, settle
 
 KEY_A = generate_key()
 TASKS = 300
@@ -99,6 +99,7 @@ def test_hundreds_of_tasks_on_one_engine_make_no_errors(url: URL, namespace: str
         )
         results = await asyncio.gather(*(task(i, rs) for i, rs in plan), return_exceptions=True)
         final = await storage.get_token_data_by_resource_server()
+        await settle(engine.sync_engine.pool)  # the connection kept for a next call
         checked_out = engine.sync_engine.pool.checkedout()  # type: ignore[attr-defined]
         await engine.dispose()
         return results, final, checked_out
@@ -271,6 +272,7 @@ def test_tasks_cancelled_mid_call_leave_the_engine_clean(url: URL, namespace: st
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+        await settle(engine.sync_engine.pool)  # the connection kept for a next call
         assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
         handoff = handoff_for(engine.sync_engine.pool)
         assert handoff is not None
@@ -296,6 +298,7 @@ def test_calls_waiting_for_a_connection_get_it_straight_from_the_call_before(
         event.listen(pool, "checkout", lambda *args: checkouts.append(args))
         with sent_statements(engine) as sent:
             found = await asyncio.gather(*(storage.get_token_data("rs") for _ in range(40)))
+            await settle(pool)  # the connection kept for a next call, before the hooks go
         checked_out = pool.checkedout()  # type: ignore[attr-defined]
         await engine.dispose()
         return found, sent, len(checkouts), checked_out
@@ -320,6 +323,7 @@ def test_a_connection_handed_on_goes_back_to_the_pool_within_the_handoff_time(
         checkouts: list[object] = []
         event.listen(engine.sync_engine.pool, "checkout", lambda *args: checkouts.append(args))
         await asyncio.gather(*(storage.get_token_data("rs") for _ in range(20)))
+        await settle(engine.sync_engine.pool)  # the connection kept for a next call
         checked_out = engine.sync_engine.pool.checkedout()  # type: ignore[attr-defined]
         await engine.dispose()
         return len(checkouts), checked_out
@@ -384,6 +388,7 @@ def test_a_call_waiting_in_line_gives_up_after_the_pools_timeout(url: URL, names
         await asyncio.to_thread(blocker.commit)
         await store
         found = await storage.get_token_data("rs")
+        await settle(engine.sync_engine.pool)  # the connection kept for a next call
         checked_out = engine.sync_engine.pool.checkedout()  # type: ignore[attr-defined]
         await engine.dispose()
         return waited, found, checked_out
@@ -550,6 +555,7 @@ def test_each_call_sends_one_statement(url: URL, namespace: str) -> None:
             with sent_statements(engine) as other:
                 async with engine.begin() as connection:
                     await connection.exec_driver_sql("SELECT 1")
+        await settle(engine.sync_engine.pool)  # the connection kept for a next call
         checked_out = engine.sync_engine.pool.checkedout()  # type: ignore[attr-defined]
         await engine.dispose()
         return calls, other, checked_out
@@ -596,6 +602,7 @@ def test_a_callers_own_async_engine_gets_its_connections_back_as_lent(
                 await storage.remove_token_data("a")
             async with engine.connect() as connection:  # the connection the calls used
                 level = await connection.get_isolation_level()
+        await settle(engine.sync_engine.pool)  # the connection kept for a next call
         checked_out = engine.sync_engine.pool.checkedout()  # type: ignore[attr-defined]
         await engine.dispose()
         return sent, (one, sorted(every)), level, checked_out
