@@ -5,12 +5,13 @@ user's storage, or a fresh access token, in each request. Namespaces follow the 
 convention as the sync store's (see :func:`~tokenstore_sql.user_namespace`), so both
 APIs read each other's rows.
 
-Of the admin operations it has the schema's: :meth:`~AsyncTokenStore.check_schema`,
-:meth:`~AsyncTokenStore.check` and :meth:`~AsyncTokenStore.upgrade`, which a service
-runs in its lifespan. Pruning, statistics, key rotation, import and export are batch
-jobs over every namespace, with blocking file I/O for the last two: they belong to a
-:class:`~tokenstore_sql.TokenStore` (or the command line) given the same
-:class:`~tokenstore_sql.settings.StoreSettings`, run outside the event loop.
+It owns the admin operations, with its settings, as coroutines. The schema's
+:meth:`~AsyncTokenStore.check_schema`, :meth:`~AsyncTokenStore.check` and
+:meth:`~AsyncTokenStore.upgrade`, which a service runs in its lifespan, run on the async
+engine itself. The others (downgrade, status, namespaces, prune, statistics, key
+rotation, import and export) are those of :class:`~tokenstore_sql.TokenStore`, run in a
+worker thread on a sync engine the store opens for them and disposes of in
+:meth:`~AsyncTokenStore.aclose` (see :mod:`tokenstore_sql.async_admin`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from globus_sdk import AuthLoginClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ._sdk import TokenStorageData
+from .async_admin import AsyncStoreAdmin
 from .async_engines import AsyncEngineOwner
 from .async_refresh import async_refresh_once
 from .async_storage import AsyncSQLAlchemyTokenStorage
@@ -33,7 +35,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 
-class AsyncTokenStore(AppStore[AsyncEngine], AsyncEngineOwner):
+class AsyncTokenStore(AppStore[AsyncEngine], AsyncStoreAdmin, AsyncEngineOwner):
     """The token data of many users in one database, over one shared async engine.
 
     Constructing it does no I/O; the first call (or :meth:`check_schema`, in an ASGI
@@ -43,7 +45,7 @@ class AsyncTokenStore(AppStore[AsyncEngine], AsyncEngineOwner):
         by the store)
     :param app: the app or environment label put in every namespace; None for none
     :param settings: placement, keys, retry policy, schema policy and engine options,
-        shared by every storage the store hands out
+        shared by every storage the store hands out and by its admin operations
     :param options: any field of :class:`~tokenstore_sql.settings.StoreSettings` by name,
         replacing that field of ``settings``
     """
@@ -80,6 +82,14 @@ class AsyncTokenStore(AppStore[AsyncEngine], AsyncEngineOwner):
         """
         async with self.engine.connect() as connection:
             await connection.run_sync(ensure_schema_on, self.placement, create=True, upgrade=True)
+
+    async def aclose(self) -> None:
+        """Dispose of the admin operations' engine, and of the engine if created here.
+
+        Safe to repeat.
+        """
+        await self._close_sync_store()
+        await super().aclose()
 
     async def fresh_token_data(
         self,
