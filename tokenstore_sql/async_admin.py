@@ -41,7 +41,7 @@ from .errors import ConfigurationError
 from .settings import StoreSettings
 from .store import TokenStore
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 
 def sync_url(url: URL) -> URL:
@@ -170,7 +170,7 @@ class AsyncStoreAdmin:
             lambda store: store.export_stream(stream, namespaces=namespaces)
         )
 
-    async def _in_thread(self, operation: Callable[[TokenStore], T]) -> T:
+    async def _in_thread(self, operation: Callable[[TokenStore], _T]) -> _T:
         """Run a sync store's operation in a worker thread, on the store's sync twin."""
         store = self._sync_store if self._sync_store is not None else self._open_sync_store()
         return await asyncio.to_thread(operation, store)
