@@ -5,12 +5,13 @@ user's storage, or a fresh access token, in each request. Namespaces follow the 
 convention as the sync store's (see :func:`~tokenstore_sql.user_namespace`), so both
 APIs read each other's rows.
 
-Of the admin operations it has the schema's: :meth:`~AsyncTokenStore.check_schema`,
-:meth:`~AsyncTokenStore.check` and :meth:`~AsyncTokenStore.upgrade`, which a service
-runs in its lifespan. Pruning, statistics, key rotation, import and export are batch
-jobs over every namespace, with blocking file I/O for the last two: they belong to a
-:class:`~tokenstore_sql.TokenStore` (or the command line) given the same
-:class:`~tokenstore_sql.settings.StoreSettings`, run outside the event loop.
+It owns the admin operations, with its settings, as coroutines. The schema's
+:meth:`~AsyncTokenStore.check_schema`, :meth:`~AsyncTokenStore.check` and
+:meth:`~AsyncTokenStore.upgrade`, which a service runs in its lifespan, run on the async
+engine itself. The others (downgrade, status, namespaces, prune, statistics, key
+rotation, import and export) are those of :class:`~tokenstore_sql.TokenStore`, run in a
+worker thread on a sync engine the store opens for them and disposes of in
+:meth:`~AsyncTokenStore.aclose` (see :mod:`tokenstore_sql.async_admin`).
 """
 
 from __future__ import annotations
@@ -19,47 +20,35 @@ import uuid
 from typing import TYPE_CHECKING
 
 from globus_sdk import AuthLoginClient
-from sqlalchemy import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ._sdk import TokenStorageData
+from .async_admin import AsyncStoreAdmin
 from .async_engines import AsyncEngineOwner
 from .async_refresh import async_refresh_once
 from .async_storage import AsyncSQLAlchemyTokenStorage
-from .refresh import OnRefresh
+from .refresh_request import RefreshOptions
 from .schema import SchemaStatus, ensure_schema_on, require_head
-from .settings import SettingsOptions, StoreSettings
 from .store_common import AppStore
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 
-class AsyncTokenStore(AppStore[AsyncEngine], AsyncEngineOwner):
+class AsyncTokenStore(AppStore[AsyncEngine], AsyncStoreAdmin, AsyncEngineOwner):
     """The token data of many users in one database, over one shared async engine.
 
     Constructing it does no I/O; the first call (or :meth:`check_schema`, in an ASGI
     lifespan) checks the schema once.
 
-    :param url_or_async_engine: a database URL, or an ``AsyncEngine`` (never disposed of
+    :param url_or_engine: a database URL, or an ``AsyncEngine`` (never disposed of
         by the store)
     :param app: the app or environment label put in every namespace; None for none
     :param settings: placement, keys, retry policy, schema policy and engine options,
-        shared by every storage the store hands out
+        shared by every storage the store hands out and by its admin operations
     :param options: any field of :class:`~tokenstore_sql.settings.StoreSettings` by name,
         replacing that field of ``settings``
     """
-
-    def __init__(
-        self,
-        url_or_async_engine: str | URL | AsyncEngine,
-        *,
-        app: str | None = None,
-        settings: StoreSettings | None = None,
-        **options: Unpack[SettingsOptions],
-    ) -> None:
-        chosen = self._take_app(app, settings, options)
-        self._hold_engine(url_or_async_engine, chosen.engine_options)
 
     def for_namespace(self, namespace: str) -> AsyncSQLAlchemyTokenStorage:
         """Return a storage over the shared engine for any namespace; no I/O."""
@@ -94,14 +83,20 @@ class AsyncTokenStore(AppStore[AsyncEngine], AsyncEngineOwner):
         async with self.engine.connect() as connection:
             await connection.run_sync(ensure_schema_on, self.placement, create=True, upgrade=True)
 
+    async def aclose(self) -> None:
+        """Dispose of the admin operations' engine, and of the engine if created here.
+
+        Safe to repeat.
+        """
+        await self._close_sync_store()
+        await super().aclose()
+
     async def fresh_token_data(
         self,
         identity_id: str | uuid.UUID,
         resource_server: str,
         auth_client: AuthLoginClient,
-        *,
-        rejected_access_token: str | None = None,
-        on_refresh: OnRefresh | None = None,
+        **options: Unpack[RefreshOptions],
     ) -> TokenStorageData:
         """Return a user's token data for a resource server with a fresh access token.
 
@@ -109,17 +104,14 @@ class AsyncTokenStore(AppStore[AsyncEngine], AsyncEngineOwner):
         worker and task that shares the database (see
         :func:`~tokenstore_sql.refresh.refresh_once`); Auth's HTTP call runs in a worker thread.
 
-        :param rejected_access_token: a token a service refused (HTTP 401)
-        :param on_refresh: called with Auth's response when this call refreshed
+        :param options: those of :func:`~tokenstore_sql.async_refresh.async_refresh_once`:
+            ``rejected_access_token`` (a token a service refused, HTTP 401), ``on_refresh``
+            (called with Auth's response when this call refreshed), ...
         :raises MissingTokenDataError: no token data or no refresh token: log in again
         :raises globus_sdk.AuthAPIError: Auth refused the refresh token
         """
         return await async_refresh_once(
-            self.for_user(identity_id),
-            resource_server,
-            auth_client,
-            rejected_access_token=rejected_access_token,
-            on_refresh=on_refresh,
+            self.for_user(identity_id), resource_server, auth_client, **options
         )
 
     async def remove_user(self, identity_id: str | uuid.UUID) -> int:

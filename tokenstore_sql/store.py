@@ -22,13 +22,13 @@ import uuid
 from typing import TYPE_CHECKING
 
 from globus_sdk import AuthLoginClient
-from sqlalchemy import URL, Engine
+from sqlalchemy import Engine
 
 from ._sdk import TokenStorageData
 from .admin import StoreAdmin
 from .engines import EngineOwner
 from .refresh import LockingRefreshTokenAuthorizer, OnRefresh, refresh_once
-from .settings import SettingsOptions, StoreSettings
+from .refresh_request import RefreshOptions
 from .storage import SQLAlchemyTokenStorage
 from .store_common import AppStore
 
@@ -48,17 +48,6 @@ class TokenStore(AppStore[Engine], StoreAdmin, EngineOwner):
     :param options: any field of :class:`~tokenstore_sql.settings.StoreSettings` by name,
         replacing that field of ``settings``
     """
-
-    def __init__(
-        self,
-        url_or_engine: str | URL | Engine,
-        *,
-        app: str | None = None,
-        settings: StoreSettings | None = None,
-        **options: Unpack[SettingsOptions],
-    ) -> None:
-        chosen = self._take_app(app, settings, options)
-        self._hold_engine(url_or_engine, chosen.engine_options)
 
     def for_namespace(self, namespace: str) -> SQLAlchemyTokenStorage:
         """Return a storage over the shared engine for any namespace.
@@ -99,25 +88,19 @@ class TokenStore(AppStore[Engine], StoreAdmin, EngineOwner):
         identity_id: str | uuid.UUID,
         resource_server: str,
         auth_client: AuthLoginClient,
-        *,
-        rejected_access_token: str | None = None,
-        on_refresh: OnRefresh | None = None,
+        **options: Unpack[RefreshOptions],
     ) -> TokenStorageData:
         """Return a user's token data for a resource server with a fresh access token.
 
         An expired (or refused) access token is refreshed at most once across every
         worker that shares the database (see :func:`~tokenstore_sql.refresh.refresh_once`).
 
+        :param options: those of :func:`~tokenstore_sql.refresh.refresh_once`
+            (``rejected_access_token``, ``on_refresh``, ...)
         :raises MissingTokenDataError: no token data or no refresh token: log in again
         :raises globus_sdk.AuthAPIError: Auth refused the refresh token
         """
-        return refresh_once(
-            self.for_user(identity_id),
-            resource_server,
-            auth_client,
-            rejected_access_token=rejected_access_token,
-            on_refresh=on_refresh,
-        )
+        return refresh_once(self.for_user(identity_id), resource_server, auth_client, **options)
 
     def remove_user(self, identity_id: str | uuid.UUID) -> int:
         """Remove every token of one user (logout, offboarding) in one transaction.

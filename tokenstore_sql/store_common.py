@@ -1,15 +1,17 @@
 """What :class:`~tokenstore_sql.TokenStore` and its async twin share, whatever their engine.
 
-The app label put in every namespace, the settings taken once for every storage handed
-out, and a repr that names the database without its password.
+The constructor (a URL or an engine, the app label put in every namespace, the settings
+taken once for every storage handed out) and a repr that names the database without its
+password.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Generic, TypeVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import URL, Engine
 
 from .engines import masked_url
 from .namespaces import check_app_label, user_namespace
@@ -17,24 +19,39 @@ from .settings import SettingsOptions, StoreSettings, UsesSettings
 
 if TYPE_CHECKING:  # the sync store must not load SQLAlchemy's asyncio extension
     from sqlalchemy.ext.asyncio import AsyncEngine
+    from typing_extensions import Unpack
 
 E = TypeVar("E", Engine, "AsyncEngine")
 
 
 class AppStore(UsesSettings, Generic[E]):
-    """A store's app label and settings; the engine is held by the store's engine owner."""
+    """A store's app label and settings; the engine is held by the store's engine owner.
+
+    The store's class docstring documents the constructor's parameters.
+    """
 
     app: str | None
     engine: E
 
-    def _take_app(
-        self, app: str | None, settings: StoreSettings | None, options: SettingsOptions
-    ) -> StoreSettings:
-        """Check and keep ``app``, then the settings (see :meth:`UsesSettings._take_settings`)."""
+    if TYPE_CHECKING:  # from EngineOwner or AsyncEngineOwner, later in the store's bases
+
+        def _hold_engine(
+            self, url_or_engine: str | URL | E, engine_options: Mapping[str, Any] | None
+        ) -> E: ...
+
+    def __init__(
+        self,
+        url_or_engine: str | URL | E,
+        *,
+        app: str | None = None,
+        settings: StoreSettings | None = None,
+        **options: Unpack[SettingsOptions],
+    ) -> None:
         if app is not None:
             check_app_label(app)
         self.app = app
-        return self._take_settings(settings, options)
+        chosen = self._take_settings(settings, options)
+        self._hold_engine(url_or_engine, chosen.engine_options)
 
     def __repr__(self) -> str:
         return (

@@ -161,6 +161,7 @@ DOCUMENTED_MODULES = (
     "locks",
     "namespaces",
     "admin",
+    "async_admin",
     "settings",
     "testing",
 )

@@ -30,6 +30,7 @@ named in :data:`BACKEND_MODULES`; its shape::
     def pool_arguments(url, arguments, busy_timeout_ms, asynchronous): ...
     def configure_engine(engine, busy_timeout_ms): ...
     def describe(url): ...                       # or None
+    def in_memory(url): return False             # or see sqlite.py
 
     CONDITIONS = {"40001": "serialization_failure", "42501": "insufficient_privilege"}
     condition_name = CONDITIONS.get              # errors: names, retries, privileges
@@ -114,6 +115,8 @@ class Backend:
     :ivar configure_engine: install connection and transaction hooks on an engine we
         created (the sync side of an async one too), given the busy timeout in ms
     :ivar describe: name a URL's database for messages; None: ``name://host:port/db``
+    :ivar in_memory: whether a URL names a database that lives in its one connection,
+        which another engine on the same URL would not reach
     :ivar take_lock: (connection, lock name, timeout s, bound the wait) take a named
         lock in the connection's write transaction; False: not had within the timeout
     :ivar release_lock: release a lock that outlives its transaction; None: the lock
@@ -145,6 +148,7 @@ class Backend:
     pool_arguments: Callable[[URL, dict[str, Any], int, bool], dict[str, Any]]
     configure_engine: Callable[[Engine, int], None]
     describe: Callable[[URL], str] | None
+    in_memory: Callable[[URL], bool]
     take_lock: Callable[[Connection, str, int, bool], bool]
     release_lock: Callable[[Connection, str], None] | None
 
@@ -207,6 +211,11 @@ def backend_of(dialect: Dialect) -> Backend:
 def unchanged_url(url: URL) -> URL:
     """Give the URL as it is (``prepare_url`` of a database whose URLs need nothing)."""
     return url
+
+
+def on_a_server(url: URL) -> bool:
+    """Give False (``in_memory`` of a database on a server: every engine reaches it)."""
+    return False
 
 
 def no_connect_args(url: URL) -> Options:

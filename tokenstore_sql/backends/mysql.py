@@ -21,7 +21,7 @@ from sqlalchemy.types import TypeEngine
 
 from ..errors import ConfigurationError
 from ..transactions import begin_explicitly, configure_galera, configure_mysql
-from . import SINGLE_STATEMENT_OPTION, Options, usual_pool
+from . import SINGLE_STATEMENT_OPTION, Options, on_a_server, usual_pool
 
 name: Final = "mysql"
 title: Final = "MySQL/MariaDB"
@@ -141,6 +141,7 @@ driver: Final = ("pymysql", "mysql")
 async_driver: Final = "aiomysql"
 network: Final = True
 describe: Final = None  # as name://host:port/database
+in_memory: Final = on_a_server
 
 
 def connect_args(url: URL) -> Options:

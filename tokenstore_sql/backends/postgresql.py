@@ -16,7 +16,7 @@ from sqlalchemy import URL, Connection, DateTime, Engine, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 
-from . import Options, on_conflict_upsert, plain_key, unchanged_url, usual_pool
+from . import Options, on_a_server, on_conflict_upsert, plain_key, unchanged_url, usual_pool
 
 name: Final = "postgresql"
 title: Final = "PostgreSQL"
@@ -82,6 +82,7 @@ driver: Final = ("psycopg", "postgresql")
 async_driver: Final = "psycopg"
 network: Final = True
 describe: Final = None  # as name://host:port/database
+in_memory: Final = on_a_server
 multi_primary: Final = False
 engine_defaults: Final[dict[str, Any]] = {}
 prepare_url: Final = unchanged_url

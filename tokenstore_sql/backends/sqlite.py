@@ -105,6 +105,11 @@ def describe(url: URL) -> str:
     return f"sqlite:{path}" if path is not None else "sqlite::memory:"
 
 
+def in_memory(url: URL) -> bool:
+    """Tell whether the database lives in memory: in one connection, not in a file."""
+    return file_path(url) is None
+
+
 # One file: no schemas but "main" and attached files, no cluster of servers, no
 # server-side prepared statements or pool recycling to configure.
 schemas: Final = False
