@@ -36,7 +36,8 @@ from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util import await_only, greenlet_spawn
 
 from .async_direct_drivers import AsyncLent, lend
-from .async_handoff import Handed, Handoff, check_in, handoff_for, settle_on_disposal
+from .async_handoff import Handed, Handoff
+from .async_pools import check_in, handoff_for, settle_on_disposal
 from .direct import CompiledStatement, driver_error
 
 T = TypeVar("T")

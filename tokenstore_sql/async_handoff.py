@@ -30,18 +30,13 @@ between two awaits; the pool then gets it as it would have from the call.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any, Final
 
-from sqlalchemy import Engine, event
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.pool import Pool, PoolProxiedConnection, QueuePool
-from sqlalchemy.util.concurrency import await_only, in_greenlet
+from sqlalchemy.pool import PoolProxiedConnection
 
 # How long a connection may go from call to call before it goes back to the pool.
 HANDOFF_SECONDS: Final = 1.0
@@ -213,92 +208,3 @@ class _Resume:
     def __await__(self) -> Generator[Any, None, None]:
         yield self.waited  # the future the coroutine yielded: the task waits for it
         return (yield from self.coroutine.__await__())
-
-
-def check_in(connection: PoolProxiedConnection) -> None:
-    """Return a connection that is back as it was lent; the pool skips its reset.
-
-    The pool rolls back every connection it gets back: a round trip on aiomysql, a hop
-    to aiosqlite's thread. Only a private method tells the pool the transaction was
-    already reset: the one SQLAlchemy's own ``Connection.close`` uses after ending its
-    transaction. Without it (another SQLAlchemy release) the pool rolls back as before;
-    a test in tests/backends/test_async.py fails then.
-    """
-    close_special = getattr(connection, "_close_special", None)
-    if close_special is None:
-        connection.close()
-    else:
-        close_special(transaction_reset=True)
-
-
-# One handoff per pool and event loop: an engine's connections belong to one loop, and
-# a loop that ends (asyncio.run() returns) takes its calls' slots with it.
-_handoffs: weakref.WeakKeyDictionary[
-    Pool, weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Handoff]
-] = weakref.WeakKeyDictionary()
-
-
-async def settle(pool: Pool) -> None:
-    """Bring every connection of ``pool`` that no call on the running loop holds back to it.
-
-    A connection kept for the next call goes back at the loop's next turn anyway; this
-    is for code that must see the pool whole at once: before disposing of it, or in tests.
-    """
-    by_loop = _handoffs.get(pool)
-    handoff = None if by_loop is None else by_loop.get(asyncio.get_running_loop())
-    if handoff is not None:
-        await handoff.settle()
-
-
-def settle_on_disposal(engine: Engine) -> None:
-    """Have ``engine.dispose()`` close the connection kept on its current pool first.
-
-    Disposing of an engine closes the connections in its pool; one kept for a call that
-    is not coming would be left to the garbage collector. Once per pool.
-    """
-    pool = engine.pool
-    if pool not in _watched:
-        _watched.add(pool)
-        event.listen(engine, "engine_disposed", functools.partial(_disposed, weakref.ref(pool)))
-
-
-_watched: weakref.WeakSet[Pool] = weakref.WeakSet()
-
-
-def _disposed(pool_ref: weakref.ref[Pool], _: Engine) -> None:
-    pool = pool_ref()
-    if pool is None or not in_greenlet():  # a sync dispose(): the kept one goes soon
-        return
-    by_loop = _handoffs.get(pool)
-    with contextlib.suppress(RuntimeError):  # no loop running
-        handoff = None if by_loop is None else by_loop.get(asyncio.get_running_loop())
-        if handoff is not None:
-            await_only(handoff.settle())
-
-
-def handoff_for(pool: Pool) -> Handoff | None:
-    """Give the pool's handoff on the running loop (None: the pool has no fixed capacity).
-
-    A disposed engine's new pool gets a handoff of its own.
-    """
-    by_loop = _handoffs.get(pool)
-    if by_loop is None:
-        if not isinstance(pool, QueuePool) or _capacity(pool) is None:
-            return None
-        by_loop = _handoffs[pool] = weakref.WeakKeyDictionary()
-    loop = asyncio.get_running_loop()
-    handoff = by_loop.get(loop)
-    if handoff is None:
-        assert isinstance(pool, QueuePool)
-        handoff = by_loop[loop] = Handoff(_capacity(pool) or 0, pool.timeout())
-    return handoff
-
-
-def _capacity(pool: QueuePool) -> int | None:
-    # QueuePool (and the async engines' AsyncAdaptedQueuePool) says its size and timeout,
-    # but not its overflow limit: read where it keeps it, and go without a handoff if
-    # that ever moves. pool_size=0 and max_overflow=-1 mean no limit.
-    max_overflow = getattr(pool, "_max_overflow", -1)
-    if not isinstance(max_overflow, int) or max_overflow < 0 or pool.size() <= 0:
-        return None
-    return pool.size() + max_overflow

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from globus_sdk import AuthLoginClient
 
 from ._sdk import TokenStorageData
-from .async_handoff import settle
+from .async_pools import settle
 from .async_storage import AsyncSQLAlchemyTokenStorage
 from .errors import TokenStoreError
 from .execution_async import read_rows, write_rows

@@ -40,7 +40,8 @@ from tokenstore_sql import (
     schema,
 )
 from tokenstore_sql.async_engines import async_url
-from tokenstore_sql.async_handoff import HANDOFF_SECONDS, Handoff, handoff_for, settle
+from tokenstore_sql.async_handoff import HANDOFF_SECONDS, Handoff
+from tokenstore_sql.async_pools import handoff_for, settle
 
 KEY_A = generate_key()
 TASKS = 300
