@@ -51,7 +51,7 @@ async def fetch_rows(
     :raises sqlalchemy.exc.DBAPIError: as SQLAlchemy would raise it, parameters hidden
     """
     params = statement.parameters(values)
-    fetched = await _one_statement(
+    fetched = await one_statement(
         engine, statement.sql, lambda lent: lent.fetch(statement.sql, params)
     )
     return [statement.row(values) for values in fetched]
@@ -66,15 +66,16 @@ async def execute_write(
     """
     # Bound before the transaction begins: on SQLite every other writer waits meanwhile.
     batch: list[Any] = [statement.parameters(row) for row in rows]
-    return await _one_statement(
-        engine, statement.sql, lambda lent: lent.write(statement.sql, batch)
-    )
+    return await one_statement(engine, statement.sql, lambda lent: lent.write(statement.sql, batch))
 
 
-async def _one_statement(
+async def one_statement(
     engine: AsyncEngine, sql: str, work: Callable[[AsyncLent], Awaitable[T]]
 ) -> T:
-    """Await ``work`` on a pooled connection: one statement in a transaction of its own."""
+    """Await ``work`` on a pooled connection: one statement in a transaction of its own.
+
+    :param sql: the statement, as a failure names it
+    """
     dialect = engine.dialect
     error = dialect.loaded_dbapi.Error
     call = _Call(engine, work)

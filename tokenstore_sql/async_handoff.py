@@ -74,6 +74,10 @@ class Handoff:
             return True
         return False
 
+    def would_wait(self) -> bool:
+        """Tell whether a call starting now would wait in line for a connection (no I/O)."""
+        return self._kept is None and (self.held >= self.capacity or bool(self._waiting))
+
     def join(self) -> asyncio.Future[Handed | None]:
         """Join the line: the future gives a connection handed on, or None for a slot.
 

@@ -25,7 +25,7 @@ from ._sdk import TokenStorage, TokenStorageData
 from .async_engines import AsyncEngineOwner
 from .codec import check_key, rows_for_storage, stamped, token_data_from_row
 from .engines import masked_url
-from .execution_async import read_rows, write_rows
+from .execution_async import read_row, read_rows, write_rows
 from .models import Placement
 from .schema import ensure_schema_on, is_checked
 from .settings import SettingsOptions, StoreSettings, UsesSettings
@@ -141,9 +141,16 @@ class AsyncSQLAlchemyTokenStorage(UsesSettings, AsyncEngineOwner):
     async def get_token_data(self, resource_server: str) -> TokenStorageData | None:
         """Retrieve token data for one resource server in this namespace (None if absent)."""
         check_key("resource server", resource_server)
-        params = key_params(self.namespace, resource_server)
-        rows = await self._read("read token data", self._statements.select_one, params)
-        return token_data_from_row(self.namespace, rows[0], self.keys) if rows else None
+        await self._ready()
+        row = await read_row(
+            self.engine,
+            "read token data",
+            self._statements,
+            self.namespace,
+            resource_server,
+            self.retry,
+        )
+        return None if row is None else token_data_from_row(self.namespace, row, self.keys)
 
     async def remove_token_data(self, resource_server: str) -> bool:
         """Remove token data for one resource server; True if there was any."""

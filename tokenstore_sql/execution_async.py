@@ -9,11 +9,13 @@ The async twin of :mod:`tokenstore_sql.execution`, with the same decisions:
   a way that leaves nothing applied, awaits it again as a whole under a
   :class:`~tokenstore_sql.RetryPolicy`, which also turns database errors into
   tokenstore-sql's own.
-- :func:`read_rows` and :func:`write_rows` run one statement in a transaction of its
-  own, retried the same way: on the asyncio driver's connection where
+- :func:`read_rows`, :func:`read_row` and :func:`write_rows` run one statement in a
+  transaction of its own, retried the same way: on the asyncio driver's connection where
   :mod:`tokenstore_sql.async_direct` knows the driver (the storages' hot path), else
   through SQLAlchemy's ``AsyncConnection`` with the single-statement options of
   :func:`~tokenstore_sql.transactions.single_statement_options` (asyncpg, asyncmy).
+  Gets of one row each that would wait for a connection go together in one statement
+  (:mod:`tokenstore_sql.async_gets`).
 
 The async storage and the async refresh use nothing else.
 """
@@ -27,10 +29,11 @@ from typing import Any, TypeVar
 from sqlalchemy import Executable
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from . import async_direct
+from . import async_direct, async_gets
 from .async_direct_drivers import supports
 from .direct import compiled_for
 from .retries import RetryPolicy
+from .statements import TokenStatements, key_params
 from .transactions import WRITE_TRANSACTION_OPTION, single_statement_options
 
 T = TypeVar("T")
@@ -109,6 +112,27 @@ async def read_rows(
     return await run_transaction(
         engine, operation, read, writes=False, single_statement=True, retry=retry
     )
+
+
+async def read_row(
+    engine: AsyncEngine,
+    operation: str,
+    statements: TokenStatements,
+    namespace: str,
+    resource_server: str,
+    retry: RetryPolicy,
+) -> dict[str, Any] | None:
+    """Fetch the row of one key, retried; gets that would wait go together in one statement."""
+    if supports(engine.dialect):
+        return await retry.run_async(
+            operation,
+            engine,
+            lambda: async_gets.fetch_one(engine, statements, namespace, resource_server),
+        )
+    rows = await read_rows(
+        engine, operation, statements.select_one, key_params(namespace, resource_server), retry
+    )
+    return rows[0] if rows else None
 
 
 async def write_rows(

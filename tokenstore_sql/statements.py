@@ -103,7 +103,27 @@ class TokenStatements(AdminStatements):
         self.delete_one: Final = delete(table).where(*by_key)
         self.delete_namespace: Final = delete(table).where(in_namespace)
         self._upserts: dict[str, Insert] = {}
+        self._by_keys: dict[int, Select[Any]] = {}
         self._build_lease_statements()
+
+    def select_keys(self, count: int) -> Select[Any]:
+        """Select the rows of ``count`` keys in one statement, with their namespaces.
+
+        Bind ``namespace_<i>`` and ``resource_server_<i>`` for ``i`` below ``count``; built
+        once per count.
+        """
+        found = self._by_keys.get(count)
+        if found is None:
+            columns = self.table.c
+            keys = (
+                (columns.namespace == bindparam(f"namespace_{i}"))
+                & (columns.resource_server == bindparam(f"resource_server_{i}"))
+                for i in range(count)
+            )
+            found = self._by_keys[count] = select(columns.namespace, *self.token_columns).where(
+                or_(*keys)
+            )
+        return found
 
     def _build_lease_statements(self) -> None:
         """Build the statements of refresh coordination (see :mod:`tokenstore_sql.refresh_plan`).

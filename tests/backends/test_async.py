@@ -288,9 +288,9 @@ def test_tasks_cancelled_mid_call_leave_the_engine_clean(url: URL, namespace: st
 def test_calls_waiting_for_a_connection_get_it_straight_from_the_call_before(
     url: URL, namespace: str
 ) -> None:
-    # 40 gets at once on a pool of 2: a call that is done hands its connection to the next
-    # in line instead of giving it back to the pool, and the pool gets all of them back.
-    async def main() -> tuple[list[Any], list[Sent], int, int]:
+    # 40 stores at once on a pool of 2: a call that is done hands its connection to the
+    # next in line instead of giving it back to the pool, and the pool gets all back.
+    async def main() -> tuple[list[Sent], int, int]:
         engine = create_async_engine(url, pool_size=2, max_overflow=0)
         storage = AsyncSQLAlchemyTokenStorage(engine, namespace=namespace)
         await storage.store_token_data_by_resource_server({"rs": make_token_data("rs")})
@@ -298,17 +298,91 @@ def test_calls_waiting_for_a_connection_get_it_straight_from_the_call_before(
         checkouts: list[object] = []
         event.listen(pool, "checkout", lambda *args: checkouts.append(args))
         with sent_statements(engine) as sent:
-            found = await asyncio.gather(*(storage.get_token_data("rs") for _ in range(40)))
+            await asyncio.gather(
+                *(
+                    storage.store_token_data_by_resource_server({"rs": make_token_data("rs")})
+                    for _ in range(40)
+                )
+            )
             await settle(pool)  # the connection kept for a next call, before the hooks go
         checked_out = pool.checkedout()  # type: ignore[attr-defined]
         await engine.dispose()
-        return found, sent, len(checkouts), checked_out
+        return sent, len(checkouts), checked_out
 
-    found, sent, checkouts, checked_out = asyncio.run(main())
-    assert all(data is not None and data.access_token == "access-rs-SECRET" for data in found)
-    assert [s.verb for s in sent] == ["SELECT"] * 40  # one statement per call all the same
+    sent, checkouts, checked_out = asyncio.run(main())
+    assert [s.verb for s in sent if s.verb not in ("BEGIN", "COMMIT")] == ["INSERT"] * 40
     assert checkouts <= 4
     assert checked_out == 0
+
+
+def test_gets_that_wait_for_a_connection_go_together_in_one_statement(
+    url: URL, namespace: str
+) -> None:
+    # 60 gets at once on a pool of 2, over four namespaces, a key asked for many times and
+    # a key that is absent: fewer statements than gets, and each get its own row.
+    spaces = [f"{namespace}-{n}" for n in range(4)]
+
+    async def main() -> tuple[list[Any], list[Sent], int]:
+        engine = create_async_engine(url, pool_size=2, max_overflow=0)
+        storages = [AsyncSQLAlchemyTokenStorage(engine, namespace=name) for name in spaces]
+        for storage in storages:
+            await storage.store_token_data_by_resource_server(
+                {rs: make_token_data(rs, access_token=f"{storage.namespace}/{rs}") for rs in "ab"}
+            )
+        with sent_statements(engine) as sent:
+            found = await asyncio.gather(
+                *(storages[i % 4].get_token_data("ab?"[i % 3]) for i in range(60))
+            )
+            await settle(engine.sync_engine.pool)
+        checked_out = engine.sync_engine.pool.checkedout()  # type: ignore[attr-defined]
+        await engine.dispose()
+        return found, sent, checked_out
+
+    found, sent, checked_out = asyncio.run(main())
+    for i, data in enumerate(found):
+        rs = "ab?"[i % 3]
+        if rs == "?":
+            assert data is None
+        else:
+            assert data is not None
+            assert (data.resource_server, data.access_token) == (rs, f"{spaces[i % 4]}/{rs}")
+    assert {s.verb for s in sent} == {"SELECT"}
+    assert len(sent) < 30  # 60 gets
+    assert checked_out == 0
+
+
+def test_a_get_cancelled_in_a_batch_leaves_the_others_their_rows(url: URL, namespace: str) -> None:
+    # The leader of each batch, and some of the gets that wait with it, are cancelled
+    # while they wait: the other gets still get their rows, and no slot is lost.
+    async def main() -> tuple[list[Any], int]:
+        engine = create_async_engine(url, pool_size=1, max_overflow=0)
+        storage = AsyncSQLAlchemyTokenStorage(engine, namespace=namespace)
+        await storage.store_token_data_by_resource_server({"rs": make_token_data("rs")})
+        results: list[Any] = []
+        for _ in range(5):
+            blocker = asyncio.create_task(
+                storage.store_token_data_by_resource_server({"rs": make_token_data("rs")})
+            )
+            await asyncio.sleep(0)  # the store holds the one connection
+            tasks = [asyncio.create_task(storage.get_token_data("rs")) for _ in range(12)]
+            await asyncio.sleep(0)  # every get has joined the batch
+            for task in tasks[::3]:  # the leader among them
+                task.cancel()
+            await blocker
+            results += await asyncio.gather(*tasks, return_exceptions=True)
+        handoff = handoff_for(engine.sync_engine.pool)
+        await settle(engine.sync_engine.pool)
+        held = handoff.held if handoff is not None else -1
+        await engine.dispose()
+        return results, held
+
+    results, held = asyncio.run(main())
+    cancelled = [r for r in results if isinstance(r, asyncio.CancelledError)]
+    served = [r for r in results if not isinstance(r, BaseException)]
+    assert len(cancelled) == 20
+    assert len(served) == 40
+    assert all(data.access_token == "access-rs-SECRET" for data in served)
+    assert held == 0
 
 
 def test_a_connection_handed_on_goes_back_to_the_pool_within_the_handoff_time(
@@ -323,7 +397,12 @@ def test_a_connection_handed_on_goes_back_to_the_pool_within_the_handoff_time(
         await storage.store_token_data_by_resource_server({"rs": make_token_data("rs")})
         checkouts: list[object] = []
         event.listen(engine.sync_engine.pool, "checkout", lambda *args: checkouts.append(args))
-        await asyncio.gather(*(storage.get_token_data("rs") for _ in range(20)))
+        await asyncio.gather(
+            *(
+                storage.store_token_data_by_resource_server({"rs": make_token_data("rs")})
+                for _ in range(20)
+            )
+        )
         await settle(engine.sync_engine.pool)  # the connection kept for a next call
         checked_out = engine.sync_engine.pool.checkedout()  # type: ignore[attr-defined]
         await engine.dispose()
