@@ -351,6 +351,13 @@ def test_an_unknown_conflict_policy_is_a_configuration_error(tmp_path: Path) -> 
         assert inspect(store.engine).get_table_names() == []  # refused before any change
 
 
+def test_a_misspelt_import_option_is_a_type_error(tmp_path: Path) -> None:
+    with TokenStore(f"sqlite:///{tmp_path / 'x.db'}") as store:
+        with pytest.raises(TypeError, match="unexpected keyword argument 'dryrun'"):
+            store.import_files([], dryrun=True)  # type: ignore[call-arg]  # the point
+        assert inspect(store.engine).get_table_names() == []  # refused before any change
+
+
 @pytest.mark.parametrize(
     "url",
     [
