@@ -28,9 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.asyncio import create_async_engine as sqlalchemy_async_engine
 
 from .backends import all_backends, find_backend
-from .engines import configure_engine, engine_arguments, missing_driver_hint, reset_pools_after_fork
+from .engines import configure_engine, engine_arguments, reset_pools_after_fork
 from .errors import MissingDriverError
-from .urls import parse_url
+from .urls import missing_driver_hint, parse_url
 
 # aiosqlite logs each operation at DEBUG with its statement and bound values, tokens
 # included, on one process-wide logger. As with the engines' own logger (engines.py), a
