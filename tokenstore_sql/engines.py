@@ -37,7 +37,7 @@ import threading
 import weakref
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 import sqlalchemy
 from sqlalchemy import URL, Engine
@@ -167,10 +167,33 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_pools_in_child)
 
 
+EngineT = TypeVar("EngineT")
 Owner = TypeVar("Owner", bound="EngineOwner")
 
 
-class EngineOwner:
+class EngineOwnership(Generic[EngineT]):
+    """The engine a storage or store holds, whether it was created here, and whether closed.
+
+    What :class:`EngineOwner` and its async twin share: each takes an engine or creates
+    one from a URL, and disposes of it on closing only if it created it.
+    """
+
+    engine: EngineT
+    owns_engine: bool
+    _closed: bool
+
+    def _keep_engine(self, engine: EngineT, *, created: bool) -> EngineT:
+        self.engine, self.owns_engine, self._closed = engine, created, False
+        return engine
+
+    def _close_once(self) -> bool:
+        """Mark it closed; tell whether the engine is to be disposed of now (once, if ours)."""
+        dispose = self.owns_engine and not self._closed
+        self._closed = True
+        return dispose
+
+
+class EngineOwner(EngineOwnership[Engine]):
     """Holds an engine that was either given (left alone) or created here (disposed).
 
     The one rule for engine ownership, shared by storages and stores: :meth:`close`
@@ -178,20 +201,14 @@ class EngineOwner:
     runs at the end of a ``with`` block.
     """
 
-    engine: Engine
-    owns_engine: bool
-    _closed: bool
-
     def _hold_engine(
         self, url_or_engine: str | URL | Engine, engine_options: Mapping[str, Any] | None
     ) -> Engine:
         if isinstance(url_or_engine, Engine):
-            self.engine, self.owns_engine = url_or_engine, False
-        else:
-            options = dict(engine_options or {})
-            self.engine, self.owns_engine = create_engine(parse_url(url_or_engine), **options), True
-        self._closed = False
-        return self.engine
+            return self._keep_engine(url_or_engine, created=False)
+        return self._keep_engine(
+            create_engine(url_or_engine, **(engine_options or {})), created=True
+        )
 
     def __enter__(self: Owner) -> Owner:
         return self
@@ -206,8 +223,5 @@ class EngineOwner:
 
     def close(self) -> None:
         """Dispose of the engine if it was created here. Safe to repeat."""
-        if self._closed:
-            return
-        self._closed = True
-        if self.owns_engine:
+        if self._close_once():
             self.engine.dispose()
