@@ -29,6 +29,7 @@ from typing import Any, Final
 from ._sdk import TokenStorageData
 from .codec import FIELD_TYPES
 from .errors import ImportFormatError
+from .messages import describe_key
 from .storage import APP_FILE_SUFFIX
 
 SQLITE_HEADER: Final = b"SQLite format 3\x00"
@@ -162,7 +163,7 @@ def _read_sqlite(name: str, identity_from_config: bool) -> TokenFile:
     for namespace, resource_server, token_json in rows:
         if not isinstance(namespace, str) or not isinstance(resource_server, str):
             raise ImportFormatError(name, "has a token_storage row whose keys are not text")
-        where = f"namespace {namespace!r}, resource server {resource_server!r}"
+        where = describe_key(namespace, resource_server)
         try:
             value = json.loads(token_json)
         except (TypeError, ValueError):
@@ -195,7 +196,7 @@ def _identities(connection: sqlite3.Connection) -> dict[str, str]:
 def _token_data(
     name: str, namespace: object, resource_server: object, value: object
 ) -> TokenStorageData:
-    where = f"namespace {namespace!r}, resource server {resource_server!r}"
+    where = describe_key(namespace, resource_server)
     if not isinstance(value, dict):
         raise ImportFormatError(name, f"token data for {where} is not an object")
     for key, types in FIELD_TYPES.items():

@@ -45,9 +45,9 @@ from tokenstore_sql.errors import (
     DatabaseOperationError,
     EncryptionKeyError,
     SchemaPrivilegeError,
-    failure_detail,
 )
 from tokenstore_sql.locks import locked_transaction
+from tokenstore_sql.messages import failure_detail
 from tokenstore_sql.models import TokenRow, metadata
 from tokenstore_sql.refresh import refresh_once
 from tokenstore_sql.rotation import rotate_keys
