@@ -15,9 +15,9 @@ head as the settings allow (an import always creates it, unless a dry run).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import suppress
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from sqlalchemy import Engine
 
@@ -26,6 +26,9 @@ from .errors import SchemaOutOfDateError
 from .execution import transaction
 from .settings import StoreSettings
 from .storage import SQLAlchemyTokenStorage
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 class StoreAdmin:
@@ -116,33 +119,14 @@ class StoreAdmin:
         )
 
     def import_files(
-        self,
-        paths: Iterable[str | os.PathLike[str]],
-        *,
-        namespace: str | None = None,
-        on_conflict: str = "newer",
-        dry_run: bool = False,
-        identity_from_config: bool = False,
-        progress: Callable[[str], None] | None = None,
-        merge: bool = False,
-        allow_plaintext: bool = False,
+        self, paths: Iterable[str | os.PathLike[str]], **options: Unpack[transfer.ImportOptions]
     ) -> transfer.ImportReport:
         """Import globus-sdk token files in one transaction.
 
-        See :func:`~tokenstore_sql.transfer.import_token_files` for the parameters.
+        See :func:`~tokenstore_sql.transfer.import_token_files` for the parameters, and
+        :class:`~tokenstore_sql.transfer.ImportOptions` for the options.
         """
-        return transfer.import_token_files(
-            self.engine,
-            paths,
-            self.settings,
-            namespace=namespace,
-            on_conflict=on_conflict,
-            dry_run=dry_run,
-            identity_from_config=identity_from_config,
-            progress=progress,
-            merge=merge,
-            allow_plaintext=allow_plaintext,
-        )
+        return transfer.import_token_files(self.engine, paths, self.settings, **options)
 
     def export_file(
         self,

@@ -28,9 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.asyncio import create_async_engine as sqlalchemy_async_engine
 
 from .backends import all_backends, find_backend
-from .engines import configure_engine, engine_arguments, missing_driver_hint, reset_pools_after_fork
+from .engines import EngineOwnership, configure_engine, engine_arguments, reset_pools_after_fork
 from .errors import MissingDriverError
-from .urls import parse_url
+from .urls import missing_driver_hint, parse_url
 
 # aiosqlite logs each operation at DEBUG with its statement and bound values, tokens
 # included, on one process-wide logger. As with the engines' own logger (engines.py), a
@@ -72,7 +72,7 @@ def create_async_engine(url: str | URL, **options: Any) -> AsyncEngine:
 Owner = TypeVar("Owner", bound="AsyncEngineOwner")
 
 
-class AsyncEngineOwner:
+class AsyncEngineOwner(EngineOwnership[AsyncEngine]):
     """Holds an async engine that was either given (left alone) or created here (disposed).
 
     The async twin of :class:`tokenstore_sql.engines.EngineOwner`: :meth:`aclose`
@@ -81,21 +81,16 @@ class AsyncEngineOwner:
     forked child.
     """
 
-    engine: AsyncEngine
-    owns_engine: bool
-    _closed: bool
-
     def _hold_engine(
         self, url_or_engine: str | URL | AsyncEngine, engine_options: Mapping[str, Any] | None
     ) -> AsyncEngine:
         if isinstance(url_or_engine, AsyncEngine):
-            self.engine, self.owns_engine = url_or_engine, False
+            engine = self._keep_engine(url_or_engine, created=False)
         else:
-            options = dict(engine_options or {})
-            self.engine, self.owns_engine = create_async_engine(url_or_engine, **options), True
-        self._closed = False
-        reset_pools_after_fork(self.engine.sync_engine)
-        return self.engine
+            options = engine_options or {}
+            engine = self._keep_engine(create_async_engine(url_or_engine, **options), created=True)
+        reset_pools_after_fork(engine.sync_engine)
+        return engine
 
     async def __aenter__(self: Owner) -> Owner:
         return self
@@ -110,8 +105,5 @@ class AsyncEngineOwner:
 
     async def aclose(self) -> None:
         """Dispose of the engine if it was created here. Safe to repeat."""
-        if self._closed:
-            return
-        self._closed = True
-        if self.owns_engine:
+        if self._close_once():
             await self.engine.dispose()

@@ -3,7 +3,7 @@
 A message says ``(code 57014 query_canceled)`` rather than a bare ``code 57014``, so
 that an operator need not look the number up: wherever a code is shown, its name is
 shown with it when it is one of these (:func:`condition_of` finds it, and
-:func:`tokenstore_sql.errors.failure_detail` writes both). Connection failures often
+:func:`tokenstore_sql.messages.failure_detail` writes both). Connection failures often
 come without any code (the driver could not reach a server to ask); for those the
 driver's text is read to tell the usual causes apart, and only the cause is reported,
 never the text.

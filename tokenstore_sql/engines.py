@@ -18,7 +18,8 @@ every commit synced, a busy timeout, ``BEGIN IMMEDIATE`` for writes), and a data
 that does not exist yet is created readable by its owner only, as globus-sdk's own file
 storages are. MySQL engines that use PyMySQL run single statements without ``BEGIN``
 and send no ``COMMIT`` or ``ROLLBACK`` when no transaction is open (same module).
-Naming a database safely in messages: :mod:`tokenstore_sql.urls`.
+Naming a database safely in messages, and what to install for a URL whose driver is
+missing: :mod:`tokenstore_sql.urls`.
 
 After ``os.fork()`` (a pre-loading web server), a child must not use the connections it
 inherited: they are the parent's sockets. Engines used by storages are tracked, and in a
@@ -30,25 +31,24 @@ forked child their pools are replaced without closing the parent's connections
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import threading
 import weakref
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 import sqlalchemy
 from sqlalchemy import URL, Engine
 from sqlalchemy.exc import NoSuchModuleError
 
-from .backends import all_backends, find_backend
+from .backends import find_backend
 from .checks import checked_number
 from .errors import ConfigurationError, MissingDriverError
 from .urls import describe_database as describe_database
 from .urls import masked_url as masked_url
-from .urls import parse_url
+from .urls import missing_driver_hint, parse_url
 from .urls import sqlite_file_path as sqlite_file_path
 
 # Engines made here log as "sqlalchemy.engine.Engine.tokenstore_sql". SQLAlchemy logs
@@ -100,43 +100,6 @@ def configure_engine(engine: Engine, busy_timeout_ms: int) -> None:
     backend = find_backend(engine.url.get_backend_name())
     if backend is not None:
         backend.configure_engine(engine, busy_timeout_ms)
-
-
-def missing_driver_hint(url: URL) -> str:
-    """Say why a URL's driver could not be loaded and what would work instead."""
-    scheme, _, driver = url.drivername.partition("+")  # without loading the dialect
-    for known in all_backends():
-        if scheme in known.misspelled_schemes and known.driver is not None:
-            return (
-                f"the URL scheme for {known.title} is {known.name}, not {scheme}: "
-                f"{known.name}+{known.driver[0]}://..."
-            )
-    backend = find_backend(scheme)
-    if backend is None or backend.driver is None:
-        return (
-            f"no SQLAlchemy dialect or driver is installed for {url.drivername!r}; "
-            f"tokenstore-sql supports {_supported_schemes()} URLs"
-        )
-    preferred, extra = backend.driver
-    named = f"the {driver} driver" if driver else "the default driver"
-    if driver != preferred and importlib.util.find_spec(preferred) is not None:
-        return (
-            f"{named} for {scheme} is not installed, but {preferred} is: "
-            f"use a {scheme}+{preferred}:// URL"
-        )
-    return (
-        f"{named} for {scheme} is not installed: pip install 'tokenstore-sql[{extra}]' "
-        f"and use a {scheme}+{preferred}:// URL"
-    )
-
-
-def _supported_schemes() -> str:
-    """Name each backend's URL scheme with its driver: ``sqlite, postgresql+psycopg and ...``."""
-    schemes = [
-        backend.name if backend.driver is None else f"{backend.name}+{backend.driver[0]}"
-        for backend in all_backends()
-    ]
-    return ", ".join(schemes[:-1]) + " and " + schemes[-1]
 
 
 def engine_arguments(
@@ -204,10 +167,33 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_pools_in_child)
 
 
+EngineT = TypeVar("EngineT")
 Owner = TypeVar("Owner", bound="EngineOwner")
 
 
-class EngineOwner:
+class EngineOwnership(Generic[EngineT]):
+    """The engine a storage or store holds, whether it was created here, and whether closed.
+
+    What :class:`EngineOwner` and its async twin share: each takes an engine or creates
+    one from a URL, and disposes of it on closing only if it created it.
+    """
+
+    engine: EngineT
+    owns_engine: bool
+    _closed: bool
+
+    def _keep_engine(self, engine: EngineT, *, created: bool) -> EngineT:
+        self.engine, self.owns_engine, self._closed = engine, created, False
+        return engine
+
+    def _close_once(self) -> bool:
+        """Mark it closed; tell whether the engine is to be disposed of now (once, if ours)."""
+        dispose = self.owns_engine and not self._closed
+        self._closed = True
+        return dispose
+
+
+class EngineOwner(EngineOwnership[Engine]):
     """Holds an engine that was either given (left alone) or created here (disposed).
 
     The one rule for engine ownership, shared by storages and stores: :meth:`close`
@@ -215,20 +201,14 @@ class EngineOwner:
     runs at the end of a ``with`` block.
     """
 
-    engine: Engine
-    owns_engine: bool
-    _closed: bool
-
     def _hold_engine(
         self, url_or_engine: str | URL | Engine, engine_options: Mapping[str, Any] | None
     ) -> Engine:
         if isinstance(url_or_engine, Engine):
-            self.engine, self.owns_engine = url_or_engine, False
-        else:
-            options = dict(engine_options or {})
-            self.engine, self.owns_engine = create_engine(parse_url(url_or_engine), **options), True
-        self._closed = False
-        return self.engine
+            return self._keep_engine(url_or_engine, created=False)
+        return self._keep_engine(
+            create_engine(url_or_engine, **(engine_options or {})), created=True
+        )
 
     def __enter__(self: Owner) -> Owner:
         return self
@@ -243,8 +223,5 @@ class EngineOwner:
 
     def close(self) -> None:
         """Dispose of the engine if it was created here. Safe to repeat."""
-        if self._closed:
-            return
-        self._closed = True
-        if self.owns_engine:
+        if self._close_once():
             self.engine.dispose()

@@ -1,8 +1,9 @@
 """The exception hierarchy of tokenstore-sql.
 
 Every message is composed here from facts that are safe to show (namespace, resource
-server, revision, dialect, field name). No token value, bound parameter or database
-error text ever goes into a message.
+server, revision, dialect, field name), in the words of :mod:`tokenstore_sql.messages`
+(the one module this one imports). No token value, bound parameter or database error
+text ever goes into a message.
 
 Every error tokenstore-sql raises is a :class:`TokenStoreError`; a wrong argument or
 option is also a ``ValueError`` (:class:`ConfigurationError` and its kin). Numeric
@@ -10,6 +11,8 @@ options are checked by :func:`tokenstore_sql.checks.checked_number`.
 """
 
 from __future__ import annotations
+
+from .messages import describe_key, failure_detail
 
 
 class TokenStoreError(Exception):
@@ -40,14 +43,15 @@ class UnreadableTokenDataError(TokenStoreError):
         self.namespace = namespace
         self.resource_server = resource_server
         self.problem = problem
-        super().__init__(
-            f"stored token data for namespace {namespace!r}, resource server "
-            f"{resource_server!r} cannot be read: {problem}"
-        )
+        where = describe_key(namespace, resource_server)
+        super().__init__(f"stored token data for {where} cannot be read: {problem}")
 
 
 class UnsupportedDatabaseError(TokenStoreError):
-    """The database is not one that tokenstore-sql supports."""
+    """The database is not one that tokenstore-sql supports.
+
+    :ivar dialect: the SQLAlchemy dialect name of the database
+    """
 
     def __init__(self, dialect: str) -> None:
         self.dialect = dialect
@@ -80,14 +84,16 @@ class SchemaOutOfDateError(SchemaError):
     :ivar head: the revision this package needs
     """
 
+    _message = (
+        "the database {found}, but this version of tokenstore-sql needs revision {head}; "
+        "back up the database, then run `tokenstore-sql upgrade`"
+    )
+
     def __init__(self, current: str | None, head: str) -> None:
         self.current = current
         self.head = head
         found = "has no tokenstore-sql schema" if current is None else f"is at revision {current}"
-        super().__init__(
-            f"the database {found}, but this version of tokenstore-sql needs revision {head}; "
-            "back up the database, then run `tokenstore-sql upgrade`"
-        )
+        super().__init__(self._message.format(found=found, current=current, head=head))
 
 
 class SchemaTooNewError(SchemaOutOfDateError):
@@ -100,19 +106,18 @@ class SchemaTooNewError(SchemaOutOfDateError):
     :ivar head: the newest revision this package knows
     """
 
-    def __init__(self, current: str, head: str) -> None:
-        self.current = current
-        self.head = head
-        SchemaError.__init__(
-            self,
-            f"the database is at revision {current}, which this version of tokenstore-sql "
-            f"does not know (its newest is {head}): upgrade the tokenstore-sql package; "
-            "`tokenstore-sql upgrade` cannot help here",
-        )
+    _message = (
+        "the database is at revision {current}, which this version of tokenstore-sql "
+        "does not know (its newest is {head}): upgrade the tokenstore-sql package; "
+        "`tokenstore-sql upgrade` cannot help here"
+    )
 
 
 class SchemaNotManagedError(SchemaError):
-    """Token tables exist but carry no tokenstore-sql version record."""
+    """Token tables exist but carry no tokenstore-sql version record.
+
+    :ivar table: the token table found
+    """
 
     def __init__(self, table: str) -> None:
         self.table = table
@@ -159,18 +164,6 @@ class SchemaPrivilegeError(SchemaError):
         )
 
 
-def failure_detail(code: str | None, condition: str | None) -> str:
-    """Give the end of a message about a database failure: ``" (code 57014 query_canceled)"``.
-
-    A code always comes with its name where one is known (see
-    ``tokenstore_sql.conditions``); a cause without a code stands alone
-    (``" (connection refused)"``); with neither, the empty string.
-    """
-    if code:
-        return f" (code {code} {condition})" if condition else f" (code {code})"
-    return f" ({condition})" if condition else ""
-
-
 class DatabaseError(TokenStoreError):
     """The database failed or refused; ``.operation``, ``.database``, ``.code``, ``.condition``.
 
@@ -188,11 +181,7 @@ class DatabaseError(TokenStoreError):
     _message = "{operation} failed on {database}"
 
     def __init__(
-        self,
-        operation: str,
-        database: str,
-        code: str | None = None,
-        condition: str | None = None,
+        self, operation: str, database: str, code: str | None = None, condition: str | None = None
     ) -> None:
         self.operation = operation
         self.database = database
@@ -248,6 +237,5 @@ class MissingTokenDataError(TokenStoreError, LookupError):
         self.resource_server = resource_server
         self.problem = problem
         super().__init__(
-            f"namespace {namespace!r}, resource server {resource_server!r}: {problem}; "
-            "a new login is needed"
+            f"{describe_key(namespace, resource_server)}: {problem}; a new login is needed"
         )

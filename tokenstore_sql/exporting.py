@@ -21,6 +21,7 @@ from ._sdk import SDK_VERSION
 from .codec import DATA_COLUMNS, token_data_from_row
 from .errors import SchemaOutOfDateError, TokenFileError
 from .execution import run_transaction
+from .messages import describe_key
 from .models import Placement
 from .schema import ensure_schema
 from .settings import DEFAULT_SETTINGS, StoreSettings
@@ -108,7 +109,7 @@ def _token_document(
         if clashes:
             raise TokenFileError(
                 where,
-                f"extra of namespace {namespace!r}, resource server {resource_server!r} has "
+                f"extra of {describe_key(namespace, resource_server)} has "
                 f"the key {clashes[0]!r}, which a token file cannot keep apart from the field",
             )
         data.setdefault(namespace, {})[resource_server] = token_data.to_dict(include_extra=True)

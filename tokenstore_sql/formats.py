@@ -13,7 +13,8 @@ The shapes are the same in globus-sdk 3.x and 4.x:
   ``auth_user_data``, and only when the caller asks for it.
 
 Token dicts from the older formats lack ``identity_id``; keys beyond the known fields
-become ``extra``, as in ``TokenStorageData.from_dict``.
+become ``extra``, as in ``TokenStorageData.from_dict``. Where ``GlobusApp`` keeps such
+files: :mod:`tokenstore_sql.discovery`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -29,7 +29,7 @@ from typing import Any, Final
 from ._sdk import TokenStorageData
 from .codec import FIELD_TYPES
 from .errors import ImportFormatError
-from .storage import APP_FILE_SUFFIX
+from .messages import describe_key
 
 SQLITE_HEADER: Final = b"SQLite format 3\x00"
 DEFAULT_NAMESPACE: Final = "DEFAULT"
@@ -162,7 +162,7 @@ def _read_sqlite(name: str, identity_from_config: bool) -> TokenFile:
     for namespace, resource_server, token_json in rows:
         if not isinstance(namespace, str) or not isinstance(resource_server, str):
             raise ImportFormatError(name, "has a token_storage row whose keys are not text")
-        where = f"namespace {namespace!r}, resource server {resource_server!r}"
+        where = describe_key(namespace, resource_server)
         try:
             value = json.loads(token_json)
         except (TypeError, ValueError):
@@ -195,7 +195,7 @@ def _identities(connection: sqlite3.Connection) -> dict[str, str]:
 def _token_data(
     name: str, namespace: object, resource_server: object, value: object
 ) -> TokenStorageData:
-    where = f"namespace {namespace!r}, resource server {resource_server!r}"
+    where = describe_key(namespace, resource_server)
     if not isinstance(value, dict):
         raise ImportFormatError(name, f"token data for {where} is not an object")
     for key, types in FIELD_TYPES.items():
@@ -215,36 +215,6 @@ def _shown(value: object) -> str:
     if isinstance(value, str) and len(value) <= 16 and set(value.lower()) <= _SAFE_VERSION_CHARS:
         return repr(value)
     return f"(a {type(value).__name__}, not shown)"
-
-
-def globus_app_dir(home: str | os.PathLike[str] | None = None) -> Path:
-    """Where ``GlobusApp`` keeps its token files by default (its ``for_globus_app`` paths)."""
-    if home is None and sys.platform == "win32":
-        data_dir = os.getenv("LOCALAPPDATA", os.getenv("APPDATA"))
-        base = Path(data_dir) if data_dir else Path.home() / "AppData" / "Local"
-        return base / "globus" / "app"
-    return Path(home if home is not None else Path.home()) / ".globus" / "app"
-
-
-def discover_app_files(home: str | os.PathLike[str] | None = None) -> list[Path]:
-    """List the token files at ``GlobusApp``'s default locations, in order.
-
-    They are ``<app dir>/<client id>/<app name>/[<environment>-]tokens.json`` (or ``.db``).
-    """
-    base = globus_app_dir(home)
-    found = (*base.glob("*/*/*tokens.json"), *base.glob("*/*/*tokens.db"))
-    return sorted(path for path in found if path.is_file())
-
-
-def discover_app_databases(home: str | os.PathLike[str] | None = None) -> list[Path]:
-    """List the SQLite databases that this package keeps for ``GlobusApp``, in order.
-
-    ``SQLAlchemyTokenStorage.for_globus_app`` writes them beside globus-sdk's own files,
-    as ``[<environment>-]tokens.tokenstore.db``; they are tokenstore-sql databases to
-    open with a ``sqlite:///`` URL, not files to import.
-    """
-    found = globus_app_dir(home).glob(f"*/*/*tokens{APP_FILE_SUFFIX}")
-    return sorted(path for path in found if path.is_file())
 
 
 def _a(noun: str) -> str:

@@ -47,7 +47,7 @@ from .migrating import (
     remember_checked,
     require_head,
 )
-from .models import DEFAULT_PLACEMENT, Placement
+from .models import Placement
 from .retries import error_code
 from .revisions import (
     SchemaStatus,
@@ -97,11 +97,7 @@ _STALLED_MIGRATION_SECONDS: Final = 10.0
 
 
 def ensure_schema(
-    engine: Engine,
-    placement: Placement = DEFAULT_PLACEMENT,
-    *,
-    create: bool = True,
-    upgrade: bool = False,
+    engine: Engine, placement: Placement, *, create: bool = True, upgrade: bool = False
 ) -> None:
     """Make sure the engine's database is at head, once per engine and placement per process.
 

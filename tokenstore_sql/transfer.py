@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypedDict
 
 from sqlalchemy import Connection, Engine
 
@@ -42,6 +42,9 @@ from .import_plan import (
 from .settings import DEFAULT_SETTINGS, StoreSettings
 from .statements import TokenStatements, statements_for
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 CONFLICT_POLICIES: Final = ("newer", "skip", "overwrite")
 """What an import does with a token the database already holds: keep the one that
 expires later, keep the database's, or take the file's."""
@@ -52,6 +55,31 @@ _ENCRYPTED_TABLE: Final = (
     "keys (--keys, keys=), or --plaintext (allow_plaintext=True) to store these "
     "tokens in clear text anyway"
 )
+
+
+class ImportOptions(TypedDict, total=False):
+    """The options of an import: :func:`import_token_files`, ``TokenStore.import_files``.
+
+    :ivar namespace: put all token data into this namespace instead of the files' own
+    :ivar on_conflict: ``newer`` (the default) keeps the data that expires later,
+        ``skip`` keeps the database's, ``overwrite`` takes the file's
+    :ivar dry_run: work out and report everything, write nothing
+    :ivar identity_from_config: fill a missing ``identity_id`` from the identity that
+        globus-cli records in its SQLite database
+    :ivar progress: called with each path once the file has been read
+    :ivar merge: let several files supply the same namespace and resource server, later
+        files meeting earlier ones by ``on_conflict`` (one identity per namespace still)
+    :ivar allow_plaintext: without ``keys``, store the tokens in clear text even where
+        the table holds encrypted tokens (default: refuse)
+    """
+
+    namespace: str | None
+    on_conflict: str
+    dry_run: bool
+    identity_from_config: bool
+    progress: Callable[[str], None] | None
+    merge: bool
+    allow_plaintext: bool
 
 
 @dataclass
@@ -85,14 +113,7 @@ def import_token_files(
     engine: Engine,
     paths: Iterable[str | os.PathLike[str]],
     settings: StoreSettings = DEFAULT_SETTINGS,
-    *,
-    namespace: str | None = None,
-    on_conflict: str = "newer",
-    dry_run: bool = False,
-    identity_from_config: bool = False,
-    progress: Callable[[str], None] | None = None,
-    merge: bool = False,
-    allow_plaintext: bool = False,
+    **options: Unpack[ImportOptions],
 ) -> ImportReport:
     """Import globus-sdk token files (any format, detected by content) in one transaction.
 
@@ -105,34 +126,36 @@ def import_token_files(
         stored ones opened for comparison), the tables' ``placement``, the ``retry``
         policy; the schema is created on an empty database (unless ``dry_run``) whatever
         ``create_schema`` says, since an import is an explicit request to fill it
-    :param namespace: put all token data into this namespace instead of the files' own
-    :param on_conflict: ``newer`` keeps the data that expires later, ``skip`` keeps the
-        database's, ``overwrite`` takes the file's
-    :param dry_run: work out and report everything, write nothing
-    :param identity_from_config: fill a missing ``identity_id`` from the identity that
-        globus-cli records in its SQLite database
-    :param progress: called with each path once the file has been read
-    :param merge: let several files supply the same namespace and resource server, later
-        files meeting earlier ones by ``on_conflict`` (one identity per namespace still)
-    :param allow_plaintext: without ``keys``, store the tokens in clear text
-        even where the table holds encrypted tokens (default: refuse)
+    :param options: ``namespace``, ``on_conflict``, ``dry_run``, ``identity_from_config``,
+        ``progress``, ``merge``, ``allow_plaintext``, as described in :class:`ImportOptions`
     :raises ImportFormatError: a file is unreadable, corrupt or of an unknown format, or
         the files would mix tokens as said above; the database is unchanged
     :raises EncryptionKeyError: no ``keys`` (nor ``allow_plaintext``) for a
         table that holds encrypted tokens, in any namespace; nothing is written, even on
         a dry run
     :raises ConfigurationError: ``on_conflict`` is not one of the three
+    :raises TypeError: an option that is not one of those (say, a misspelt one)
     """
+    unknown = sorted(set(options) - ImportOptions.__optional_keys__)
+    if unknown:
+        raise TypeError(f"import_token_files() got an unexpected keyword argument {unknown[0]!r}")
+    namespace, dry_run = options.get("namespace"), options.get("dry_run", False)
+    on_conflict = options.get("on_conflict", "newer")
     if on_conflict not in CONFLICT_POLICIES:
         raise ConfigurationError(f"on_conflict must be one of {', '.join(CONFLICT_POLICIES)}")
     if namespace is not None:
         check_key("namespace", namespace)
-    files = read_token_files(paths, identity_from_config=identity_from_config, progress=progress)
+    files = read_token_files(
+        paths,
+        identity_from_config=options.get("identity_from_config", False),
+        progress=options.get("progress"),
+    )
     plan = [file_rows(token_file, namespace) for token_file in files]
-    refuse_mixed_sources(plan, merge=merge)
+    refuse_mixed_sources(plan, merge=options.get("merge", False))
     targets = sorted({count.namespace for rows in plan for count, _ in rows})
     keys, placement = settings.keys, settings.placement
     statements = statements_for(placement)
+    allow_plaintext = options.get("allow_plaintext", False)
 
     def apply(connection: Connection) -> list[ImportCount]:
         if schema_found and keys is None and not allow_plaintext:
@@ -188,6 +211,7 @@ def _existing_rows(
 __all__ = [
     "CONFLICT_POLICIES",
     "ImportCount",
+    "ImportOptions",
     "ImportReport",
     "export_token_file",
     "export_token_stream",

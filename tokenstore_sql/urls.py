@@ -3,22 +3,30 @@
 A URL may hold a password (in its user part or its query), so neither an error nor a
 message ever shows one: :func:`parse_url` never quotes the URL it refuses,
 :func:`describe_database` names backend, host and database only, and
-:func:`masked_url` replaces every password with ``***``.
+:func:`masked_url` replaces every password with ``***``. Where a URL's driver is not
+installed, :func:`missing_driver_hint` names the scheme or package that would work.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from contextlib import suppress
 from typing import Final
 
 from sqlalchemy import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from .backends import find_backend
+from .backends import all_backends, find_backend
 from .backends.sqlite import file_path as sqlite_file_path
 from .errors import ConfigurationError
 
-__all__ = ["describe_database", "masked_url", "parse_url", "sqlite_file_path"]
+__all__ = [
+    "describe_database",
+    "masked_url",
+    "missing_driver_hint",
+    "parse_url",
+    "sqlite_file_path",
+]
 
 
 def parse_url(url: str | URL) -> URL:
@@ -68,3 +76,40 @@ def masked_url(url: URL) -> str:
     if hidden:
         url = url.update_query_dict(hidden)
     return url.render_as_string(hide_password=True)
+
+
+def missing_driver_hint(url: URL) -> str:
+    """Say why a URL's driver could not be loaded and what would work instead."""
+    scheme, _, driver = url.drivername.partition("+")  # without loading the dialect
+    for known in all_backends():
+        if scheme in known.misspelled_schemes and known.driver is not None:
+            return (
+                f"the URL scheme for {known.title} is {known.name}, not {scheme}: "
+                f"{known.name}+{known.driver[0]}://..."
+            )
+    backend = find_backend(scheme)
+    if backend is None or backend.driver is None:
+        return (
+            f"no SQLAlchemy dialect or driver is installed for {url.drivername!r}; "
+            f"tokenstore-sql supports {_supported_schemes()} URLs"
+        )
+    preferred, extra = backend.driver
+    named = f"the {driver} driver" if driver else "the default driver"
+    if driver != preferred and importlib.util.find_spec(preferred) is not None:
+        return (
+            f"{named} for {scheme} is not installed, but {preferred} is: "
+            f"use a {scheme}+{preferred}:// URL"
+        )
+    return (
+        f"{named} for {scheme} is not installed: pip install 'tokenstore-sql[{extra}]' "
+        f"and use a {scheme}+{preferred}:// URL"
+    )
+
+
+def _supported_schemes() -> str:
+    """Name each backend's URL scheme with its driver: ``sqlite, postgresql+psycopg and ...``."""
+    schemes = [
+        backend.name if backend.driver is None else f"{backend.name}+{backend.driver[0]}"
+        for backend in all_backends()
+    ]
+    return ", ".join(schemes[:-1]) + " and " + schemes[-1]

@@ -38,14 +38,13 @@ from tokenstore_sql import (
     generate_key,
 )
 from tokenstore_sql.crypto import KeyRing
+from tokenstore_sql.discovery import discover_app_databases, discover_app_files
 from tokenstore_sql.errors import EncryptionKeyError, ImportFormatError, TokenFileError
 from tokenstore_sql.formats import (
     JSON_V1,
     JSON_V2,
     SQLITE_V1,
     SQLITE_V2,
-    discover_app_databases,
-    discover_app_files,
     read_token_file,
 )
 from tokenstore_sql.models import DEFAULT_PLACEMENT, tokens_table

@@ -45,9 +45,9 @@ from tokenstore_sql.errors import (
     DatabaseOperationError,
     EncryptionKeyError,
     SchemaPrivilegeError,
-    failure_detail,
 )
 from tokenstore_sql.locks import locked_transaction
+from tokenstore_sql.messages import failure_detail
 from tokenstore_sql.models import TokenRow, metadata
 from tokenstore_sql.refresh import refresh_once
 from tokenstore_sql.rotation import rotate_keys
@@ -348,6 +348,13 @@ def test_an_unknown_conflict_policy_is_a_configuration_error(tmp_path: Path) -> 
     with TokenStore(f"sqlite:///{tmp_path / 'x.db'}") as store:
         with pytest.raises(ConfigurationError, match="on_conflict must be one of newer, skip"):
             store.import_files([], on_conflict="bogus")
+        assert inspect(store.engine).get_table_names() == []  # refused before any change
+
+
+def test_a_misspelt_import_option_is_a_type_error(tmp_path: Path) -> None:
+    with TokenStore(f"sqlite:///{tmp_path / 'x.db'}") as store:
+        with pytest.raises(TypeError, match="unexpected keyword argument 'dryrun'"):
+            store.import_files([], dryrun=True)  # type: ignore[call-arg]  # the point
         assert inspect(store.engine).get_table_names() == []  # refused before any change
 
 

@@ -21,7 +21,8 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from ..conditions import condition_of
 from ..crypto import KeyRing
 from ..engines import create_engine, describe_database, sqlite_file_path
-from ..errors import PlacementError, StorageUnavailableError, TokenStoreError, failure_detail
+from ..errors import PlacementError, StorageUnavailableError, TokenStoreError
+from ..messages import failure_detail
 from ..models import DEFAULT_TABLE_PREFIX, SCHEMA_VARIABLE, TABLE_PREFIX_VARIABLE, Placement
 from ..retries import error_code, is_transient
 from ..settings import StoreSettings

@@ -13,8 +13,9 @@ from contextlib import contextmanager
 
 import click
 
+from ..discovery import discover_app_databases, discover_app_files, globus_app_dir
 from ..errors import ImportFormatError
-from ..formats import discover_app_databases, discover_app_files, globus_app_dir, read_token_file
+from ..formats import read_token_file
 from ..models import Placement
 from ..transfer import CONFLICT_POLICIES, ImportReport
 from ._common import (

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
-from ..._sdk import TokenStorage
+from ..._sdk import TokenStorage, TokenStorageData
 from ..data import dependent_token_response, token_data, token_response
 from ._support import ContractBase, MakeTokenStorage
+
+if TYPE_CHECKING:
+    from globus_sdk import OAuthTokenResponse
 
 
 class ResponseContract(ContractBase):
@@ -19,20 +24,9 @@ class ResponseContract(ContractBase):
     ) -> None:
         """``store_token_response`` stores each token of the response by resource server."""
         response = token_response("auth.globus.org", "transfer.api.globus.org")
-        token_storage.store_token_response(response)
 
-        stored = token_storage.get_token_data_by_resource_server()
+        stored = _store_and_read_back(token_storage, response)
 
-        assert sorted(stored) == ["auth.globus.org", "transfer.api.globus.org"]
-        for resource_server, data in stored.items():
-            sent = response.by_resource_server[resource_server]
-            assert data.resource_server == resource_server
-            assert data.identity_id is None  # the response has no id_token
-            assert data.scope == sent["scope"]
-            assert data.access_token == sent["access_token"]
-            assert data.refresh_token == sent["refresh_token"]
-            assert data.expires_at_seconds == sent["expires_at_seconds"]
-            assert data.token_type == sent["token_type"]
         assert stored["transfer.api.globus.org"].refresh_token is None
 
     def test_a_later_token_response_replaces_earlier_tokens(
@@ -62,14 +56,8 @@ class ResponseContract(ContractBase):
     ) -> None:
         """A dependent-token response (a list of tokens) is stored, without identity."""
         response = dependent_token_response("transfer.api.globus.org", "groups.api.globus.org")
-        token_storage.store_token_response(response)
 
-        stored = token_storage.get_token_data_by_resource_server()
-
-        assert sorted(stored) == ["groups.api.globus.org", "transfer.api.globus.org"]
-        for resource_server, data in stored.items():
-            assert data.identity_id is None
-            assert data.access_token == response.by_resource_server[resource_server]["access_token"]
+        _store_and_read_back(token_storage, response)
 
     # --- iter_namespaces (optional: not every storage has it) ---
 
@@ -92,3 +80,26 @@ class ResponseContract(ContractBase):
         assert all(isinstance(name, str) for name in listed)
         for storage in storages:
             assert listed.count(storage.namespace) == 1, storage.namespace
+
+
+def _store_and_read_back(
+    token_storage: TokenStorage, response: OAuthTokenResponse
+) -> dict[str, TokenStorageData]:
+    """Store a token response; give all the storage then holds, checked to be its tokens.
+
+    Each token is stored as sent, by resource server, with no identity (the responses
+    of :mod:`tokenstore_sql.testing.data` carry no ``id_token``).
+    """
+    token_storage.store_token_response(response)
+    stored = token_storage.get_token_data_by_resource_server()
+    assert sorted(stored) == sorted(response.by_resource_server)
+    for resource_server, data in stored.items():
+        sent = response.by_resource_server[resource_server]
+        assert data.resource_server == resource_server
+        assert data.identity_id is None
+        assert data.scope == sent["scope"]
+        assert data.access_token == sent["access_token"]
+        assert data.refresh_token == sent["refresh_token"]
+        assert data.expires_at_seconds == sent["expires_at_seconds"]
+        assert data.token_type == sent["token_type"]
+    return stored
