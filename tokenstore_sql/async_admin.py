@@ -28,20 +28,22 @@ open another, empty database: these operations refuse it with a
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, TextIO, TypeVar
+import functools
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, Concatenate, TypeVar
 
 from sqlalchemy import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
+from typing_extensions import ParamSpec
 
-from . import maintenance, rotation, schema, transfer
+from .admin import StoreAdmin
 from .backends import backend_for
 from .errors import ConfigurationError
 from .settings import StoreSettings
 from .store import TokenStore
 
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
 
 
 def sync_url(url: URL) -> URL:
@@ -63,112 +65,43 @@ def sync_engine_options(options: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _in_thread(
+    operation: Callable[Concatenate[StoreAdmin, _P], _T],
+) -> Callable[Concatenate[AsyncStoreAdmin, _P], Coroutine[Any, Any, _T]]:
+    """Make an admin operation a coroutine that awaits it in a worker thread.
+
+    On the async store's sync twin; the parameters, results, errors and docstring are
+    the sync operation's own.
+    """
+
+    async def threaded(self: AsyncStoreAdmin, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        return await self._in_thread(lambda store: operation(store, *args, **kwargs))
+
+    functools.update_wrapper(threaded, operation)
+    return threaded
+
+
 class AsyncStoreAdmin:
-    """The admin operations of :class:`~tokenstore_sql.admin.StoreAdmin`, as coroutines."""
+    """The admin operations of :class:`~tokenstore_sql.admin.StoreAdmin`, as coroutines.
+
+    Each takes the same parameters and gives the same result as the sync operation of
+    that name; a file is read or written, and ``progress`` called, in the worker thread.
+    Leave a stream given to :meth:`export_stream` alone until it returns.
+    """
 
     engine: AsyncEngine
     settings: StoreSettings
     _sync_store: TokenStore | None = None
 
-    async def downgrade(self, revision: str) -> str | None:
-        """Downgrade the schema to ``revision`` (a revision id, ``-1`` or ``base``).
-
-        ``base`` drops the token table and every token in it.
-
-        :returns: the revision the database is at afterwards (None: no schema)
-        """
-        return await self._in_thread(lambda store: store.downgrade(revision))
-
-    async def status(self) -> schema.SchemaStatus:
-        """Tell where the schema stands against this package's head; changes nothing.
-
-        :raises SchemaNotManagedError: token tables exist without a version record
-        """
-        return await self._in_thread(TokenStore.status)
-
-    async def namespaces(self) -> list[str]:
-        """List every namespace that holds token data, in order."""
-        return await self._in_thread(TokenStore.namespaces)
-
-    async def prune(self, *, dry_run: bool = False, now: int | None = None) -> int:
-        """Remove every row that can never be used again (see :func:`maintenance.prune`).
-
-        :returns: how many rows were removed (or would be, with ``dry_run``)
-        """
-        return await self._in_thread(lambda store: store.prune(dry_run=dry_run, now=now))
-
-    async def stats(self, *, now: int | None = None) -> maintenance.TokenStats:
-        """Count rows by namespace and by resource server (see :func:`maintenance.stats`)."""
-        return await self._in_thread(lambda store: store.stats(now=now))
-
-    async def rotate_keys(
-        self, *, decrypt: bool = False, batch_size: int = rotation.DEFAULT_BATCH_SIZE
-    ) -> rotation.RotationReport:
-        """Bring every row under the first of the settings' keys, or into clear text.
-
-        See :func:`~tokenstore_sql.rotation.rotate_keys`.
-        """
-        return await self._in_thread(
-            lambda store: store.rotate_keys(decrypt=decrypt, batch_size=batch_size)
-        )
-
-    async def import_files(
-        self,
-        paths: Iterable[str | os.PathLike[str]],
-        *,
-        namespace: str | None = None,
-        on_conflict: str = "newer",
-        dry_run: bool = False,
-        identity_from_config: bool = False,
-        progress: Callable[[str], None] | None = None,
-        merge: bool = False,
-        allow_plaintext: bool = False,
-    ) -> transfer.ImportReport:
-        """Import globus-sdk token files in one transaction.
-
-        See :func:`~tokenstore_sql.transfer.import_token_files` for the parameters;
-        ``paths`` is read, and ``progress`` called, in the worker thread.
-        """
-        return await self._in_thread(
-            lambda store: store.import_files(
-                paths,
-                namespace=namespace,
-                on_conflict=on_conflict,
-                dry_run=dry_run,
-                identity_from_config=identity_from_config,
-                progress=progress,
-                merge=merge,
-                allow_plaintext=allow_plaintext,
-            )
-        )
-
-    async def export_file(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        namespaces: Sequence[str] | None = None,
-        overwrite: bool = False,
-    ) -> dict[str, int]:
-        """Write token data to a JSON file globus-sdk's ``JSONTokenStorage`` reads.
-
-        See :func:`~tokenstore_sql.exporting.export_token_file`.
-
-        :returns: the number of tokens written, by namespace
-        """
-        return await self._in_thread(
-            lambda store: store.export_file(path, namespaces=namespaces, overwrite=overwrite)
-        )
-
-    async def export_stream(
-        self, stream: TextIO, *, namespaces: Sequence[str] | None = None
-    ) -> dict[str, int]:
-        """Write the JSON of :meth:`export_file` to an open text stream (stdout, say).
-
-        The worker thread writes it: leave the stream alone until this returns.
-        """
-        return await self._in_thread(
-            lambda store: store.export_stream(stream, namespaces=namespaces)
-        )
+    downgrade = _in_thread(StoreAdmin.downgrade)
+    status = _in_thread(StoreAdmin.status)
+    namespaces = _in_thread(StoreAdmin.namespaces)
+    prune = _in_thread(StoreAdmin.prune)
+    stats = _in_thread(StoreAdmin.stats)
+    rotate_keys = _in_thread(StoreAdmin.rotate_keys)
+    import_files = _in_thread(StoreAdmin.import_files)
+    export_file = _in_thread(StoreAdmin.export_file)
+    export_stream = _in_thread(StoreAdmin.export_stream)
 
     async def _in_thread(self, operation: Callable[[TokenStore], _T]) -> _T:
         """Run a sync store's operation in a worker thread, on the store's sync twin."""

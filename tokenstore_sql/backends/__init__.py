@@ -179,11 +179,6 @@ def all_backends() -> tuple[Backend, ...]:
     return tuple(dict.fromkeys(_registry().values()))
 
 
-def supported_dialects() -> tuple[str, ...]:
-    """Name every dialect tokenstore-sql supports."""
-    return tuple(_registry())
-
-
 def find_backend(dialect_name: str) -> Backend | None:
     """Give the backend for a dialect (or URL scheme) name; None for one we do not support."""
     return _registry().get(dialect_name)
