@@ -294,3 +294,27 @@ def test_refresh_storm_runs_without_errors_on_every_backend(
     with refresh_storm.Storm(processes) as storm:
         row = storm.run(Database(backend, database_url), users)
     _assert_clean_storm(row, backend, users, processes)
+
+
+def test_the_async_latency_script_prints_each_round_and_the_median(tmp_path: Path) -> None:
+    # SQLite needs no server: a scratch file in the script's own temporary directory.
+    completed = run_python(
+        "-m",
+        "benchmarks.async_latency",
+        "--backend",
+        "sqlite",
+        "--rounds",
+        "2",
+        cwd=REPO_ROOT,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    lines = completed.stdout.strip().splitlines()
+    rounds = [line for line in lines if line.startswith("get ")]
+    assert len(rounds) == 2
+    for line in rounds:
+        mine, bare = (float(part.split()[0]) for part in line[4:].split("floor"))
+        assert mine > 0
+        assert bare > 0
+    assert lines[-1].startswith("sqlite: async get / async floor, median of 2 rounds: ")
+    assert lines[-1].endswith("x")
