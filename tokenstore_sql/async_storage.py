@@ -18,23 +18,21 @@ import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import URL, Engine, Executable, Select
+from sqlalchemy import Engine, Executable, Select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ._sdk import TokenStorage, TokenStorageData
 from .async_engines import AsyncEngineOwner
 from .codec import check_key, rows_for_storage, stamped, token_data_from_row
-from .engines import masked_url
 from .execution_async import read_row, read_rows, write_rows
 from .models import Placement
 from .schema import ensure_schema_on, is_checked
-from .settings import SettingsOptions, StoreSettings, UsesSettings
-from .statements import check_dialect, key_params, statements_for
-from .storage import DEFAULT_NAMESPACE
+from .settings import StoreSettings
+from .statements import check_dialect, key_params
+from .storage_common import StorageCommon
 
 if TYPE_CHECKING:
     from globus_sdk import OAuthTokenResponse
-    from typing_extensions import Unpack
 
 # One lock per engine and placement, so that concurrent first calls check the schema once.
 _schema_locks: weakref.WeakKeyDictionary[Engine, dict[Placement, asyncio.Lock]] = (
@@ -43,7 +41,7 @@ _schema_locks: weakref.WeakKeyDictionary[Engine, dict[Placement, asyncio.Lock]] 
 _schema_locks_guard = threading.Lock()
 
 
-class AsyncSQLAlchemyTokenStorage(UsesSettings, AsyncEngineOwner):
+class AsyncSQLAlchemyTokenStorage(StorageCommon[AsyncEngine], AsyncEngineOwner):
     """Token data in a SQLite, PostgreSQL or MySQL database, for asyncio code.
 
     The methods are those of globus-sdk's ``TokenStorage``, as coroutines, and
@@ -53,37 +51,18 @@ class AsyncSQLAlchemyTokenStorage(UsesSettings, AsyncEngineOwner):
     lifespan, say). An engine's pooled connections belong to the event loop that opened
     them: use an engine, and the storages on it, within one loop.
 
-    :param url_or_async_engine: a database URL, or an ``AsyncEngine`` (left to its
+    :param url_or_engine: a database URL, or an ``AsyncEngine`` (left to its
         owner); a sync URL is mapped to the async driver (see :func:`create_async_engine`)
     :param namespace: the partition of token data this storage reads and writes
     :param settings: as for :class:`~tokenstore_sql.SQLAlchemyTokenStorage`, and each of
         its fields by name among ``options``
     """
 
-    def __init__(
-        self,
-        url_or_async_engine: str | URL | AsyncEngine,
-        *,
-        namespace: str = DEFAULT_NAMESPACE,
-        settings: StoreSettings | None = None,
-        **options: Unpack[SettingsOptions],
-    ) -> None:
-        check_key("namespace", namespace)
+    def _opened(self, engine: AsyncEngine, settings: StoreSettings, namespace: str) -> None:
         self.namespace = namespace
-        chosen = self._take_settings(settings, options)
-        placement = chosen.placement
-        dialect = self._hold_engine(url_or_async_engine, chosen.engine_options).dialect
-        check_dialect(dialect)  # an engine that never connected holds nothing to dispose
-        placement.check_dialect(dialect.name)
-        self._schema = {"create": chosen.create_schema, "upgrade": chosen.upgrade_schema}
-        self._statements = statements_for(placement)
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(dialect={self.engine.dialect.name!r}, "
-            f"namespace={self.namespace!r}, url={masked_url(self.engine.url)!r}, "
-            f"table={str(self.placement)!r})"
-        )
+        check_dialect(engine.dialect)  # an engine that never connected holds nothing to dispose
+        settings.placement.check_dialect(engine.dialect.name)
+        self._schema = {"create": settings.create_schema, "upgrade": settings.upgrade_schema}
 
     async def check_schema(self) -> None:
         """Check the schema (creating or upgrading it as the options allow), once.

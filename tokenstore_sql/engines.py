@@ -37,7 +37,7 @@ import threading
 import weakref
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 import sqlalchemy
 from sqlalchemy import URL, Engine
@@ -181,6 +181,12 @@ class EngineOwnership(Generic[EngineT]):
     engine: EngineT
     owns_engine: bool
     _closed: bool
+
+    if TYPE_CHECKING:  # in EngineOwner and AsyncEngineOwner, for storages and stores
+
+        def _hold_engine(
+            self, url_or_engine: str | URL | EngineT, engine_options: Mapping[str, Any] | None
+        ) -> EngineT: ...
 
     def _keep_engine(self, engine: EngineT, *, created: bool) -> EngineT:
         self.engine, self.owns_engine, self._closed = engine, created, False

@@ -15,30 +15,29 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from sqlalchemy import URL, Engine, Executable, Select
+from sqlalchemy import Engine, Executable, Select
 
 from ._sdk import TokenStorage, TokenStorageData, default_app_path
 from .codec import check_key, rows_for_storage, stamped, token_data_from_row
 from .crypto import KeyRing
-from .engines import EngineOwner, masked_url
+from .engines import EngineOwner
 from .execution import read_rows, write_rows
 from .models import Placement
 from .namespaces import globus_app_namespace
 from .schema import open_schema
-from .settings import SettingsOptions, StoreSettings, UsesSettings
-from .statements import key_params, statements_for
+from .settings import StoreSettings
+from .statements import key_params
+from .storage_common import StorageCommon
 
 if TYPE_CHECKING:
     from globus_sdk import GlobusAppConfig
-    from typing_extensions import Unpack
 
-DEFAULT_NAMESPACE = "DEFAULT"
 URL_VARIABLE = "TOKENSTORE_SQL_URL"
 KEYS_VARIABLE = "TOKENSTORE_SQL_KEYS"
 APP_FILE_SUFFIX = ".tokenstore.db"
 
 
-class SQLAlchemyTokenStorage(UsesSettings, EngineOwner, TokenStorage):
+class SQLAlchemyTokenStorage(StorageCommon[Engine], EngineOwner, TokenStorage):
     """A token storage that keeps token data in a SQLite, PostgreSQL or MySQL database.
 
     See globus-sdk's ``TokenStorage`` for the common interface.
@@ -59,31 +58,13 @@ class SQLAlchemyTokenStorage(UsesSettings, EngineOwner, TokenStorage):
     :raises PlacementError: a schema placement on a database other than PostgreSQL
     """
 
-    def __init__(
-        self,
-        url_or_engine: str | URL | Engine,
-        *,
-        namespace: str = DEFAULT_NAMESPACE,
-        settings: StoreSettings | None = None,
-        **options: Unpack[SettingsOptions],
-    ) -> None:
-        check_key("namespace", namespace)
-        chosen = self._take_settings(settings, options)
-        engine = self._hold_engine(url_or_engine, chosen.engine_options)
-        self._statements = statements_for(chosen.placement)
+    def _opened(self, engine: Engine, settings: StoreSettings, namespace: str) -> None:
         try:
-            open_schema(engine, chosen)  # no I/O once this engine has been checked
+            open_schema(engine, settings)  # no I/O once this engine has been checked
         except BaseException:
             self.close()
             raise
-        super().__init__(namespace=namespace)
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(dialect={self.engine.dialect.name!r}, "
-            f"namespace={self.namespace!r}, url={masked_url(self.engine.url)!r}, "
-            f"table={str(self.placement)!r})"
-        )
+        TokenStorage.__init__(self, namespace=namespace)
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle the URL and settings, never the engine or its connections.

@@ -8,12 +8,11 @@ password.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import URL, Engine
 
-from .engines import masked_url
+from .engines import EngineOwnership, masked_url
 from .namespaces import check_app_label, user_namespace
 from .settings import SettingsOptions, StoreSettings, UsesSettings
 
@@ -24,20 +23,13 @@ if TYPE_CHECKING:  # the sync store must not load SQLAlchemy's asyncio extension
 E = TypeVar("E", Engine, "AsyncEngine")
 
 
-class AppStore(UsesSettings, Generic[E]):
+class AppStore(UsesSettings, EngineOwnership[E]):
     """A store's app label and settings; the engine is held by the store's engine owner.
 
     The store's class docstring documents the constructor's parameters.
     """
 
     app: str | None
-    engine: E
-
-    if TYPE_CHECKING:  # from EngineOwner or AsyncEngineOwner, later in the store's bases
-
-        def _hold_engine(
-            self, url_or_engine: str | URL | E, engine_options: Mapping[str, Any] | None
-        ) -> E: ...
 
     def __init__(
         self,
