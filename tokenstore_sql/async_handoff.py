@@ -1,4 +1,4 @@
-"""Connections handed straight from one async storage call to the next, while calls wait.
+"""Connections passed straight from one async storage call to the next, skipping the pool.
 
 :mod:`tokenstore_sql.async_direct` takes each call's connection from the engine's pool
 and gives it back in SQLAlchemy's greenlet: the pool's code is synchronous, and may
