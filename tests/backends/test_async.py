@@ -741,3 +741,28 @@ def test_the_sync_api_works_without_the_asyncio_extension(tmp_path: Any) -> None
     lines = result.stdout.splitlines()
     assert lines[0] == "None"
     assert "pip install 'tokenstore-sql[async]'" in lines[1]
+
+
+def test_disposing_of_an_engine_right_after_a_call_closes_the_connection_kept_for_the_next(
+    url: URL, namespace: str
+) -> None:
+    # A caller's engine, disposed of in the same step as its last call (no loop turn in
+    # between): the connection kept for a next call is closed by the dispose itself.
+    async def main() -> tuple[int, list[object], list[object]]:
+        engine = create_async_engine(url)
+        storage = AsyncSQLAlchemyTokenStorage(engine, namespace=namespace)
+        pool = engine.sync_engine.pool
+        opened: list[object] = []
+        closed: list[object] = []
+        event.listen(pool, "connect", lambda *args: opened.append(args[0]))
+        event.listen(pool, "close", lambda *args: closed.append(args[0]))
+        await storage.store_token_data_by_resource_server({"rs": make_token_data("rs")})
+        await storage.get_token_data("rs")
+        kept = pool.checkedout()  # type: ignore[attr-defined]
+        await engine.dispose()
+        return kept, opened, list(closed)  # before the loop turns again
+
+    kept, opened, closed = asyncio.run(main())
+    assert kept == 1
+    assert opened
+    assert sorted(map(id, closed)) == sorted(map(id, opened))
