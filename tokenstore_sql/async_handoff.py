@@ -210,5 +210,12 @@ class _Resume:
         self.coroutine, self.waited = coroutine, waited
 
     def __await__(self) -> Generator[Any, None, None]:
-        yield self.waited  # the future the coroutine yielded: the task waits for it
+        try:
+            yield self.waited  # the future the coroutine yielded: the task waits for it
+        except BaseException as exc:  # the task cancelled meanwhile: into the coroutine
+            try:
+                self.waited = self.coroutine.throw(exc)
+            except StopIteration:
+                return
+            return (yield from self.__await__())  # it handles that, and waits again
         return (yield from self.coroutine.__await__())
