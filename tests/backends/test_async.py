@@ -770,27 +770,28 @@ def test_disposing_of_an_engine_right_after_a_call_closes_the_connection_kept_fo
 
 def test_a_give_back_runs_at_once_until_it_waits_then_in_a_task_that_can_be_cancelled() -> None:
     # A give-back runs in the loop's callback as far as it can without waiting; from its
-    # first wait a task finishes it, and cancelling that task reaches the coroutine.
-    async def main() -> list[str]:
+    # first wait a task finishes it, and cancelling that task reaches the coroutine, at
+    # its first wait as at any later one.
+    async def give_back(steps: list[str], first: asyncio.Future[None]) -> None:
+        steps.append("started")
+        try:
+            await first
+            steps.append("resumed")
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            steps.append("cancelled")
+            await asyncio.sleep(0)  # it may still wait while it cleans up
+            steps.append("cleaned up")
+            raise
+
+    async def main(open_first: bool) -> list[str]:
         steps: list[str] = []
-        gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        async def give_back() -> None:
-            steps.append("started")
-            try:
-                await gate
-                steps.append("resumed")
-                await asyncio.sleep(10)
-            except asyncio.CancelledError:
-                steps.append("cancelled")
-                await asyncio.sleep(0)  # it may still wait while it cleans up
-                steps.append("cleaned up")
-                raise
-
-        task = async_handoff._run_now_or_soon(give_back())
+        first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        task = async_handoff._run_now_or_soon(give_back(steps, first))
         assert steps == ["started"]  # no loop turn needed for that
         assert task is not None
-        gate.set_result(None)
+        if open_first:
+            first.set_result(None)
         await asyncio.sleep(0.01)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -802,4 +803,11 @@ def test_a_give_back_runs_at_once_until_it_waits_then_in_a_task_that_can_be_canc
         assert async_handoff._run_now_or_soon(quick()) is None  # done at once, no task
         return steps
 
-    assert asyncio.run(main()) == ["started", "resumed", "cancelled", "cleaned up", "quick"]
+    assert asyncio.run(main(open_first=False)) == ["started", "cancelled", "cleaned up", "quick"]
+    assert asyncio.run(main(open_first=True)) == [
+        "started",
+        "resumed",
+        "cancelled",
+        "cleaned up",
+        "quick",
+    ]
