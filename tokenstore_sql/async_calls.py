@@ -21,7 +21,7 @@ from sqlalchemy.util import await_only, greenlet_spawn
 
 from .async_direct_drivers import AsyncLent, lend
 from .async_handoff import Handed, Handoff
-from .async_pools import check_in, handoff_for, settle_on_disposal
+from .async_pools import check_in, handoff_for
 
 T = TypeVar("T")
 
@@ -38,7 +38,7 @@ class Call(Generic[T]):
     def __init__(self, engine: AsyncEngine, work: Callable[[AsyncLent], Awaitable[T]]) -> None:
         self.engine, self.work = engine, work
         self.pool = engine.sync_engine.pool
-        self.handoff: Handoff | None = handoff_for(self.pool)
+        self.handoff: Handoff | None = handoff_for(engine.sync_engine)
         self.slot = False  # holds one of the handoff's slots
         # Set while the connection is out: a failure leaves them here, for the caller.
         self.connection: PoolProxiedConnection | None = None
@@ -109,7 +109,6 @@ class Call(Generic[T]):
         if handoff is None or connection is None:
             return False
         handed = (connection, self.lent, self.since)
-        settle_on_disposal(self.engine.sync_engine)
         if handoff.hand_off(handed) or handoff.keep(handed, self._give_back_kept):
             self.connection, self.slot = None, False  # both go to the next call
             return True

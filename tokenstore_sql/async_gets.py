@@ -75,7 +75,7 @@ async def fetch_one(
     :raises sqlalchemy.exc.DBAPIError: as SQLAlchemy would raise it, parameters hidden
     """
     while True:
-        handoff = handoff_for(engine.sync_engine.pool)
+        handoff = handoff_for(engine.sync_engine)
         if handoff is None or not handoff.would_wait():
             one = compiled_for(statements.select_one, engine.dialect)
             rows = await fetch_rows(engine, one, key_params(namespace, resource_server))

@@ -1,6 +1,6 @@
 """Each pool's connection handoff on each event loop, and how a connection goes back.
 
-:mod:`tokenstore_sql.async_direct` asks :func:`handoff_for` the pool of the engine it
+:mod:`tokenstore_sql.async_calls` asks :func:`handoff_for` for that of the engine it
 runs on; a pool with no fixed capacity (NullPool, unlimited overflow) has none. Code that
 must see the pool whole (before disposing of it, before a call to Globus Auth, in tests)
 call :func:`settle`: the connection kept for a next call goes back at once.
@@ -9,7 +9,6 @@ call :func:`settle`: the connection kept for a next call goes back at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import weakref
 
@@ -49,54 +48,51 @@ async def settle(pool: Pool) -> None:
     A connection kept for the next call goes back at the loop's next turn anyway; this
     is for code that must see the pool whole at once: before disposing of it, or in tests.
     """
-    by_loop = _handoffs.get(pool)
-    handoff = None if by_loop is None else by_loop.get(asyncio.get_running_loop())
+    handoff = _running_handoff(pool)
     if handoff is not None:
         await handoff.settle()
 
 
-def settle_on_disposal(engine: Engine) -> None:
-    """Have ``engine.dispose()`` close the connection kept on its current pool first.
+def handoff_for(engine: Engine) -> Handoff | None:
+    """Give the handoff of the engine's pool on the running loop (None: no fixed capacity).
 
-    Disposing of an engine closes the connections in its pool; one kept for a call that
-    is not coming would be left to the garbage collector. Once per pool.
+    A disposed engine's new pool gets a handoff of its own. The first handoff of a pool
+    has ``engine.dispose()`` close the connection kept on it, which would otherwise be
+    left to the garbage collector.
     """
     pool = engine.pool
-    if pool not in _watched:
-        _watched.add(pool)
-        event.listen(engine, "engine_disposed", functools.partial(_disposed, weakref.ref(pool)))
-
-
-_watched: weakref.WeakSet[Pool] = weakref.WeakSet()
-
-
-def _disposed(pool_ref: weakref.ref[Pool], _: Engine) -> None:
-    pool = pool_ref()
-    if pool is None or not in_greenlet():  # a sync dispose(): the kept one goes soon
-        return
-    by_loop = _handoffs.get(pool)
-    with contextlib.suppress(RuntimeError):  # no loop running
-        handoff = None if by_loop is None else by_loop.get(asyncio.get_running_loop())
-        if handoff is not None:
-            await_only(handoff.settle())
-
-
-def handoff_for(pool: Pool) -> Handoff | None:
-    """Give the pool's handoff on the running loop (None: the pool has no fixed capacity).
-
-    A disposed engine's new pool gets a handoff of its own.
-    """
     by_loop = _handoffs.get(pool)
     if by_loop is None:
         if not isinstance(pool, QueuePool) or _capacity(pool) is None:
             return None
         by_loop = _handoffs[pool] = weakref.WeakKeyDictionary()
+        event.listen(engine, "engine_disposed", functools.partial(_disposed, weakref.ref(pool)))
     loop = asyncio.get_running_loop()
     handoff = by_loop.get(loop)
     if handoff is None:
         assert isinstance(pool, QueuePool)
         handoff = by_loop[loop] = Handoff(_capacity(pool) or 0, pool.timeout())
     return handoff
+
+
+def _running_handoff(pool: Pool) -> Handoff | None:
+    """Give the pool's handoff on the running loop, if it has one (no loop: None)."""
+    by_loop = _handoffs.get(pool)
+    if by_loop is None:
+        return None
+    try:
+        return by_loop.get(asyncio.get_running_loop())
+    except RuntimeError:  # no loop running
+        return None
+
+
+def _disposed(pool_ref: weakref.ref[Pool], _: Engine) -> None:
+    pool = pool_ref()
+    if pool is None or not in_greenlet():  # a sync dispose(): the kept one goes soon
+        return
+    handoff = _running_handoff(pool)
+    if handoff is not None:
+        await_only(handoff.settle())
 
 
 def _capacity(pool: QueuePool) -> int | None:

@@ -275,7 +275,7 @@ def test_tasks_cancelled_mid_call_leave_the_engine_clean(url: URL, namespace: st
             await asyncio.gather(*tasks, return_exceptions=True)
         await settle(engine.sync_engine.pool)  # the connection kept for a next call
         assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
-        handoff = handoff_for(engine.sync_engine.pool)
+        handoff = handoff_for(engine.sync_engine)
         assert handoff is not None
         assert handoff.held == 0  # every slot given up, none lost to a cancellation
         found = await asyncio.gather(*(storage.get_token_data("rs") for _ in range(30)))
@@ -370,7 +370,7 @@ def test_a_get_cancelled_in_a_batch_leaves_the_others_their_rows(url: URL, names
                 task.cancel()
             await blocker
             results += await asyncio.gather(*tasks, return_exceptions=True)
-        handoff = handoff_for(engine.sync_engine.pool)
+        handoff = handoff_for(engine.sync_engine)
         await settle(engine.sync_engine.pool)
         held = handoff.held if handoff is not None else -1
         await engine.dispose()
