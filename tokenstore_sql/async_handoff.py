@@ -69,14 +69,17 @@ class Handoff:
 
     def take(self) -> bool:
         """Take a free slot, if one is free and no call is waiting for one (no I/O)."""
-        if self.held < self.capacity and not self._waiting:
+        if self._slot_free():
             self.held += 1
             return True
         return False
 
+    def _slot_free(self) -> bool:
+        return self.held < self.capacity and not self._waiting
+
     def would_wait(self) -> bool:
         """Tell whether a call starting now would wait in line for a connection (no I/O)."""
-        return self._kept is None and (self.held >= self.capacity or bool(self._waiting))
+        return self._kept is None and not self._slot_free()
 
     def join(self) -> asyncio.Future[Handed | None]:
         """Join the line: the future gives a connection handed on, or None for a slot.
