@@ -65,7 +65,7 @@ def sync_engine_options(options: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _in_thread(
+def _threaded(
     operation: Callable[Concatenate[StoreAdmin, _P], _T],
 ) -> Callable[Concatenate[AsyncStoreAdmin, _P], Coroutine[Any, Any, _T]]:
     """Make an admin operation a coroutine that awaits it in a worker thread.
@@ -93,15 +93,15 @@ class AsyncStoreAdmin:
     settings: StoreSettings
     _sync_store: TokenStore | None = None
 
-    downgrade = _in_thread(StoreAdmin.downgrade)
-    status = _in_thread(StoreAdmin.status)
-    namespaces = _in_thread(StoreAdmin.namespaces)
-    prune = _in_thread(StoreAdmin.prune)
-    stats = _in_thread(StoreAdmin.stats)
-    rotate_keys = _in_thread(StoreAdmin.rotate_keys)
-    import_files = _in_thread(StoreAdmin.import_files)
-    export_file = _in_thread(StoreAdmin.export_file)
-    export_stream = _in_thread(StoreAdmin.export_stream)
+    downgrade = _threaded(StoreAdmin.downgrade)
+    status = _threaded(StoreAdmin.status)
+    namespaces = _threaded(StoreAdmin.namespaces)
+    prune = _threaded(StoreAdmin.prune)
+    stats = _threaded(StoreAdmin.stats)
+    rotate_keys = _threaded(StoreAdmin.rotate_keys)
+    import_files = _threaded(StoreAdmin.import_files)
+    export_file = _threaded(StoreAdmin.export_file)
+    export_stream = _threaded(StoreAdmin.export_stream)
 
     async def _in_thread(self, operation: Callable[[TokenStore], _T]) -> _T:
         """Run a sync store's operation in a worker thread, on the store's sync twin."""
