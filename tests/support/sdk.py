@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from tokenstore_sql._sdk import SDK_MAJOR, SDK_VERSION, TokenStorage, TokenStorageData
+from tokenstore_sql.testing import data
 
 SDK_VERSION_INFO = tuple(int(part) for part in SDK_VERSION.split(".")[:2])
 
@@ -48,15 +48,13 @@ def close_storage(storage: object) -> None:
 def make_token_data(
     resource_server: str = "transfer.api.globus.org", **changes: Any
 ) -> TokenStorageData:
-    """Token data with plausible values; keyword arguments replace fields."""
-    fields: dict[str, Any] = {
-        "resource_server": resource_server,
-        "identity_id": "c8a7f8a6-3f8e-4c4a-9d8a-1c1d2e3f4a5b",
-        "scope": f"urn:globus:auth:scope:{resource_server}:all",
+    """The contract suite's plausible token data, with tokens a test can recognize.
+
+    The tokens are ``access-<resource server>-SECRET`` and ``refresh-<...>-SECRET``, so a
+    test can look for them in logs, reprs and messages; keyword arguments replace fields.
+    """
+    tokens = {
         "access_token": f"access-{resource_server}-SECRET",
         "refresh_token": f"refresh-{resource_server}-SECRET",
-        "expires_at_seconds": int(time.time()) + 3600,
-        "token_type": "Bearer",
     }
-    fields.update(changes)
-    return TokenStorageData(**fields)
+    return data.token_data(resource_server, **{**tokens, **changes})
