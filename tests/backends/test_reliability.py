@@ -9,6 +9,7 @@ happens only on a private PostgreSQL server that the test starts and stops for i
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import multiprocessing
@@ -33,11 +34,13 @@ from tests.support.sdk import make_token_data
 from tests.support.threads import errors_in_threads
 from tests.support.tracing import before_statements
 from tokenstore_sql import (
+    AsyncSQLAlchemyTokenStorage,
     SQLAlchemyTokenStorage,
     StorageUnavailableError,
     TokenStoreError,
     create_engine,
 )
+from tokenstore_sql.async_pools import handoff_for, settle
 from tokenstore_sql.models import TokenRow
 from tokenstore_sql.retries import RetryPolicy
 from tokenstore_sql.transactions import WRITE_TRANSACTION_OPTION
@@ -616,3 +619,47 @@ def test_a_postgresql_restart_is_ridden_out(mode: StopMode, namespace: str) -> N
             assert wait_until(lambda: probe.connect().close() is None, timeout=60)
             probe.dispose()
             storage.close()
+
+
+@pytest.mark.postgresql
+@pytest.mark.topology
+def test_an_async_restart_meets_the_kept_connection_and_the_batched_gets(namespace: str) -> None:
+    # The server restarts while a connection is kept for the next call (the loop blocked,
+    # so no turn gives it back), and again before gets that wait together on a pool of
+    # two: each get is retried on a new connection, and the pool ends whole.
+    with private_postgresql() as server:
+        url = server.create_database("tokens")
+
+        async def main() -> tuple[int, list[Any], int, int]:
+            storage = AsyncSQLAlchemyTokenStorage(
+                url,
+                namespace=namespace,
+                retry=RetryPolicy(attempts=60, max_delay=0.5, deadline=30.0),
+                engine_options={"pool_size": 2, "max_overflow": 0},
+            )
+            pool = storage.engine.sync_engine.pool
+            await storage.store_token_data_by_resource_server(
+                {rs: make_token_data(rs) for rs in ("a", "b", "c")}
+            )
+            await storage.get_token_data("a")
+            kept = pool.checkedout()  # type: ignore[attr-defined]
+            server.restart("fast")  # blocking: the loop does not turn meanwhile
+            found = [await storage.get_token_data("a")]
+            server.restart("immediate")
+            found += await asyncio.gather(
+                *(storage.get_token_data("abc"[i % 3]) for i in range(20))
+            )
+            await settle(pool)
+            handoff = handoff_for(storage.engine.sync_engine)
+            held = handoff.held if handoff is not None else -1
+            out = pool.checkedout()  # type: ignore[attr-defined]
+            await storage.aclose()
+            return kept, found, held, out
+
+        kept, found, held, out = asyncio.run(main())
+    assert kept == 1
+    assert [data.access_token if data else None for data in found] == [
+        "access-a-SECRET",
+        *(f"access-{'abc'[i % 3]}-SECRET" for i in range(20)),
+    ]
+    assert (held, out) == (0, 0)
