@@ -32,6 +32,8 @@ from typing import Any, Final, TypeVar
 from sqlalchemy import Dialect
 from sqlalchemy.pool import PoolProxiedConnection
 
+from .named_reads import exchange_for
+
 T = TypeVar("T")
 Params = Any  # a tuple or a dict: the driver's parameter style
 Rows = list[Sequence[Any]]
@@ -45,6 +47,7 @@ class AsyncLent:
 
     def __init__(self, connection: PoolProxiedConnection, dialect: Dialect) -> None:
         self.driver: Any = connection.driver_connection
+        self.info = connection.info  # kept with the connection, cleared when it reconnects
         self.dialect = dialect
         self.error: type[Exception] = dialect.loaded_dbapi.Error
 
@@ -95,6 +98,16 @@ class _Psycopg(AsyncLent):
     # The cursors are left to the garbage collector: closing one only drops its result.
 
     async def fetch(self, sql: str, params: Params) -> Rows:
+        # A read prepared by name where it is one (tokenstore_sql.named_reads).
+        exchange = exchange_for(sql, params, self.driver, self.info)
+        while exchange is not None and (message := exchange.message()) is not None:
+            try:
+                cursor = await self.driver.execute(message, prepare=False)
+            except self.error as exc:
+                if exchange.answered(exc):
+                    continue
+                raise
+            return list(await exchange.received(cursor).fetchall())
         cursor = await self.driver.execute(sql, params)
         return list(await cursor.fetchall())
 

@@ -39,7 +39,7 @@ from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.pool import PoolProxiedConnection
 
 from .backends import backend_of
-from .direct_drivers import Lent, Postgres, Sqlite3
+from .direct_drivers import Lent, Postgres, Psycopg, Sqlite3
 from .direct_pymysql import PyMySQL
 
 Processor = Callable[[Any], Any]
@@ -159,7 +159,7 @@ def driver_error(sql: str, exc: Exception, dialect: Dialect, *, lost: bool) -> S
 def _lend(connection: PoolProxiedConnection, dialect: Dialect) -> Lent:
     """Prepare a connection the pool just lent for one storage statement (no I/O)."""
     if backend_of(dialect).driver_autocommit:
-        return Postgres(connection, dialect)
+        return (Psycopg if dialect.driver == "psycopg" else Postgres)(connection, dialect)
     return _BY_DRIVER.get(dialect.driver, Lent)(connection, dialect)
 
 

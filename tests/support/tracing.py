@@ -7,10 +7,14 @@ cursor class for psycopg's ``Connection`` and ``AsyncConnection`` (an ``executem
 counts once), the command method of PyMySQL and aiomysql, and sqlite3's trace callback,
 directly or through aiosqlite (after the fact: it records, it cannot interrupt). Each is
 installed on a connection as it leaves the pool and removed as it returns.
+
+A PostgreSQL read prepared by name (:mod:`tokenstore_sql.named_reads`) reaches a hook as
+the ``SELECT`` it runs: the text of a ``PREPARE`` seen once stands for its later ``EXECUTE``.
 """
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -24,6 +28,23 @@ from sqlalchemy.util.concurrency import in_greenlet
 
 # hook(driver connection, SQL text): runs before the driver sends the statement
 Hook = Callable[[Any, str], None]
+
+# Named reads' statements, by name, from the PREPAREs seen (names come from the text).
+_NAMED: dict[str, str] = {}
+_PREPARE = re.compile(r"(?:DEALLOCATE \w+; )?PREPARE (\w+) AS (.*); EXECUTE \1\(", re.DOTALL)
+_EXECUTE = re.compile(r"EXECUTE (tokenstore_sql_\w+)\(")
+
+
+def statement_of(message: str) -> str:
+    """Give the statement a message runs: a named read's ``SELECT``, else the message."""
+    prepare = _PREPARE.match(message)
+    if prepare is not None:
+        _NAMED[prepare[1]] = prepare[2]
+        return prepare[2]
+    execute = _EXECUTE.match(message)
+    if execute is not None and execute[1] in _NAMED:
+        return _NAMED[execute[1]]
+    return message
 
 
 @dataclass(frozen=True)
@@ -127,11 +148,11 @@ def _hook_psycopg(connection: Any, hook: Hook) -> Callable[[], None]:
 
         class HookedAsyncCursor(original_factory):  # type: ignore[misc, valid-type]
             async def execute(self, query: Any, *args: Any, **kwargs: Any) -> Any:
-                hook(connection, str(query))
+                hook(connection, statement_of(_text(query)))
                 return await super().execute(query, *args, **kwargs)
 
             async def executemany(self, query: Any, *args: Any, **kwargs: Any) -> Any:
-                hook(connection, str(query))
+                hook(connection, statement_of(_text(query)))
                 return await super().executemany(query, *args, **kwargs)
 
         hooked = HookedAsyncCursor
@@ -139,16 +160,20 @@ def _hook_psycopg(connection: Any, hook: Hook) -> Callable[[], None]:
 
         class HookedCursor(original_factory):  # type: ignore[misc, valid-type]
             def execute(self, query: Any, *args: Any, **kwargs: Any) -> Any:
-                hook(connection, str(query))
+                hook(connection, statement_of(_text(query)))
                 return super().execute(query, *args, **kwargs)
 
             def executemany(self, query: Any, *args: Any, **kwargs: Any) -> Any:
-                hook(connection, str(query))
+                hook(connection, statement_of(_text(query)))
                 return super().executemany(query, *args, **kwargs)
 
         hooked = HookedCursor
     connection.cursor_factory = hooked
     return lambda: setattr(connection, "cursor_factory", original_factory)
+
+
+def _text(query: Any) -> str:
+    return query.decode() if isinstance(query, bytes) else str(query)
 
 
 def _hook_mysql(connection: Any, hook: Hook, *, asynchronous: bool) -> Callable[[], None]:

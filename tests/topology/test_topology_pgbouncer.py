@@ -48,6 +48,7 @@ from tests.support.sdk import make_token_data
 from tests.support.sdk_files import JSONTokenStorage, write_json
 from tokenstore_sql import (
     AsyncSQLAlchemyTokenStorage,
+    Placement,
     RetryPolicy,
     SQLAlchemyTokenStorage,
     TokenStorageData,
@@ -726,6 +727,85 @@ def test_4_processes_of_4_threads_refresh_once_through_transaction_pooling(
     assert set(outcomes) == {("ok", stored.access_token)}
     assert auth.is_live_refresh_token(stored.refresh_token)
     assert [n for report in reports for n in report["checked_out"]] == [0]
+
+
+# --- reads prepared by name, on a server session every client shares ---------------------
+
+NAMED_ROUNDS = 150  # gets per thread
+
+
+def test_reads_prepared_by_name_stay_right_on_a_session_every_client_shares(
+    deployments: Deployments,
+) -> None:
+    # Two deployments' tables in one database, one server connection for every client:
+    # each read runs on whatever statements the clients before it left on that session,
+    # which a third client empties now and then (DEALLOCATE ALL). Names made from the
+    # statement's text keep the two tables' reads apart; a name per kind of read
+    # ("the get") would give one table's rows to the other's callers.
+    placements = [Placement("first_"), Placement("second_")]
+    no_retry = RetryPolicy(attempts=1)
+    wrong: list[str] = []
+    errors: list[str] = []
+    with deployments.own("transaction", pool_size=1) as deployment:
+        _, url = deployment.new_database()
+        engines = [create_engine(url, pool_size=2, max_overflow=0) for _ in placements]
+        try:
+            storages = [
+                SQLAlchemyTokenStorage(
+                    engine, namespace="user", placement=placement, retry=no_retry
+                )
+                for engine, placement in zip(engines, placements, strict=True)
+            ]
+            for number, storage in enumerate(storages):
+                storage.store_token_data_by_resource_server(
+                    {key: token(key, f"{number}-{key}") for key in KEYS}
+                )
+            stop = threading.Event()
+
+            def get(number: int) -> None:
+                storage = storages[number % 2]
+                for round_ in range(NAMED_ROUNDS):
+                    key = KEYS[round_ % len(KEYS)]
+                    try:
+                        seen = _seen(storage.get_token_data(key))
+                    except Exception as exc:
+                        errors.append(f"{type(exc).__name__}: {exc}")
+                        continue
+                    if seen != _wanted(f"{number % 2}-{key}"):
+                        wrong.append(f"table {number % 2}, {key}: {seen}")
+
+            def empty_the_session() -> None:
+                import psycopg
+
+                with psycopg.connect(
+                    url.render_as_string(hide_password=False).replace("+psycopg", ""),
+                    autocommit=True,
+                    prepare_threshold=None,
+                ) as meddler:
+                    while not stop.wait(0.02):
+                        meddler.execute("DEALLOCATE ALL")
+
+            meddling = threading.Thread(target=empty_the_session)
+            meddling.start()
+            try:
+                threads = [threading.Thread(target=get, args=(n,)) for n in range(4)]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
+            finally:
+                stop.set()
+                meddling.join()
+            with engines[0].connect() as connection:
+                rows = connection.exec_driver_sql("SELECT name FROM pg_prepared_statements")
+                names = [name for (name,) in rows if name.startswith("tokenstore_sql_")]
+        finally:
+            for engine in engines:
+                engine.dispose()
+    log.info("named reads on one shared session: %d names left on it", len(names))
+    assert errors == []
+    assert wrong == []
+    assert names, "no read was prepared by name on the shared session"
 
 
 # --- the control: prepared statements through transaction pooling -----------------------
