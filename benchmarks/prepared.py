@@ -1,10 +1,12 @@
-"""What PostgreSQL without prepared statements costs: one get, side by side, in rounds.
+"""The package's PostgreSQL engine beside one that lets psycopg prepare: one get, in rounds.
 
 tokenstore-sql's engines tell psycopg never to prepare a statement
 (``prepare_threshold=None``): behind PgBouncer's transaction pooling a statement
-prepared on one server connection runs on another, and fails or returns another
-statement's rows. psycopg's default prepares a statement on a connection after its
-fifth use, which saves the server a parse and plan per call on a direct connection.
+psycopg prepared on one server connection runs on another, and fails or returns another
+statement's rows. The storages' reads are prepared instead under names made from their
+text (:mod:`tokenstore_sql.named_reads`), which pooling cannot mix up. psycopg's default
+prepares a statement on a connection after its fifth use; this shows what, if anything,
+the package's engine still gives up against that.
 
 This module times ``get_token_data`` (a primary-key ``SELECT`` that finds its row)
 on the package's engine and on one with psycopg's default

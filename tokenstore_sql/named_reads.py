@@ -63,13 +63,17 @@ class NamedRead:
     order: tuple[str, ...]  # the parameters' names, in $n order
 
     def execute(self, escaping: Escaping, encoding: str, params: Mapping[str, Any]) -> bytes | None:
-        """Give the ``EXECUTE`` of these parameters, or None unless every one is text."""
+        """Give the ``EXECUTE`` of these parameters, or None unless each is text in ``encoding``."""
         literals = []
         for key in self.order:
             value = params[key]
             if type(value) is not str:
                 return None
-            literals.append(escaping.escape_literal(value.encode(encoding)))
+            try:
+                encoded = value.encode(encoding)
+            except UnicodeEncodeError:  # a client encoding such as SQL_ASCII: sent as a parameter
+                return None
+            literals.append(escaping.escape_literal(encoded))
         return b"EXECUTE " + self.name + b"(" + b", ".join(literals) + b")"
 
 

@@ -100,6 +100,12 @@ def test_a_value_that_is_not_text_is_never_put_in_the_sql(value: object) -> None
     assert read.execute(_Quoting(), "utf-8", {"ns": "a", "rs": value}) is None  # type: ignore[arg-type]
 
 
+def test_a_value_the_client_encoding_cannot_hold_is_never_put_in_the_sql() -> None:
+    read = named_read(SQL)
+    assert read is not None
+    assert read.execute(_Quoting(), "ascii", {"ns": "user/é", "rs": "b"}) is None  # type: ignore[arg-type]
+
+
 def _exchange(prepared: set[bytes]) -> tuple[Exchange, bytes, bytes]:
     read = named_read(SQL)
     assert read is not None
