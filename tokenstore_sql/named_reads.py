@@ -25,12 +25,15 @@ reconnect clears). What the server answers decides the next message of the same 
 - 0A000, its result columns changed type (a migration altered the table):
   ``DEALLOCATE``, ``PREPARE`` and ``EXECUTE`` together.
 
-After :data:`ATTEMPTS` such answers in one call, the read is sent unprepared. Each such
-answer is an ``ERROR`` line in the server's log, with the statement and its keys: none
-where clients reach PostgreSQL directly, about two per server session and statement
-behind a pooler. Only reads whose parameters are all text go this way (namespaces and
-resource servers, never a token: a statement's text is what the server logs). libpq
-quotes each value (``PQescapeLiteral``) for the connection's encoding.
+After :data:`ATTEMPTS` such answers in one call, the read is sent unprepared, as is a
+read that would make a connection hold more than :data:`MOST_NAMES` statements (batched
+gets have one per batch size). Each of those three answers is an ``ERROR`` line in the
+server's log, with the statement and its keys: none where clients reach PostgreSQL
+directly, about two per server session and statement behind a pooler.
+
+Only reads whose parameters are all text go this way (namespaces and resource servers,
+never a token: a statement's text is what the server logs). libpq quotes each value
+(``PQescapeLiteral``) for the connection's encoding.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ if TYPE_CHECKING:
 # Where a pooled connection keeps the names of the reads it prepared.
 PREPARED_INFO: Final = "tokenstore_sql_prepared_reads"
 ATTEMPTS: Final = 4  # messages in one call before the read is sent unprepared
+# Names one connection prepares at most: batched gets have a statement per batch size.
+MOST_NAMES: Final = 32
 NAME_PREFIX: Final = "tokenstore_sql_"
 
 _PLACEHOLDER: Final = re.compile(r"%\((\w+)\)s")
@@ -169,4 +174,6 @@ def exchange_for(sql: str, params: Any, connection: Any, info: dict[Any, Any]) -
     prepared: set[bytes] | None = info.get(PREPARED_INFO)
     if prepared is None:
         prepared = info[PREPARED_INFO] = set()
+    elif len(prepared) >= MOST_NAMES and read.name not in prepared:
+        return None
     return Exchange(read, execute, prepared)

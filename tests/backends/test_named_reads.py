@@ -26,7 +26,7 @@ from tokenstore_sql import (
 from tokenstore_sql.async_pools import settle
 from tokenstore_sql.direct import CompiledStatement
 from tokenstore_sql.models import tokens_table
-from tokenstore_sql.named_reads import PREPARED_INFO, named_read
+from tokenstore_sql.named_reads import MOST_NAMES, PREPARED_INFO, named_read
 from tokenstore_sql.statements import TokenStatements
 
 pytestmark = pytest.mark.postgresql
@@ -179,3 +179,24 @@ def test_two_tables_read_on_one_session_give_their_own_rows(url: URL) -> None:
         for _ in range(3):
             seen = [storage.get_token_data(KEY) for storage in storages]
             assert [data.access_token for data in seen if data] == ["table-0", "table-1"]
+
+
+def test_a_connection_holding_its_most_names_reads_the_rest_unprepared(
+    url: URL, placement: Placement
+) -> None:
+    written = make_token_data(KEY)
+    with temporary_engine(url, **ONE_CONNECTION) as engine:
+        storage = SQLAlchemyTokenStorage(engine, namespace="user", placement=placement)
+        storage.store_token_data_by_resource_server({KEY: written})
+        with engine.connect() as connection:
+            others = {f"other_{n}".encode() for n in range(MOST_NAMES)}
+            connection.connection.info[PREPARED_INFO] = set(others)
+        got = storage.get_token_data(KEY)
+        with engine.connect() as connection:
+            rows = connection.exec_driver_sql("SELECT name, statement FROM pg_prepared_statements")
+            names = _names_of(rows.all())
+            remembered = connection.connection.info[PREPARED_INFO]
+    assert got is not None
+    assert got.to_dict() == written.to_dict()
+    assert names == {}
+    assert remembered == others
