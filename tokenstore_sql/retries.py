@@ -75,7 +75,7 @@ class RetryPolicy:
         :raises StorageUnavailableError: transient failures outlasted the policy
         :raises DatabaseOperationError: the database refused for a lasting reason
         """
-        attempts = _Attempts(self, operation, engine)
+        started, attempts = time.monotonic(), None
         while True:
             try:
                 return transaction()
@@ -83,6 +83,7 @@ class RetryPolicy:
                 failure = exc
             # Outside the except block: an error raised here carries no __context__,
             # so the driver's text (which can quote rows) is not reachable from it.
+            attempts = attempts or _Attempts(self, operation, engine, started)
             time.sleep(attempts.wait_after(failure))
             del failure
 
@@ -90,12 +91,13 @@ class RetryPolicy:
         self, operation: str, engine: AsyncEngine, transaction: Callable[[], Awaitable[T]]
     ) -> T:
         """Await ``transaction()`` until it succeeds or the policy gives up, as :meth:`run`."""
-        attempts = _Attempts(self, operation, engine)
+        started, attempts = time.monotonic(), None
         while True:
             try:
                 return await transaction()
             except (PoolTimeoutError, DBAPIError) as exc:
                 failure = exc
+            attempts = attempts or _Attempts(self, operation, engine, started)
             await asyncio.sleep(attempts.wait_after(failure))  # as in run(): no __context__
             del failure
 
@@ -103,9 +105,12 @@ class RetryPolicy:
 class _Attempts:
     """The state of one call under a policy: when to try again, and when to give up."""
 
-    def __init__(self, policy: RetryPolicy, operation: str, engine: Engine | AsyncEngine) -> None:
+    def __init__(
+        self, policy: RetryPolicy, operation: str, engine: Engine | AsyncEngine, started: float
+    ) -> None:
+        """Begin after the first attempt failed; ``started`` is when that attempt began."""
         self.policy, self.operation, self.engine = policy, operation, engine
-        self.started = time.monotonic()
+        self.started = started
         self.delay = policy.first_delay
         self.attempt = 1
 
