@@ -158,12 +158,13 @@ def driver_error(sql: str, exc: Exception, dialect: Dialect, *, lost: bool) -> S
 
 def _lend(connection: PoolProxiedConnection, dialect: Dialect) -> Lent:
     """Prepare a connection the pool just lent for one storage statement (no I/O)."""
-    if backend_of(dialect).driver_autocommit:
-        return (Psycopg if dialect.driver == "psycopg" else Postgres)(connection, dialect)
-    return _BY_DRIVER.get(dialect.driver, Lent)(connection, dialect)
+    lent = _BY_DRIVER.get(dialect.driver)
+    if lent is None:
+        lent = Postgres if backend_of(dialect).driver_autocommit else Lent
+    return lent(connection, dialect)
 
 
-_BY_DRIVER: dict[str, type[Lent]] = {"pysqlite": Sqlite3, "pymysql": PyMySQL}
+_BY_DRIVER: dict[str, type[Lent]] = {"pysqlite": Sqlite3, "pymysql": PyMySQL, "psycopg": Psycopg}
 
 
 def _one_statement(engine: Engine, sql: str, work: Callable[[Lent], T]) -> T:

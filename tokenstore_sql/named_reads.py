@@ -85,21 +85,18 @@ class NamedRead:
 @lru_cache(maxsize=256)
 def named_read(sql: str) -> NamedRead | None:
     """Give ``sql`` as a statement prepared by name (None: not a ``SELECT`` to prepare)."""
-    if not sql.startswith("SELECT ") or "%%" in sql:
+    if not sql.startswith("SELECT "):
         return None
-    order: list[str] = []
+    numbers: dict[str, int] = {}  # parameter name -> $n, in order of first use
 
     def numbered(match: re.Match[str]) -> str:
-        key = match.group(1)
-        if key not in order:
-            order.append(key)
-        return f"${order.index(key) + 1}"
+        return f"${numbers.setdefault(match.group(1), len(numbers) + 1)}"
 
     text = _PLACEHOLDER.sub(numbered, sql)
-    if "%" in text or not order:
+    if "%" in text or not numbers:  # a literal % (written %%), or nothing to bind
         return None
     name = NAME_PREFIX + hashlib.sha256(text.encode()).hexdigest()[:24]
-    return NamedRead(name.encode(), f"PREPARE {name} AS {text}".encode(), tuple(order))
+    return NamedRead(name.encode(), f"PREPARE {name} AS {text}".encode(), tuple(numbers))
 
 
 class Exchange:
@@ -166,14 +163,12 @@ def exchange_for(sql: str, params: Any, connection: Any, info: dict[Any, Any]) -
     read = named_read(sql)
     if read is None or not isinstance(params, dict):
         return None
+    prepared: set[bytes] = info.setdefault(PREPARED_INFO, set())
+    if len(prepared) >= MOST_NAMES and read.name not in prepared:
+        return None
     from psycopg.pq import Escaping  # psycopg is a driver: installed with its extra
 
     execute = read.execute(Escaping(connection.pgconn), connection.info.encoding, params)
     if execute is None:
-        return None
-    prepared: set[bytes] | None = info.get(PREPARED_INFO)
-    if prepared is None:
-        prepared = info[PREPARED_INFO] = set()
-    elif len(prepared) >= MOST_NAMES and read.name not in prepared:
         return None
     return Exchange(read, execute, prepared)

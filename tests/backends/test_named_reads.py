@@ -21,6 +21,7 @@ from tokenstore_sql import (
     AsyncSQLAlchemyTokenStorage,
     Placement,
     SQLAlchemyTokenStorage,
+    TokenStorageData,
     create_async_engine,
 )
 from tokenstore_sql.async_pools import settle
@@ -69,9 +70,13 @@ def _expected_names(placement: Placement) -> set[str]:
     return names
 
 
-def _sync_gets(url: URL, placement: Placement, meddling: str | None) -> tuple[Any, dict[str, str]]:
+Reads = tuple[list[dict[str, Any] | None], dict[str, str]]  # what was read, names prepared
+
+
+def _sync_gets(
+    url: URL, placement: Placement, meddling: str | None, written: TokenStorageData
+) -> Reads:
     """Store, get, meddle, get and list on one connection; give the reads and the names."""
-    written = make_token_data(KEY)
     with temporary_engine(url, **ONE_CONNECTION) as engine:
         storage = SQLAlchemyTokenStorage(engine, namespace="user", placement=placement)
         storage.store_token_data_by_resource_server({KEY: written})
@@ -90,11 +95,12 @@ def _sync_gets(url: URL, placement: Placement, meddling: str | None) -> tuple[An
             rows = connection.exec_driver_sql("SELECT name, statement FROM pg_prepared_statements")
             names = _names_of(rows.all())
     reads = (first, second, listed[KEY], missing)
-    return [None if r is None else r.to_dict() for r in reads], names | {"written": written}
+    return [None if r is None else r.to_dict() for r in reads], names
 
 
-async def _async_gets(url: URL, placement: Placement, meddling: str | None) -> Any:
-    written = make_token_data(KEY)
+async def _async_gets(
+    url: URL, placement: Placement, meddling: str | None, written: TokenStorageData
+) -> Reads:
     engine = create_async_engine(url, **ONE_CONNECTION)
     try:
         storage = AsyncSQLAlchemyTokenStorage(engine, namespace="user", placement=placement)
@@ -121,29 +127,31 @@ async def _async_gets(url: URL, placement: Placement, meddling: str | None) -> A
     finally:
         await engine.dispose()
     reads = (first, second, listed[KEY], missing)
-    return [None if r is None else r.to_dict() for r in reads], names | {"written": written}
+    return [None if r is None else r.to_dict() for r in reads], names
 
 
-def _gets(api: str, url: URL, placement: Placement, meddling: str | None) -> Any:
+def _gets(
+    api: str, url: URL, placement: Placement, meddling: str | None, written: TokenStorageData
+) -> Reads:
     if api == "sync":
-        return _sync_gets(url, placement, meddling)
-    return asyncio.run(_async_gets(url, placement, meddling))
+        return _sync_gets(url, placement, meddling, written)
+    return asyncio.run(_async_gets(url, placement, meddling, written))
 
 
 @pytest.mark.parametrize("meddling", [None, *MEDDLING])
 def test_reads_run_by_name_and_mend_a_session_that_lost_or_already_had_them(
     api: str, url: URL, placement: Placement, meddling: str | None
 ) -> None:
-    reads, found = _gets(api, url, placement, meddling)
-    written = found.pop("written").to_dict()
-    assert reads == [written, written, written, None]
+    written = make_token_data(KEY)
+    reads, found = _gets(api, url, placement, meddling, written)
+    assert reads == [written.to_dict()] * 3 + [None]
     # The get and the listing, each prepared under its own name; nothing else, and no
     # token in any prepared statement (only keys go into the EXECUTE's text).
     assert set(found) == _expected_names(placement)
     for name, statement in found.items():
         assert statement.startswith(f"PREPARE {name} AS SELECT ")
         assert placement.tokens_table in statement
-        assert written["access_token"] not in statement
+        assert written.access_token not in statement
 
 
 def test_a_read_whose_columns_changed_type_is_prepared_again(
