@@ -21,7 +21,7 @@ from sqlalchemy.util import await_only, greenlet_spawn
 
 from .async_direct_drivers import AsyncLent, lend
 from .async_handoff import Handed, Handoff
-from .async_pools import check_in, handoff_for
+from .async_pools import check_in
 
 T = TypeVar("T")
 
@@ -35,10 +35,15 @@ class Call(Generic[T]):
     whichever call gives it back to the pool switches it back.
     """
 
-    def __init__(self, engine: AsyncEngine, work: Callable[[AsyncLent], Awaitable[T]]) -> None:
-        self.engine, self.work = engine, work
-        self.pool = engine.sync_engine.pool
-        self.handoff: Handoff | None = handoff_for(engine.sync_engine)
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        work: Callable[[AsyncLent], Awaitable[T]],
+        handoff: Handoff | None,
+    ) -> None:
+        self.engine, self.work, self.handoff = engine, work, handoff
+        sync_engine = engine.sync_engine
+        self.pool, self.dialect = sync_engine.pool, sync_engine.dialect
         self.slot = False  # holds one of the handoff's slots
         # Set while the connection is out: a failure leaves them here, for the caller.
         self.connection: PoolProxiedConnection | None = None
@@ -75,7 +80,7 @@ class Call(Generic[T]):
     def _from_pool(self) -> T:
         self.connection = connection = self.engine.sync_engine.raw_connection()
         self.since = time.monotonic()
-        self.lent = lent = lend(connection, self.engine.dialect)
+        self.lent = lent = lend(connection, self.dialect)
         result = await_only(self._use(lent))
         if self.connection is not None:  # not handed on: back to the pool
             self.connection = None

@@ -2,7 +2,7 @@
 
 The async twin of :mod:`tokenstore_sql.direct`, with its rules: SQLAlchemy compiles
 each statement once per dialect and its column types bind and read the values
-(:class:`~tokenstore_sql.direct.CompiledStatement`), the engine's pool lends the
+(:class:`~tokenstore_sql.compiled.CompiledStatement`), the engine's pool lends the
 connection, and a driver error is raised as SQLAlchemy raises it (a ``DBAPIError``, the
 connection invalidated when it was lost), so the retry policy and the messages treat
 it as before. Only the execution is the driver's own: psycopg's ``AsyncConnection``,
@@ -34,22 +34,28 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .async_calls import Call
 from .async_direct_drivers import AsyncLent
-from .direct import CompiledStatement, driver_error
+from .async_handoff import Handoff
+from .async_pools import handoff_for
+from .compiled import CompiledStatement
+from .direct import driver_error
 
 T = TypeVar("T")
 
 
 async def fetch_rows(
-    engine: AsyncEngine, statement: CompiledStatement, values: Mapping[str, Any]
+    engine: AsyncEngine,
+    statement: CompiledStatement,
+    values: Mapping[str, Any],
+    handoff: Handoff | None,
 ) -> list[dict[str, Any]]:
     """Run a ``SELECT`` with ``values`` and return its rows.
 
+    :param handoff: the engine's pool's handoff on this loop (see :func:`handoff_for`)
     :raises sqlalchemy.exc.DBAPIError: as SQLAlchemy would raise it, parameters hidden
     """
     params = statement.parameters(values)
-    fetched = await one_statement(
-        engine, statement.sql, lambda lent: lent.fetch(statement.sql, params)
-    )
+    sql = statement.sql
+    fetched = await one_statement(engine, sql, lambda lent: lent.fetch(sql, params), handoff)
     return [statement.row(values) for values in fetched]
 
 
@@ -62,19 +68,26 @@ async def execute_write(
     """
     # Bound before the transaction begins: on SQLite every other writer waits meanwhile.
     batch: list[Any] = [statement.parameters(row) for row in rows]
-    return await one_statement(engine, statement.sql, lambda lent: lent.write(statement.sql, batch))
+    return await one_statement(
+        engine,
+        statement.sql,
+        lambda lent: lent.write(statement.sql, batch),
+        handoff_for(engine.sync_engine),
+    )
 
 
 async def one_statement(
-    engine: AsyncEngine, sql: str, work: Callable[[AsyncLent], Awaitable[T]]
+    engine: AsyncEngine,
+    sql: str,
+    work: Callable[[AsyncLent], Awaitable[T]],
+    handoff: Handoff | None,
 ) -> T:
     """Await ``work`` on a pooled connection: one statement in a transaction of its own.
 
     :param sql: the statement, as a failure names it
+    :param handoff: the engine's pool's handoff on this loop (see :func:`handoff_for`)
     """
-    dialect = engine.dialect
-    error = dialect.loaded_dbapi.Error
-    call = Call(engine, work)
+    call = Call(engine, work, handoff)
     lost = False
     try:
         try:
@@ -84,10 +97,10 @@ async def one_statement(
             if connection is None:  # none taken, or already given back
                 call.release()
                 raise
-            lost = isinstance(exc, error) and bool(
-                dialect.is_disconnect(exc, connection.dbapi_connection, None)
+            lost = isinstance(exc, call.dialect.loaded_dbapi.Error) and bool(
+                call.dialect.is_disconnect(exc, connection.dbapi_connection, None)
             )
             await call.give_back_failed(connection, exc, lost=lost)
             raise
-    except error as exc:
-        raise driver_error(sql, exc, dialect, lost=lost) from exc
+    except call.dialect.loaded_dbapi.Error as exc:
+        raise driver_error(sql, exc, call.dialect, lost=lost) from exc

@@ -29,7 +29,7 @@ from .async_direct import fetch_rows, one_statement
 from .async_direct_drivers import AsyncLent
 from .async_handoff import Handoff
 from .async_pools import handoff_for
-from .direct import compiled_for
+from .compiled import compiled_for
 from .statements import TokenStatements, key_params
 
 Key = tuple[str, str]  # namespace, resource server
@@ -77,15 +77,16 @@ async def fetch_one(
     while True:
         handoff = handoff_for(engine.sync_engine)
         if handoff is None or not handoff.would_wait():
-            one = compiled_for(statements.select_one, engine.dialect)
-            rows = await fetch_rows(engine, one, key_params(namespace, resource_server))
+            one = compiled_for(statements.select_one, engine.sync_engine.dialect)
+            params = key_params(namespace, resource_server)
+            rows = await fetch_rows(engine, one, params, handoff)
             return rows[0] if rows else None
         open_batches = _gathering.setdefault(handoff, {})
         batch = open_batches.get(statements)
         key = (namespace, resource_server)
         if batch is None:
             batch = open_batches[statements] = _Batch()
-            row = await _lead(engine, statements, batch, key, open_batches)
+            row = await _lead(engine, handoff, statements, batch, key, open_batches)
         else:
             row = await batch.join(key)
         if row is not _AGAIN:
@@ -94,6 +95,7 @@ async def fetch_one(
 
 async def _lead(
     engine: AsyncEngine,
+    handoff: Handoff,
     statements: TokenStatements,
     batch: _Batch,
     key: Key,
@@ -112,7 +114,7 @@ async def _lead(
 
     one = compiled_for(statements.select_one, engine.dialect)
     try:
-        await one_statement(engine, one.sql, serve)
+        await one_statement(engine, one.sql, serve, handoff)
     except BaseException as exc:
         close()
         own.cancel()  # the leader raises: its own row is not awaited

@@ -56,8 +56,8 @@ class Handoff:
     (:meth:`release`), exactly once.
     """
 
-    def __init__(self, capacity: int, timeout: float) -> None:
-        self.capacity, self.timeout = capacity, timeout
+    def __init__(self, capacity: int, timeout: float, loop: asyncio.AbstractEventLoop) -> None:
+        self.capacity, self.timeout, self.loop = capacity, timeout, loop
         self.held = 0
         # Calls in line, each with its deadline: in the order of their deadlines too.
         self._waiting: deque[tuple[asyncio.Future[Handed | None], float]] = deque()
@@ -65,6 +65,10 @@ class Handoff:
         # call a heap entry in the event loop, most of them cancelled.
         self._timer: asyncio.TimerHandle | None = None
         self._kept: tuple[Handed, GiveBack] | None = None
+        # Gives the kept connection back: a timer due at once, not a callback, so that a
+        # call taking the connection can cancel it and the loop does not turn once more
+        # just to run it (a sixth of a sequential get's work on the event loop's thread).
+        self._kept_timer: asyncio.TimerHandle | None = None
         self._giving_back: set[asyncio.Task[None]] = set()  # referenced until done
 
     def take(self) -> bool:
@@ -88,7 +92,7 @@ class Handoff:
         fails with ``sqlalchemy.exc.TimeoutError`` when nothing comes within the pool's
         timeout, as a wait inside the pool does.
         """
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         waiter: asyncio.Future[Handed | None] = loop.create_future()
         deadline = loop.time() + self.timeout
         self._waiting.append((waiter, deadline))
@@ -120,13 +124,17 @@ class Handoff:
         if self._kept is not None or time.monotonic() - handed[2] >= HANDOFF_SECONDS:
             return False
         self._kept = kept = (handed, give_back)
-        asyncio.get_running_loop().call_soon(self._give_back, kept)
+        loop = self.loop
+        self._kept_timer = loop.call_at(loop.time(), self._give_back, kept)
         return True
 
     def take_kept(self) -> Handed | None:
         """Take the kept connection and its slot, if one is kept (no I/O)."""
         kept, self._kept = self._kept, None
-        return None if kept is None else kept[0]
+        if kept is None:
+            return None
+        self._cancel_kept_timer()
+        return kept[0]
 
     async def settle(self) -> None:
         """Give the kept connection back to the pool now, and wait for those on their way.
@@ -136,14 +144,20 @@ class Handoff:
         """
         kept, self._kept = self._kept, None
         if kept is not None:
+            self._cancel_kept_timer()
             await kept[1](kept[0])
         if self._giving_back:
             await asyncio.gather(*self._giving_back, return_exceptions=True)
 
+    def _cancel_kept_timer(self) -> None:
+        if self._kept_timer is not None:
+            self._kept_timer.cancel()
+            self._kept_timer = None
+
     def _give_back(self, kept: tuple[Handed, GiveBack]) -> None:
         if self._kept is not kept:  # taken by a call meanwhile
             return
-        self._kept = None
+        self._kept, self._kept_timer = None, None
         handed, give_back = kept
         # At once, in this callback, as far as it goes: the pool takes a connection back
         # with no I/O, and a task started now might not run before the loop stops (at the
@@ -174,7 +188,7 @@ class Handoff:
     def _expire(self) -> None:
         """Fail the calls in line whose deadline has passed; time the next one."""
         self._timer = None
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         now = loop.time()
         while self._waiting and self._waiting[0][1] <= now:
             waiter, _ = self._waiting.popleft()

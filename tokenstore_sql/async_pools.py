@@ -71,7 +71,7 @@ def handoff_for(engine: Engine) -> Handoff | None:
     handoff = by_loop.get(loop)
     if handoff is None:
         assert isinstance(pool, QueuePool)
-        handoff = by_loop[loop] = Handoff(_capacity(pool) or 0, pool.timeout())
+        handoff = by_loop[loop] = Handoff(_capacity(pool) or 0, pool.timeout(), loop)
     return handoff
 
 

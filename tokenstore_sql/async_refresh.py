@@ -22,7 +22,7 @@ from ._sdk import TokenStorageData
 from .async_pools import settle
 from .async_storage import AsyncSQLAlchemyTokenStorage
 from .errors import TokenStoreError
-from .execution_async import read_rows, write_rows
+from .execution_async import AsyncExecution
 from .inflight import (
     FIRST_FLUSH_DELAY_SECONDS,
     MAX_FLUSH_DELAY_SECONDS,
@@ -87,7 +87,7 @@ class _AsyncSteps(RefreshSteps):
             )
         statement = self.statement_for(step, retry)
         try:
-            result = await statement.run(self.storage.engine, read_rows, write_rows)
+            result = await statement.run(AsyncExecution, self.storage.engine)
         except TokenStoreError as exc:
             return self.absorb(step, exc, flushing=retry is not None)
         return self.reply(step, result)

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ._sdk import TokenStorage, TokenStorageData
 from .async_engines import AsyncEngineOwner
 from .codec import check_key, rows_for_storage, stamped, token_data_from_row
-from .execution_async import read_row, read_rows, write_rows
+from .execution_async import AsyncExecution
 from .models import Placement
 from .schema import ensure_schema_on, is_checked
 from .settings import StoreSettings
@@ -121,13 +121,8 @@ class AsyncSQLAlchemyTokenStorage(StorageCommon[AsyncEngine], AsyncEngineOwner):
         """Retrieve token data for one resource server in this namespace (None if absent)."""
         check_key("resource server", resource_server)
         await self._ready()
-        row = await read_row(
-            self.engine,
-            "read token data",
-            self._statements,
-            self.namespace,
-            resource_server,
-            self.retry,
+        row = await self._execution().read_row(
+            "read token data", self._statements, self.namespace, resource_server
         )
         return None if row is None else token_data_from_row(self.namespace, row, self.keys)
 
@@ -152,14 +147,18 @@ class AsyncSQLAlchemyTokenStorage(StorageCommon[AsyncEngine], AsyncEngineOwner):
     ) -> list[dict[str, Any]]:
         """Fetch the rows of one ``SELECT``, through the execution seam."""
         await self._ready()
-        return await read_rows(self.engine, operation, statement, params, self.retry)
+        return await self._execution().read_rows(operation, statement, params)
 
     async def _write(
         self, operation: str, statement: Executable, rows: Sequence[Mapping[str, Any]]
     ) -> int:
         """Run one write statement for ``rows``, through the execution seam."""
         await self._ready()
-        return await write_rows(self.engine, operation, statement, rows, self.retry)
+        return await self._execution().write_rows(operation, statement, rows)
+
+    def _execution(self) -> AsyncExecution:
+        """Give the execution seam, with the retry policy as it is now (``retry`` may be set)."""
+        return AsyncExecution(self.engine, self.retry)
 
     async def _ready(self) -> None:
         """Check the schema on this storage's first call (a dictionary lookup afterwards)."""

@@ -4,12 +4,11 @@ Every storage call is one statement: a ``SELECT`` by primary key or namespace, a
 multi-row upsert, a ``DELETE``. Run through SQLAlchemy's execution layer (connection
 object, transaction, events, result objects), such a statement costs several times its
 own time: a profile of a SQLite get put that layer at 78% and the sqlite3 call at 3%.
-Here SQLAlchemy still builds and compiles each statement (once per engine), its column
-types still bind and read the values (keys escaped as stored, JSON and timestamps as the
-dialect does them), and the engine's pool still hands out the connections; only the
-execution is the driver's cursor. A driver error is raised as SQLAlchemy raises it (a
-``DBAPIError``, the connection invalidated when it was lost), so the retry policy and
-the messages treat it as before.
+Here SQLAlchemy still builds and compiles each statement (once per dialect), its column
+types still bind and read the values (:mod:`tokenstore_sql.compiled`), and the engine's
+pool still hands out the connections; only the execution is the driver's cursor. A
+driver error is raised as SQLAlchemy raises it (a ``DBAPIError``, the connection
+invalidated when it was lost), so the retry policy and the messages treat it as before.
 
 One statement is atomic and reads a consistent snapshot on its own, so each runs with
 no round trip it does not need, on tokenstore-sql's engines and on a caller's own
@@ -29,91 +28,19 @@ see their connections.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Dialect, Engine, Executable
+from sqlalchemy import Dialect, Engine
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.pool import PoolProxiedConnection
 
 from .backends import backend_of
+from .compiled import CompiledStatement
 from .direct_drivers import Lent, Postgres, Psycopg, Sqlite3
 from .direct_pymysql import PyMySQL
 
-Processor = Callable[[Any], Any]
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class CompiledStatement:
-    """A statement compiled for one dialect, with the processors of its values."""
-
-    sql: str
-    positional_names: tuple[str, ...] | None  # bind order, for positional paramstyles
-    bind_processors: Mapping[str, Processor]
-    column_names: tuple[str, ...]  # of the rows a SELECT returns
-    result_processors: tuple[Processor | None, ...]
-
-    @classmethod
-    def compile(cls, statement: Executable, dialect: Dialect) -> CompiledStatement:
-        """Compile ``statement`` for ``dialect`` as SQLAlchemy would execute it."""
-        compiled = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
-        bind_processors = {}
-        for name, bind in compiled.binds.items():
-            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
-            if processor is not None:
-                bind_processors[name] = processor
-        columns = list(getattr(statement, "selected_columns", ()))
-        return cls(
-            sql=compiled.string,
-            positional_names=tuple(compiled.positiontup or ()) if compiled.positional else None,
-            bind_processors=bind_processors,
-            column_names=tuple(str(column.key) for column in columns),
-            result_processors=tuple(
-                column.type.dialect_impl(dialect).result_processor(dialect, None)
-                for column in columns
-            ),
-        )
-
-    def parameters(self, values: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
-        """Give the driver's parameters for ``values`` (by bind name)."""
-        bound = {
-            name: processor(value) if (processor := self.bind_processors.get(name)) else value
-            for name, value in values.items()
-        }
-        if self.positional_names is None:
-            return bound
-        return tuple(bound[name] for name in self.positional_names)
-
-    def row(self, values: Sequence[Any]) -> dict[str, Any]:
-        """Give a fetched row as a mapping of column name to processed value."""
-        return {
-            name: processor(value) if processor is not None else value
-            for name, processor, value in zip(
-                self.column_names, self.result_processors, values, strict=True
-            )
-        }
-
-
-_compiled: weakref.WeakKeyDictionary[Dialect, dict[Executable, CompiledStatement]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def compiled_for(statement: Executable, dialect: Dialect) -> CompiledStatement:
-    """Give ``statement`` compiled for ``dialect``, compiling it on first use.
-
-    Meant for the storage's statements, which are built once per placement.
-    """
-    by_statement = _compiled.get(dialect)
-    if by_statement is None:
-        by_statement = _compiled.setdefault(dialect, {})
-    found = by_statement.get(statement)
-    if found is None:
-        found = by_statement[statement] = CompiledStatement.compile(statement, dialect)
-    return found
 
 
 def fetch_rows(

@@ -13,9 +13,9 @@ locks and schema checks. What a transaction is, per database, is decided once:
   way that leaves nothing applied, runs it again as a whole under a
   :class:`~tokenstore_sql.RetryPolicy`, which also turns database errors into
   tokenstore-sql's own (:mod:`tokenstore_sql.retries`).
-- :func:`read_rows` and :func:`write_rows` run one compiled statement on the driver's
-  connection, the storages' hot path (:mod:`tokenstore_sql.direct`), retried the same
-  way.
+- :class:`Execution` runs the storages' single statements (``read_rows``,
+  ``write_rows``) on the driver's connection, their hot path
+  (:mod:`tokenstore_sql.direct`), retried the same way.
 
 The async API has the same seam in :mod:`tokenstore_sql.execution_async`.
 """
@@ -28,7 +28,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, Executable
 
-from .direct import compiled_for, execute_write, fetch_rows
+from .compiled import compiled_for
+from .direct import execute_write, fetch_rows
 from .retries import RetryPolicy
 from .transactions import WRITE_TRANSACTION_OPTION
 
@@ -75,25 +76,33 @@ def run_transaction(
     return (retry or RetryPolicy()).run(operation, engine, attempt)
 
 
-def read_rows(
-    engine: Engine,
-    operation: str,
-    statement: Executable,
-    params: Mapping[str, Any],
-    retry: RetryPolicy,
-) -> list[dict[str, Any]]:
-    """Fetch the rows of one ``SELECT`` on the driver's connection, retried."""
-    compiled = compiled_for(statement, engine.dialect)
-    return retry.run(operation, engine, lambda: fetch_rows(engine, compiled, params))
+class Execution:
+    """The storages' single statements on one engine, each retried under one policy.
 
+    Each runs on the driver's connection (:mod:`tokenstore_sql.direct`), a transaction
+    of its own.
+    """
 
-def write_rows(
-    engine: Engine,
-    operation: str,
-    statement: Executable,
-    rows: Sequence[Mapping[str, Any]],
-    retry: RetryPolicy,
-) -> int:
-    """Run one write statement for ``rows`` on the driver's connection, retried."""
-    compiled = compiled_for(statement, engine.dialect)
-    return retry.run(operation, engine, lambda: execute_write(engine, compiled, rows))
+    __slots__ = ("engine", "retry")
+
+    def __init__(self, engine: Engine, retry: RetryPolicy) -> None:
+        self.engine, self.retry = engine, retry
+
+    def read_rows(
+        self, operation: str, statement: Executable, params: Mapping[str, Any]
+    ) -> list[dict[str, Any]]:
+        """Fetch the rows of one ``SELECT``.
+
+        :param operation: what the statement does, for messages ("read token data")
+        """
+        engine = self.engine
+        compiled = compiled_for(statement, engine.dialect)
+        return self.retry.run(operation, engine, lambda: fetch_rows(engine, compiled, params))
+
+    def write_rows(
+        self, operation: str, statement: Executable, rows: Sequence[Mapping[str, Any]]
+    ) -> int:
+        """Run one write statement for ``rows``, all or nothing; give the rowcount."""
+        engine = self.engine
+        compiled = compiled_for(statement, engine.dialect)
+        return self.retry.run(operation, engine, lambda: execute_write(engine, compiled, rows))

@@ -9,9 +9,10 @@ The async twin of :mod:`tokenstore_sql.execution`, with the same decisions:
   a way that leaves nothing applied, awaits it again as a whole under a
   :class:`~tokenstore_sql.RetryPolicy`, which also turns database errors into
   tokenstore-sql's own.
-- :func:`read_rows`, :func:`read_row` and :func:`write_rows` run one statement in a
-  transaction of its own, retried the same way: on the asyncio driver's connection where
-  :mod:`tokenstore_sql.async_direct` knows the driver (the storages' hot path), else
+- :class:`AsyncExecution` runs the storages' single statements (``read_rows``,
+  ``read_row``, ``write_rows``), each in a transaction of its own, retried the same
+  way: on the asyncio driver's connection where :mod:`tokenstore_sql.async_direct`
+  knows the driver (the storages' hot path), else
   through SQLAlchemy's ``AsyncConnection`` with the single-statement options of
   :func:`~tokenstore_sql.transactions.single_statement_options` (asyncpg, asyncmy).
   Gets of one row each that would wait for a connection go together in one statement
@@ -31,7 +32,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from . import async_direct, async_gets
 from .async_direct_drivers import supports
-from .direct import compiled_for
+from .async_pools import handoff_for
+from .compiled import compiled_for
 from .retries import RetryPolicy
 from .statements import TokenStatements, key_params
 from .transactions import WRITE_TRANSACTION_OPTION, single_statement_options
@@ -91,67 +93,73 @@ async def run_transaction(
     return await (retry or RetryPolicy()).run_async(operation, engine, attempt)
 
 
-async def read_rows(
-    engine: AsyncEngine,
-    operation: str,
-    statement: Executable,
-    params: Mapping[str, Any],
-    retry: RetryPolicy,
-) -> list[dict[str, Any]]:
-    """Fetch the rows of one ``SELECT``, retried (see the module docstring for the path)."""
-    if supports(engine.dialect):
-        compiled = compiled_for(statement, engine.dialect)
-        return await retry.run_async(
-            operation, engine, lambda: async_direct.fetch_rows(engine, compiled, params)
+class AsyncExecution:
+    """The async storages' single statements on one engine, each retried under one policy.
+
+    Each runs in a transaction of its own, on the asyncio driver's connection where
+    :mod:`tokenstore_sql.async_direct` knows the driver, else through SQLAlchemy.
+    """
+
+    __slots__ = ("engine", "retry")
+
+    def __init__(self, engine: AsyncEngine, retry: RetryPolicy) -> None:
+        self.engine, self.retry = engine, retry
+
+    async def read_rows(
+        self, operation: str, statement: Executable, params: Mapping[str, Any]
+    ) -> list[dict[str, Any]]:
+        """Fetch the rows of one ``SELECT``.
+
+        :param operation: what the statement does, for messages ("read token data")
+        """
+        engine = self.engine
+        if supports(engine.sync_engine.dialect):
+            compiled = compiled_for(statement, engine.sync_engine.dialect)
+            return await self.retry.run_async(
+                operation,
+                engine,
+                lambda: async_direct.fetch_rows(
+                    engine, compiled, params, handoff_for(engine.sync_engine)
+                ),
+            )
+
+        async def read(connection: AsyncConnection) -> list[dict[str, Any]]:
+            result = await connection.execute(statement, params)
+            return [dict(row) for row in result.mappings()]
+
+        return await run_transaction(
+            engine, operation, read, writes=False, single_statement=True, retry=self.retry
         )
 
-    async def read(connection: AsyncConnection) -> list[dict[str, Any]]:
-        result = await connection.execute(statement, params)
-        return [dict(row) for row in result.mappings()]
+    async def read_row(
+        self, operation: str, statements: TokenStatements, namespace: str, resource_server: str
+    ) -> dict[str, Any] | None:
+        """Fetch the row of one key; gets that would wait go together in one statement."""
+        engine = self.engine
+        if supports(engine.sync_engine.dialect):
+            return await self.retry.run_async(
+                operation,
+                engine,
+                lambda: async_gets.fetch_one(engine, statements, namespace, resource_server),
+            )
+        params = key_params(namespace, resource_server)
+        rows = await self.read_rows(operation, statements.select_one, params)
+        return rows[0] if rows else None
 
-    return await run_transaction(
-        engine, operation, read, writes=False, single_statement=True, retry=retry
-    )
+    async def write_rows(
+        self, operation: str, statement: Executable, rows: Sequence[Mapping[str, Any]]
+    ) -> int:
+        """Run one write statement for ``rows``, all or nothing; give the rowcount."""
+        engine = self.engine
+        if supports(engine.sync_engine.dialect):
+            compiled = compiled_for(statement, engine.sync_engine.dialect)
+            return await self.retry.run_async(
+                operation, engine, lambda: async_direct.execute_write(engine, compiled, rows)
+            )
 
+        async def write(connection: AsyncConnection) -> int:
+            return int((await connection.execute(statement, list(rows))).rowcount)
 
-async def read_row(
-    engine: AsyncEngine,
-    operation: str,
-    statements: TokenStatements,
-    namespace: str,
-    resource_server: str,
-    retry: RetryPolicy,
-) -> dict[str, Any] | None:
-    """Fetch the row of one key, retried; gets that would wait go together in one statement."""
-    if supports(engine.dialect):
-        return await retry.run_async(
-            operation,
-            engine,
-            lambda: async_gets.fetch_one(engine, statements, namespace, resource_server),
+        return await run_transaction(
+            engine, operation, write, writes=True, single_statement=True, retry=self.retry
         )
-    rows = await read_rows(
-        engine, operation, statements.select_one, key_params(namespace, resource_server), retry
-    )
-    return rows[0] if rows else None
-
-
-async def write_rows(
-    engine: AsyncEngine,
-    operation: str,
-    statement: Executable,
-    rows: Sequence[Mapping[str, Any]],
-    retry: RetryPolicy,
-) -> int:
-    """Run one write statement for ``rows``, all or nothing, retried; give the rowcount."""
-    if supports(engine.dialect):
-        compiled = compiled_for(statement, engine.dialect)
-        return await retry.run_async(
-            operation, engine, lambda: async_direct.execute_write(engine, compiled, rows)
-        )
-
-    async def write(connection: AsyncConnection) -> int:
-        return int((await connection.execute(statement, list(rows))).rowcount)
-
-    return await run_transaction(
-        engine, operation, write, writes=True, single_statement=True, retry=retry
-    )

@@ -43,8 +43,9 @@ _checked_lock = threading.Lock()
 
 def is_checked(engine: Engine, placement: Placement) -> bool:
     """Tell whether this process has found the engine's schema at head already."""
-    with _checked_lock:
-        return placement in _checked.get(engine, ())
+    # No lock: every call of every storage asks, and a set's membership test sees it
+    # either before or after another thread's add or discard, never half-way.
+    return placement in _checked.get(engine, ())
 
 
 def remember_checked(engine: Engine, placement: Placement) -> None:

@@ -25,7 +25,7 @@ from globus_sdk import AuthLoginClient, RefreshTokenAuthorizer
 
 from ._sdk import TokenStorageData
 from .errors import MissingTokenDataError, TokenStoreError
-from .execution import read_rows, write_rows
+from .execution import Execution
 from .inflight import (
     FIRST_FLUSH_DELAY_SECONDS,
     MAX_FLUSH_DELAY_SECONDS,
@@ -109,7 +109,7 @@ class _SyncSteps(RefreshSteps):
             return self.auth_client.oauth2_refresh_token(step.refresh_token)
         statement = self.statement_for(step, retry)
         try:
-            result = statement.run(self.storage.engine, read_rows, write_rows)
+            result = statement.run(Execution, self.storage.engine)
         except TokenStoreError as exc:
             return self.absorb(step, exc, flushing=retry is not None)
         return self.reply(step, result)

@@ -78,13 +78,12 @@ class RowStatement:
     reads: bool
     retry: RetryPolicy
 
-    def run(
-        self, engine: Any, read_rows: Callable[..., Any], write_rows: Callable[..., Any]
-    ) -> Any:
-        """Run it with an execution seam's ``read_rows`` or ``write_rows``; give what they give."""
+    def run(self, execution: Callable[[Any, RetryPolicy], Any], engine: Any) -> Any:
+        """Run it on an execution seam (``Execution`` or its async twin); give what it gives."""
+        seam = execution(engine, self.retry)
         if self.reads:
-            return read_rows(engine, self.operation, self.statement, self.params, self.retry)
-        return write_rows(engine, self.operation, self.statement, [self.params], self.retry)
+            return seam.read_rows(self.operation, self.statement, self.params)
+        return seam.write_rows(self.operation, self.statement, [self.params])
 
 
 class RefreshSteps:

@@ -10,18 +10,18 @@ of its own (see :mod:`tokenstore_sql.direct`).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from sqlalchemy import Engine, Executable, Select
+from sqlalchemy import Engine
 
 from ._sdk import TokenStorage, TokenStorageData, default_app_path
 from .codec import check_key, rows_for_storage, stamped, token_data_from_row
 from .crypto import KeyRing
 from .engines import EngineOwner
-from .execution import read_rows, write_rows
+from .execution import Execution
 from .models import Placement
 from .namespaces import globus_app_namespace
 from .schema import open_schema
@@ -66,6 +66,10 @@ class SQLAlchemyTokenStorage(StorageCommon[Engine], EngineOwner, TokenStorage):
             raise
         TokenStorage.__init__(self, namespace=namespace)
 
+    def _execution(self) -> Execution:
+        """Give the execution seam, with the retry policy as it is now (``retry`` may be set)."""
+        return Execution(self.engine, self.retry)
+
     def __getstate__(self) -> dict[str, Any]:
         """Pickle the URL and settings, never the engine or its connections.
 
@@ -103,7 +107,7 @@ class SQLAlchemyTokenStorage(StorageCommon[Engine], EngineOwner, TokenStorage):
         if not rows:
             return
         statement = self._statements.upsert(self.engine.dialect)
-        self._write("store token data", statement, stamped(rows))
+        self._execution().write_rows("store token data", statement, stamped(rows))
 
     def get_token_data_by_resource_server(self) -> dict[str, TokenStorageData]:
         """Retrieve all token data stored in this namespace, by resource server.
@@ -111,7 +115,9 @@ class SQLAlchemyTokenStorage(StorageCommon[Engine], EngineOwner, TokenStorage):
         :raises UnreadableTokenDataError: a stored row cannot be read back
         """
         params = key_params(self.namespace)
-        rows = self._read("read token data", self._statements.select_namespace, params)
+        rows = self._execution().read_rows(
+            "read token data", self._statements.select_namespace, params
+        )
         return {
             row["resource_server"]: token_data_from_row(self.namespace, row, self.keys)
             for row in rows
@@ -124,7 +130,7 @@ class SQLAlchemyTokenStorage(StorageCommon[Engine], EngineOwner, TokenStorage):
         """
         check_key("resource server", resource_server)
         params = key_params(self.namespace, resource_server)
-        rows = self._read("read token data", self._statements.select_one, params)
+        rows = self._execution().read_rows("read token data", self._statements.select_one, params)
         return token_data_from_row(self.namespace, rows[0], self.keys) if rows else None
 
     def remove_token_data(self, resource_server: str) -> bool:
@@ -134,7 +140,8 @@ class SQLAlchemyTokenStorage(StorageCommon[Engine], EngineOwner, TokenStorage):
         """
         check_key("resource server", resource_server)
         params = key_params(self.namespace, resource_server)
-        return self._write("remove token data", self._statements.delete_one, [params]) > 0
+        statement = self._statements.delete_one
+        return self._execution().write_rows("remove token data", statement, [params]) > 0
 
     def remove_namespace(self) -> int:
         """Remove all token data of this namespace (logout, offboarding) in one transaction.
@@ -142,7 +149,9 @@ class SQLAlchemyTokenStorage(StorageCommon[Engine], EngineOwner, TokenStorage):
         :returns: how many resource servers' token data were removed
         """
         params = key_params(self.namespace)
-        return self._write("remove a namespace", self._statements.delete_namespace, [params])
+        return self._execution().write_rows(
+            "remove a namespace", self._statements.delete_namespace, [params]
+        )
 
     @classmethod
     def for_globus_app(
@@ -182,15 +191,7 @@ class SQLAlchemyTokenStorage(StorageCommon[Engine], EngineOwner, TokenStorage):
 
     def iter_namespaces(self) -> Iterator[str]:
         """Iterate over every namespace that holds token data in this database, in order."""
-        rows = self._read("list namespaces", self._statements.select_namespaces(), {})
+        rows = self._execution().read_rows(
+            "list namespaces", self._statements.select_namespaces(), {}
+        )
         return (row["namespace"] for row in rows)
-
-    def _read(
-        self, operation: str, statement: Select[Any], params: Mapping[str, str]
-    ) -> list[dict[str, Any]]:
-        return read_rows(self.engine, operation, statement, params, self.retry)
-
-    def _write(
-        self, operation: str, statement: Executable, rows: Sequence[Mapping[str, Any]]
-    ) -> int:
-        return write_rows(self.engine, operation, statement, rows, self.retry)

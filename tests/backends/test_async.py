@@ -295,6 +295,7 @@ def test_calls_waiting_for_a_connection_get_it_straight_from_the_call_before(
         storage = AsyncSQLAlchemyTokenStorage(engine, namespace=namespace)
         await storage.store_token_data_by_resource_server({"rs": make_token_data("rs")})
         pool = engine.sync_engine.pool
+        await settle(pool)  # the connection kept for a next call, before the hooks come
         checkouts: list[object] = []
         event.listen(pool, "checkout", lambda *args: checkouts.append(args))
         with sent_statements(engine) as sent:
@@ -415,7 +416,7 @@ def test_the_handoff_serves_the_line_in_order_and_gives_up_on_time() -> None:
     # The bookkeeping alone, with stand-ins for connections: a slot is held until it is
     # handed on with its connection or released, exactly once.
     async def main() -> None:
-        handoff = Handoff(capacity=1, timeout=0.2)
+        handoff = Handoff(capacity=1, timeout=0.2, loop=asyncio.get_running_loop())
         assert handoff.take()
         assert not handoff.take()  # the one slot is taken: calls join the line
         cancelled, first, second, third = (handoff.join() for _ in range(4))

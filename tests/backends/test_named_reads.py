@@ -25,7 +25,7 @@ from tokenstore_sql import (
     create_async_engine,
 )
 from tokenstore_sql.async_pools import settle
-from tokenstore_sql.direct import CompiledStatement
+from tokenstore_sql.compiled import CompiledStatement
 from tokenstore_sql.models import tokens_table
 from tokenstore_sql.named_reads import MOST_NAMES, PREPARED_INFO, named_read
 from tokenstore_sql.statements import TokenStatements

@@ -692,7 +692,7 @@ def test_the_private_apis_of_the_fast_path_are_there() -> None:
     from sqlalchemy.pool.base import _ConnectionFairy
 
     from tokenstore_sql import direct_pymysql
-    from tokenstore_sql.direct import compiled_for
+    from tokenstore_sql.compiled import compiled_for
     from tokenstore_sql.statements import statements_for
 
     assert "transaction_reset" in inspect.signature(_ConnectionFairy._close_special).parameters

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy.dialects.postgresql import psycopg
 
 from tokenstore_sql import Placement
-from tokenstore_sql.direct import CompiledStatement
+from tokenstore_sql.compiled import CompiledStatement
 from tokenstore_sql.models import tokens_table
 from tokenstore_sql.named_reads import ATTEMPTS, NAME_PREFIX, Exchange, named_read
 from tokenstore_sql.statements import TokenStatements
