@@ -17,6 +17,7 @@ worker thread on a sync engine the store opens for them and disposes of in
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from globus_sdk import AuthLoginClient
@@ -32,10 +33,14 @@ from .schema import SchemaStatus, ensure_schema_on, require_head
 from .store_common import AppStore
 
 if TYPE_CHECKING:
-    from typing_extensions import Unpack
+    pass
 
 
-class AsyncTokenStore(AppStore[AsyncEngine], AsyncStoreAdmin, AsyncEngineOwner):
+class AsyncTokenStore(
+    AppStore[AsyncEngine, AsyncSQLAlchemyTokenStorage, Awaitable[TokenStorageData]],
+    AsyncStoreAdmin,
+    AsyncEngineOwner,
+):
     """The token data of many users in one database, over one shared async engine.
 
     Constructing it does no I/O; the first call (or :meth:`check_schema`, in an ASGI
@@ -53,10 +58,6 @@ class AsyncTokenStore(AppStore[AsyncEngine], AsyncStoreAdmin, AsyncEngineOwner):
     def for_namespace(self, namespace: str) -> AsyncSQLAlchemyTokenStorage:
         """Return a storage over the shared engine for any namespace; no I/O."""
         return AsyncSQLAlchemyTokenStorage(self.engine, namespace=namespace, settings=self.settings)
-
-    def for_user(self, identity_id: str | uuid.UUID) -> AsyncSQLAlchemyTokenStorage:
-        """Return the storage of one user's token data; no I/O."""
-        return self.for_namespace(self.namespace_for(identity_id))
 
     async def check_schema(self) -> None:
         """Check (and create, or upgrade, as the options allow) the schema, once per engine.
@@ -91,28 +92,14 @@ class AsyncTokenStore(AppStore[AsyncEngine], AsyncStoreAdmin, AsyncEngineOwner):
         await self._close_sync_store()
         await super().aclose()
 
-    async def fresh_token_data(
+    def _refresh_once(
         self,
-        identity_id: str | uuid.UUID,
+        storage: AsyncSQLAlchemyTokenStorage,
         resource_server: str,
         auth_client: AuthLoginClient,
-        **options: Unpack[RefreshOptions],
-    ) -> TokenStorageData:
-        """Return a user's token data for a resource server with a fresh access token.
-
-        An expired (or refused) access token is refreshed at most once across every
-        worker and task that shares the database (see
-        :func:`~tokenstore_sql.refresh.refresh_once`); Auth's HTTP call runs in a worker thread.
-
-        :param options: those of :func:`~tokenstore_sql.async_refresh.async_refresh_once`:
-            ``rejected_access_token`` (a token a service refused, HTTP 401), ``on_refresh``
-            (called with Auth's response when this call refreshed), ...
-        :raises MissingTokenDataError: no token data or no refresh token: log in again
-        :raises globus_sdk.AuthAPIError: Auth refused the refresh token
-        """
-        return await async_refresh_once(
-            self.for_user(identity_id), resource_server, auth_client, **options
-        )
+        options: RefreshOptions,
+    ) -> Awaitable[TokenStorageData]:
+        return async_refresh_once(storage, resource_server, auth_client, **options)
 
     async def remove_user(self, identity_id: str | uuid.UUID) -> int:
         """Remove every token of one user (logout, offboarding) in one transaction.

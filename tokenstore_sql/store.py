@@ -33,10 +33,12 @@ from .storage import SQLAlchemyTokenStorage
 from .store_common import AppStore
 
 if TYPE_CHECKING:
-    from typing_extensions import Unpack
+    pass
 
 
-class TokenStore(AppStore[Engine], StoreAdmin, EngineOwner):
+class TokenStore(
+    AppStore[Engine, SQLAlchemyTokenStorage, TokenStorageData], StoreAdmin, EngineOwner
+):
     """The token data of many users in one database, over one shared engine.
 
     :param url_or_engine: a database URL, or an ``Engine`` (which the store then never
@@ -55,13 +57,6 @@ class TokenStore(AppStore[Engine], StoreAdmin, EngineOwner):
         The first storage checks the schema as the settings allow; later ones cost no I/O.
         """
         return SQLAlchemyTokenStorage(self.engine, namespace=namespace, settings=self.settings)
-
-    def for_user(self, identity_id: str | uuid.UUID) -> SQLAlchemyTokenStorage:
-        """Return the storage of one user's token data (see :meth:`for_namespace`).
-
-        The storage shares the store's engine: closing it leaves the engine open.
-        """
-        return self.for_namespace(self.namespace_for(identity_id))
 
     def authorizer(
         self,
@@ -83,24 +78,14 @@ class TokenStore(AppStore[Engine], StoreAdmin, EngineOwner):
             self.for_user(identity_id), resource_server, auth_client, on_refresh=on_refresh
         )
 
-    def fresh_token_data(
+    def _refresh_once(
         self,
-        identity_id: str | uuid.UUID,
+        storage: SQLAlchemyTokenStorage,
         resource_server: str,
         auth_client: AuthLoginClient,
-        **options: Unpack[RefreshOptions],
+        options: RefreshOptions,
     ) -> TokenStorageData:
-        """Return a user's token data for a resource server with a fresh access token.
-
-        An expired (or refused) access token is refreshed at most once across every
-        worker that shares the database (see :func:`~tokenstore_sql.refresh.refresh_once`).
-
-        :param options: those of :func:`~tokenstore_sql.refresh.refresh_once`
-            (``rejected_access_token``, ``on_refresh``, ...)
-        :raises MissingTokenDataError: no token data or no refresh token: log in again
-        :raises globus_sdk.AuthAPIError: Auth refused the refresh token
-        """
-        return refresh_once(self.for_user(identity_id), resource_server, auth_client, **options)
+        return refresh_once(storage, resource_server, auth_client, **options)
 
     def remove_user(self, identity_id: str | uuid.UUID) -> int:
         """Remove every token of one user (logout, offboarding) in one transaction.
