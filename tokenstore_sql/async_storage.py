@@ -63,6 +63,7 @@ class AsyncSQLAlchemyTokenStorage(StorageCommon[AsyncEngine], AsyncEngineOwner):
         check_dialect(engine.dialect)  # an engine that never connected holds nothing to dispose
         settings.placement.check_dialect(engine.dialect.name)
         self._schema = {"create": settings.create_schema, "upgrade": settings.upgrade_schema}
+        self._execution = AsyncExecution(engine, settings.retry)
 
     async def check_schema(self) -> None:
         """Check the schema (creating or upgrading it as the options allow), once.
@@ -121,7 +122,7 @@ class AsyncSQLAlchemyTokenStorage(StorageCommon[AsyncEngine], AsyncEngineOwner):
         """Retrieve token data for one resource server in this namespace (None if absent)."""
         check_key("resource server", resource_server)
         await self._ready()
-        row = await self._execution().read_row(
+        row = await self._execution.read_row(
             "read token data", self._statements, self.namespace, resource_server
         )
         return None if row is None else token_data_from_row(self.namespace, row, self.keys)
@@ -147,18 +148,14 @@ class AsyncSQLAlchemyTokenStorage(StorageCommon[AsyncEngine], AsyncEngineOwner):
     ) -> list[dict[str, Any]]:
         """Fetch the rows of one ``SELECT``, through the execution seam."""
         await self._ready()
-        return await self._execution().read_rows(operation, statement, params)
+        return await self._execution.read_rows(operation, statement, params)
 
     async def _write(
         self, operation: str, statement: Executable, rows: Sequence[Mapping[str, Any]]
     ) -> int:
         """Run one write statement for ``rows``, through the execution seam."""
         await self._ready()
-        return await self._execution().write_rows(operation, statement, rows)
-
-    def _execution(self) -> AsyncExecution:
-        """Give the execution seam, with the retry policy as it is now (``retry`` may be set)."""
-        return AsyncExecution(self.engine, self.retry)
+        return await self._execution.write_rows(operation, statement, rows)
 
     async def _ready(self) -> None:
         """Check the schema on this storage's first call (a dictionary lookup afterwards)."""

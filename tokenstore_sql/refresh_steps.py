@@ -46,9 +46,18 @@ class RefreshedStorage(Protocol):
     """What a refresh needs of a storage, sync or async."""
 
     namespace: str
-    placement: Placement
-    retry: RetryPolicy
-    keys: KeyRing | None
+
+    @property
+    def placement(self) -> Placement:
+        """Where the storage's tables are."""
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """The storage's retry policy."""
+
+    @property
+    def keys(self) -> KeyRing | None:
+        """The storage's encryption keys, or None."""
 
     @property
     def engine(self) -> Any:

@@ -164,16 +164,30 @@ class UsesSettings:
     """What a storage or store keeps of its settings: the object, and the fields most used."""
 
     settings: StoreSettings
-    retry: RetryPolicy
-    keys: KeyRing | None
-    placement: Placement
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """How transient database failures are retried (``settings.retry``)."""
+        return self.settings.retry
+
+    @property
+    def keys(self) -> KeyRing | None:
+        """The encryption keys, newest first, or None (``settings.keys``)."""
+        return self.settings.keys
+
+    @property
+    def placement(self) -> Placement:
+        """Where the tables are (``settings.placement``)."""
+        return self.settings.placement
 
     def _take_settings(
         self, settings: StoreSettings | None, options: SettingsOptions
     ) -> StoreSettings:
-        """Keep ``settings`` with ``options`` replacing fields (see :meth:`StoreSettings.of`)."""
+        """Keep ``settings`` with ``options`` replacing fields (see :meth:`StoreSettings.of`).
+
+        They are fixed from then on: pass another field at construction to change one.
+        """
         self.settings = chosen = StoreSettings.of(settings, **options)
-        self.retry, self.keys, self.placement = chosen.retry, chosen.keys, chosen.placement
         return chosen
 
 

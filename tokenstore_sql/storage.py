@@ -65,10 +65,7 @@ class SQLAlchemyTokenStorage(StorageCommon[Engine], EngineOwner, TokenStorage):
             self.close()
             raise
         TokenStorage.__init__(self, namespace=namespace)
-
-    def _execution(self) -> Execution:
-        """Give the execution seam, with the retry policy as it is now (``retry`` may be set)."""
-        return Execution(self.engine, self.retry)
+        self._execution = Execution(engine, settings.retry)
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle the URL and settings, never the engine or its connections.
@@ -107,7 +104,7 @@ class SQLAlchemyTokenStorage(StorageCommon[Engine], EngineOwner, TokenStorage):
         if not rows:
             return
         statement = self._statements.upsert(self.engine.dialect)
-        self._execution().write_rows("store token data", statement, stamped(rows))
+        self._execution.write_rows("store token data", statement, stamped(rows))
 
     def get_token_data_by_resource_server(self) -> dict[str, TokenStorageData]:
         """Retrieve all token data stored in this namespace, by resource server.
@@ -115,7 +112,7 @@ class SQLAlchemyTokenStorage(StorageCommon[Engine], EngineOwner, TokenStorage):
         :raises UnreadableTokenDataError: a stored row cannot be read back
         """
         params = key_params(self.namespace)
-        rows = self._execution().read_rows(
+        rows = self._execution.read_rows(
             "read token data", self._statements.select_namespace, params
         )
         return {
@@ -130,7 +127,7 @@ class SQLAlchemyTokenStorage(StorageCommon[Engine], EngineOwner, TokenStorage):
         """
         check_key("resource server", resource_server)
         params = key_params(self.namespace, resource_server)
-        rows = self._execution().read_rows("read token data", self._statements.select_one, params)
+        rows = self._execution.read_rows("read token data", self._statements.select_one, params)
         return token_data_from_row(self.namespace, rows[0], self.keys) if rows else None
 
     def remove_token_data(self, resource_server: str) -> bool:
@@ -141,7 +138,7 @@ class SQLAlchemyTokenStorage(StorageCommon[Engine], EngineOwner, TokenStorage):
         check_key("resource server", resource_server)
         params = key_params(self.namespace, resource_server)
         statement = self._statements.delete_one
-        return self._execution().write_rows("remove token data", statement, [params]) > 0
+        return self._execution.write_rows("remove token data", statement, [params]) > 0
 
     def remove_namespace(self) -> int:
         """Remove all token data of this namespace (logout, offboarding) in one transaction.
@@ -149,7 +146,7 @@ class SQLAlchemyTokenStorage(StorageCommon[Engine], EngineOwner, TokenStorage):
         :returns: how many resource servers' token data were removed
         """
         params = key_params(self.namespace)
-        return self._execution().write_rows(
+        return self._execution.write_rows(
             "remove a namespace", self._statements.delete_namespace, [params]
         )
 
@@ -191,7 +188,7 @@ class SQLAlchemyTokenStorage(StorageCommon[Engine], EngineOwner, TokenStorage):
 
     def iter_namespaces(self) -> Iterator[str]:
         """Iterate over every namespace that holds token data in this database, in order."""
-        rows = self._execution().read_rows(
+        rows = self._execution.read_rows(
             "list namespaces", self._statements.select_namespaces(), {}
         )
         return (row["namespace"] for row in rows)

@@ -404,7 +404,8 @@ def _conflicts(engine: Engine, times: int) -> Iterator[list[int]]:
 def test_deadlocks_are_retried_until_the_write_succeeds(
     storage: SQLAlchemyTokenStorage,
 ) -> None:
-    storage.retry = RetryPolicy(attempts=5, first_delay=0.01)
+    retry = RetryPolicy(attempts=5, first_delay=0.01)
+    storage = SQLAlchemyTokenStorage(storage.engine, namespace=storage.namespace, retry=retry)
     with _conflicts(storage.engine, 3) as seen:
         storage.store_token_data_by_resource_server({"rs": make_token_data("rs")})
 
@@ -415,7 +416,8 @@ def test_deadlocks_are_retried_until_the_write_succeeds(
 def test_a_lasting_deadlock_surfaces_within_the_deadline(
     storage: SQLAlchemyTokenStorage,
 ) -> None:
-    storage.retry = RetryPolicy(attempts=1000, first_delay=0.05, max_delay=0.2, deadline=1.0)
+    retry = RetryPolicy(attempts=1000, first_delay=0.05, max_delay=0.2, deadline=1.0)
+    storage = SQLAlchemyTokenStorage(storage.engine, namespace=storage.namespace, retry=retry)
     started = time.monotonic()
 
     with (

@@ -28,6 +28,7 @@ from tokenstore_sql._sdk import TokenStorage
 from tokenstore_sql.errors import DatabaseOperationError
 from tokenstore_sql.models import TokenRow
 from tokenstore_sql.retries import RetryPolicy
+from tokenstore_sql.settings import StoreSettings
 
 
 def test_is_a_globus_sdk_token_storage(storage: SQLAlchemyTokenStorage) -> None:
@@ -62,7 +63,7 @@ def test_repr_names_dialect_and_namespace_and_hides_the_password() -> None:
     storage = object.__new__(SQLAlchemyTokenStorage)
     storage.engine = create_engine(url)
     storage.namespace = "user-1"
-    storage.placement = Placement("app_", "auth")
+    storage.settings = StoreSettings(placement=Placement("app_", "auth"))
 
     shown = repr(storage)
 
@@ -329,9 +330,10 @@ def _fail_each_call(
 @pytest.mark.parametrize("call", ["get", "remove"])
 def test_transient_failures_are_retried_then_reported(tmp_path: Path, call: str) -> None:
     storage = SQLAlchemyTokenStorage(
-        f"sqlite:///{tmp_path / 'r.db'}", engine_options={"sqlite_busy_timeout_ms": 10}
+        f"sqlite:///{tmp_path / 'r.db'}",
+        engine_options={"sqlite_busy_timeout_ms": 10},
+        retry=RetryPolicy(attempts=3, first_delay=0.001),
     )
-    storage.retry = RetryPolicy(attempts=3, first_delay=0.001)
     attempts, _holder = _fail_each_call(storage, call, lasting=False)
     with pytest.raises(StorageUnavailableError) as caught:
         getattr(storage, f"{call}_token_data")("rs")
