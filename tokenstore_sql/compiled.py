@@ -64,12 +64,11 @@ class CompiledStatement:
     def parameters(self, values: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
         """Give the driver's parameters for ``values`` (by bind name)."""
         if self.positional is not None:
-            return tuple(
-                [
-                    values[name] if processor is None else processor(values[name])
-                    for name, processor in self.positional
-                ]
-            )
+            bound = []  # a loop, not a comprehension: this runs on every call
+            for name, processor in self.positional:
+                value = values[name]
+                bound.append(value if processor is None else processor(value))
+            return tuple(bound)
         processors = self.bind_processors
         return {
             name: processor(value) if (processor := processors.get(name)) else value
