@@ -122,7 +122,7 @@ nitpick_ignore_regex = [
     (r"ref", r"orm_declarative_metadata"),
     # Type variables have no page of their own.
     (r"py:class", r"(?:tokenstore_sql\.retries\.)?T"),
-    (r"py:class", r"(?:tokenstore_sql\.store_common\.)?E"),
+    (r"py:class", r"(?:tokenstore_sql\.store_common\.)?(?:E|_Storage|_Fresh)"),
 ]
 
 # CHANGELOG.md puts its "### Fixed" sections right under the page title, as scriv writes
