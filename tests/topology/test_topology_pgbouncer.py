@@ -796,6 +796,9 @@ def test_reads_prepared_by_name_stay_right_on_a_session_every_client_shares(
             finally:
                 stop.set()
                 meddling.join()
+            # The meddler may have emptied the session after the last read: one more
+            # read, with nobody meddling, must leave its statement there by name.
+            assert _seen(storages[0].get_token_data(KEYS[0])) == _wanted(f"0-{KEYS[0]}")
             with engines[0].connect() as connection:
                 rows = connection.exec_driver_sql("SELECT name FROM pg_prepared_statements")
                 names = [name for (name,) in rows if name.startswith("tokenstore_sql_")]
