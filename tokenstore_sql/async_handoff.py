@@ -64,11 +64,11 @@ class Handoff:
         # One timer, for the first deadline in line: a timer per wait would cost every
         # call a heap entry in the event loop, most of them cancelled.
         self._timer: asyncio.TimerHandle | None = None
-        self._kept: tuple[Handed, GiveBack] | None = None
-        # Gives the kept connection back: a timer due at once, not a callback, so that a
-        # call taking the connection can cancel it and the loop does not turn once more
-        # just to run it (a sixth of a sequential get's work on the event loop's thread).
-        self._kept_timer: asyncio.TimerHandle | None = None
+        # The kept connection, how it goes back, and the timer that gives it back: due at
+        # once, not a callback, so that a call taking the connection cancels it and the
+        # loop does not turn once more just to run it (a sixth of a sequential get's work
+        # on the event loop's thread).
+        self._kept: tuple[Handed, GiveBack, asyncio.TimerHandle] | None = None
         self._giving_back: set[asyncio.Task[None]] = set()  # referenced until done
 
     def take(self) -> bool:
@@ -123,9 +123,8 @@ class Handoff:
         """
         if self._kept is not None or time.monotonic() - handed[2] >= HANDOFF_SECONDS:
             return False
-        self._kept = kept = (handed, give_back)
         loop = self.loop
-        self._kept_timer = loop.call_at(loop.time(), self._give_back, kept)
+        self._kept = (handed, give_back, loop.call_at(loop.time(), self._give_back))
         return True
 
     def take_kept(self) -> Handed | None:
@@ -133,7 +132,7 @@ class Handoff:
         kept, self._kept = self._kept, None
         if kept is None:
             return None
-        self._cancel_kept_timer()
+        kept[2].cancel()
         return kept[0]
 
     async def settle(self) -> None:
@@ -144,21 +143,16 @@ class Handoff:
         """
         kept, self._kept = self._kept, None
         if kept is not None:
-            self._cancel_kept_timer()
+            kept[2].cancel()
             await kept[1](kept[0])
         if self._giving_back:
             await asyncio.gather(*self._giving_back, return_exceptions=True)
 
-    def _cancel_kept_timer(self) -> None:
-        if self._kept_timer is not None:
-            self._kept_timer.cancel()
-            self._kept_timer = None
-
-    def _give_back(self, kept: tuple[Handed, GiveBack]) -> None:
-        if self._kept is not kept:  # taken by a call meanwhile
+    def _give_back(self) -> None:
+        kept, self._kept = self._kept, None
+        if kept is None:  # taken meanwhile (taking it also cancels this timer)
             return
-        self._kept, self._kept_timer = None, None
-        handed, give_back = kept
+        handed, give_back, _ = kept
         # At once, in this callback, as far as it goes: the pool takes a connection back
         # with no I/O, and a task started now might not run before the loop stops (at the
         # end of asyncio.run(), a connection left out of the pool is garbage-collected).

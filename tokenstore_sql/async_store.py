@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING
 
 from globus_sdk import AuthLoginClient
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -31,9 +30,6 @@ from .async_storage import AsyncSQLAlchemyTokenStorage
 from .refresh_request import RefreshOptions
 from .schema import SchemaStatus, ensure_schema_on, require_head
 from .store_common import AppStore
-
-if TYPE_CHECKING:
-    pass
 
 
 class AsyncTokenStore(

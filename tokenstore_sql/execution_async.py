@@ -100,10 +100,12 @@ class AsyncExecution:
     :mod:`tokenstore_sql.async_direct` knows the driver, else through SQLAlchemy.
     """
 
-    __slots__ = ("engine", "retry")
+    __slots__ = ("dialect", "direct", "engine", "retry")
 
     def __init__(self, engine: AsyncEngine, retry: RetryPolicy) -> None:
         self.engine, self.retry = engine, retry
+        self.dialect = engine.sync_engine.dialect
+        self.direct = supports(self.dialect)  # on the asyncio driver's own connection
 
     async def read_rows(
         self, operation: str, statement: Executable, params: Mapping[str, Any]
@@ -113,8 +115,8 @@ class AsyncExecution:
         :param operation: what the statement does, for messages ("read token data")
         """
         engine = self.engine
-        if supports(engine.sync_engine.dialect):
-            compiled = compiled_for(statement, engine.sync_engine.dialect)
+        if self.direct:
+            compiled = compiled_for(statement, self.dialect)
             return await self.retry.run_async(
                 operation,
                 engine,
@@ -136,7 +138,7 @@ class AsyncExecution:
     ) -> dict[str, Any] | None:
         """Fetch the row of one key; gets that would wait go together in one statement."""
         engine = self.engine
-        if supports(engine.sync_engine.dialect):
+        if self.direct:
             return await self.retry.run_async(
                 operation,
                 engine,
@@ -151,8 +153,8 @@ class AsyncExecution:
     ) -> int:
         """Run one write statement for ``rows``, all or nothing; give the rowcount."""
         engine = self.engine
-        if supports(engine.sync_engine.dialect):
-            compiled = compiled_for(statement, engine.sync_engine.dialect)
+        if self.direct:
+            compiled = compiled_for(statement, self.dialect)
             return await self.retry.run_async(
                 operation, engine, lambda: async_direct.execute_write(engine, compiled, rows)
             )
