@@ -740,3 +740,15 @@ def test_a_literal_never_outgrows_its_bound(database_url: URL) -> None:
     finally:
         engine.dispose()
     assert _literal_bound(object()) is None  # an unknown type: sent the usual way
+
+
+def test_settings_fields_are_read_only_views_of_the_settings(tmp_path: Path) -> None:
+    retry = RetryPolicy(attempts=2, first_delay=0.001)
+    with SQLAlchemyTokenStorage(f"sqlite:///{tmp_path / 's.db'}", retry=retry) as storage:
+        assert storage.retry is storage.settings.retry is retry
+        assert storage.placement is storage.settings.placement
+        assert storage.keys is None
+        for field in ("retry", "keys", "placement"):
+            with pytest.raises(AttributeError):
+                setattr(storage, field, getattr(storage, field))
+        assert storage.retry is retry  # a new policy is a new storage
