@@ -44,6 +44,8 @@ class AsyncLent:
     It goes with the connection from call to call while calls hand it on.
     """
 
+    starts = False  # :meth:`start` does something: a call awaits it (else it need not)
+
     def __init__(self, connection: PoolProxiedConnection, dialect: Dialect) -> None:
         self.driver: Any = connection.driver_connection
         self.info = connection.info  # kept with the connection, cleared when it reconnects
@@ -85,6 +87,7 @@ class AsyncLent:
 
 
 class _Psycopg(AsyncLent):
+    starts = True
     switched = False
 
     async def start(self) -> None:
@@ -128,6 +131,8 @@ class _Psycopg(AsyncLent):
 
 
 class _Aiomysql(AsyncLent):
+    starts = True
+
     async def start(self) -> None:
         self.autocommit = bool(self.driver.get_autocommit())  # the last server status: no I/O
 

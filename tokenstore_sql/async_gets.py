@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from operator import methodcaller
 from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .async_direct import fetch_rows, one_statement
+from .async_direct import one_statement
 from .async_direct_drivers import AsyncLent
 from .async_handoff import Handoff
 from .async_pools import handoff_for
@@ -78,9 +79,11 @@ async def fetch_one(
         handoff = handoff_for(engine.sync_engine)
         if handoff is None or not handoff.would_wait():
             one = compiled_for(statements.select_one, engine.sync_engine.dialect)
-            params = key_params(namespace, resource_server)
-            rows = await fetch_rows(engine, one, params, handoff)
-            return rows[0] if rows else None
+            params = one.parameters(key_params(namespace, resource_server))
+            rows = await one_statement(
+                engine, one.sql, methodcaller("fetch", one.sql, params), handoff
+            )
+            return one.row(rows[0]) if rows else None
         open_batches = _gathering.setdefault(handoff, {})
         batch = open_batches.get(statements)
         key = (namespace, resource_server)

@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from . import async_direct, async_gets
 from .async_direct_drivers import supports
 from .async_pools import handoff_for
-from .compiled import compiled_for
+from .compiled import CompiledStatement, compiled_for
 from .retries import RetryPolicy
 from .statements import TokenStatements, key_params
 from .transactions import WRITE_TRANSACTION_OPTION, single_statement_options
@@ -118,11 +118,7 @@ class AsyncExecution:
         if self.direct:
             compiled = compiled_for(statement, self.dialect)
             return await self.retry.run_async(
-                operation,
-                engine,
-                lambda: async_direct.fetch_rows(
-                    engine, compiled, params, handoff_for(engine.sync_engine)
-                ),
+                operation, engine, _fetch_rows_on_this_loop, engine, compiled, params
             )
 
         async def read(connection: AsyncConnection) -> list[dict[str, Any]]:
@@ -133,19 +129,27 @@ class AsyncExecution:
             engine, operation, read, writes=False, single_statement=True, retry=self.retry
         )
 
-    async def read_row(
+    def read_row(
         self, operation: str, statements: TokenStatements, namespace: str, resource_server: str
-    ) -> dict[str, Any] | None:
-        """Fetch the row of one key; gets that would wait go together in one statement."""
+    ) -> Awaitable[dict[str, Any] | None]:
+        """Fetch the row of one key; gets that would wait go together in one statement.
+
+        Gives what to await rather than being a coroutine itself: every get comes this way.
+        """
         engine = self.engine
         if self.direct:
-            return await self.retry.run_async(
-                operation,
-                engine,
-                lambda: async_gets.fetch_one(engine, statements, namespace, resource_server),
+            fetch_one = async_gets.fetch_one
+            return self.retry.run_async(
+                operation, engine, fetch_one, engine, statements, namespace, resource_server
             )
-        params = key_params(namespace, resource_server)
-        rows = await self.read_rows(operation, statements.select_one, params)
+        return self._first_row(
+            operation, statements.select_one, key_params(namespace, resource_server)
+        )
+
+    async def _first_row(
+        self, operation: str, statement: Executable, params: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        rows = await self.read_rows(operation, statement, params)
         return rows[0] if rows else None
 
     async def write_rows(
@@ -156,7 +160,7 @@ class AsyncExecution:
         if self.direct:
             compiled = compiled_for(statement, self.dialect)
             return await self.retry.run_async(
-                operation, engine, lambda: async_direct.execute_write(engine, compiled, rows)
+                operation, engine, async_direct.execute_write, engine, compiled, rows
             )
 
         async def write(connection: AsyncConnection) -> int:
@@ -165,3 +169,10 @@ class AsyncExecution:
         return await run_transaction(
             engine, operation, write, writes=True, single_statement=True, retry=self.retry
         )
+
+
+def _fetch_rows_on_this_loop(
+    engine: AsyncEngine, statement: CompiledStatement, params: Mapping[str, Any]
+) -> Awaitable[list[dict[str, Any]]]:
+    # The handoff belongs to the loop of the attempt: looked up for each.
+    return async_direct.fetch_rows(engine, statement, params, handoff_for(engine.sync_engine))

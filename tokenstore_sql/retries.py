@@ -28,7 +28,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -69,8 +69,8 @@ class RetryPolicy:
         checked_number("max_delay", self.max_delay)
         checked_number("deadline", self.deadline, positive=True)
 
-    def run(self, operation: str, engine: Engine, transaction: Callable[[], T]) -> T:
-        """Run ``transaction`` until it succeeds or the policy gives up.
+    def run(self, operation: str, engine: Engine, transaction: Callable[..., T], *args: Any) -> T:
+        """Run ``transaction(*args)`` until it succeeds or the policy gives up.
 
         :raises StorageUnavailableError: transient failures outlasted the policy
         :raises DatabaseOperationError: the database refused for a lasting reason
@@ -78,7 +78,7 @@ class RetryPolicy:
         started, attempts = time.monotonic(), None
         while True:
             try:
-                return transaction()
+                return transaction(*args)
             except (PoolTimeoutError, DBAPIError) as exc:
                 failure = exc
             # Outside the except block: an error raised here carries no __context__,
@@ -88,13 +88,17 @@ class RetryPolicy:
             del failure
 
     async def run_async(
-        self, operation: str, engine: AsyncEngine, transaction: Callable[[], Awaitable[T]]
+        self,
+        operation: str,
+        engine: AsyncEngine,
+        transaction: Callable[..., Awaitable[T]],
+        *args: Any,
     ) -> T:
-        """Await ``transaction()`` until it succeeds or the policy gives up, as :meth:`run`."""
+        """Await ``transaction(*args)`` until it succeeds or the policy gives up, as :meth:`run`."""
         started, attempts = time.monotonic(), None
         while True:
             try:
-                return await transaction()
+                return await transaction(*args)
             except (PoolTimeoutError, DBAPIError) as exc:
                 failure = exc
             attempts = attempts or _Attempts(self, operation, engine, started)
