@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from operator import itemgetter
 from typing import Any, Final
 
-from ._sdk import TokenStorageData
+from ._sdk import TokenStorageData, checked_token_data
 from .columns import utc_now
 from .crypto import DecryptionError, KeyRing
 from .errors import InvalidTokenDataError, UnreadableTokenDataError
@@ -131,15 +131,17 @@ def token_data_from_row(
     problem = _row_problem(row)
     if problem is not None:
         raise UnreadableTokenDataError(namespace, resource_server, problem)
-    return TokenStorageData(
-        resource_server=resource_server,
-        identity_id=row["identity_id"],
-        scope=row["scope"],
-        access_token=row["access_token"],
-        refresh_token=row["refresh_token"],
-        expires_at_seconds=row["expires_at_seconds"],
-        token_type=row["token_type"],
-        extra=row["extra"],
+    return checked_token_data(
+        {
+            "resource_server": resource_server,
+            "identity_id": row["identity_id"],
+            "scope": row["scope"],
+            "access_token": row["access_token"],
+            "refresh_token": row["refresh_token"],
+            "expires_at_seconds": row["expires_at_seconds"],
+            "token_type": row["token_type"],
+            "extra": row["extra"],
+        }
     )
 
 

@@ -21,6 +21,7 @@ keeps (PostgreSQL ``timestamptz``; naive UTC on SQLite and MySQL).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -118,6 +119,29 @@ class ExactKey(TypeDecorator[str]):
     def process_result_value(self, value: str | None, dialect: Dialect) -> str | None:
         """Unescape the key (see :func:`decode_key`)."""
         return None if value is None else decode_key(value)
+
+    # The processors of the two methods above, without SQLAlchemy's wrapper around each:
+    # keys are bound and read on every call, and the wrapper cost two calls a value.
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any]:
+        """Give the function that escapes a key as it is bound."""
+        then = self.impl_instance.bind_processor(dialect)
+        return _bind_key if then is None else lambda value: then(_bind_key(value))
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any]:
+        """Give the function that unescapes a key as it is read."""
+        first = self.impl_instance.result_processor(dialect, coltype)
+        return _read_key if first is None else lambda value: _read_key(first(value))
+
+
+def _bind_key(value: str | None) -> str | None:
+    if value is None or (KEY_ESCAPE not in value and "\x00" not in value):
+        return value
+    return encode_key(value)
+
+
+def _read_key(value: str | None) -> str | None:
+    return value if value is None or KEY_ESCAPE not in value else decode_key(value)
 
 
 def _long_text() -> TypeEngine[str]:

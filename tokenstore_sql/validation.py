@@ -8,7 +8,7 @@ message. :func:`row_for` gives one resource server's checked row values.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Final
 
 from ._sdk import TokenStorageData
 from .columns import KEY_LENGTH, encode_key
@@ -20,6 +20,10 @@ _BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
 
 class Invalid(InvalidTokenDataError, TypeError):
     """Raised for a value of the wrong type: both a ``TypeError`` and a ``ValueError``."""
+
+
+# ASCII holds no lone surrogate, and each character takes at most two as stored (NUL).
+_SURELY_SHORT: Final = KEY_LENGTH // 2
 
 
 def check_key(what: str, value: object) -> str:
@@ -34,6 +38,8 @@ def check_key(what: str, value: object) -> str:
     """
     if not isinstance(value, str):
         raise Invalid(f"{what} must be a str, not {type(value).__name__}")
+    if len(value) <= _SURELY_SHORT and value.isascii():  # every call's key: no more to check
+        return value
     _check_unicode(what, value)
     stored = len(encode_key(value))
     if stored > KEY_LENGTH:
