@@ -22,9 +22,12 @@ unlimited overflow) gets no handoff: each call takes its connection from the poo
 A call that is done while none waits keeps its connection, as it left it, for the next
 call: a task awaiting one storage call after another then takes no connection from the
 pool at all (the pool's greenlet and checkout were half the cost of an uncontended get).
-A kept connection goes back to the pool at the event loop's next turn unless a call
-takes it first, so a connection waits kept for no longer than the code that runs
-between two awaits; the pool then gets it as it would have from the call.
+A kept connection goes back to the pool within :data:`KEEP_SECONDS` unless a call takes
+it first; the pool then gets it as it would have from the call, and
+:func:`~tokenstore_sql.async_pools.settle` (as ``engine.dispose()`` does) gives it back
+at once. One timer serves every connection kept meanwhile: a timer per call, cancelled by
+the next, was a tenth of a sequential SQLite get's work on the event loop's thread, and
+one due at the loop's next turn would turn the loop once more for every call.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ from sqlalchemy.pool import PoolProxiedConnection
 
 # How long a connection may go from call to call before it goes back to the pool.
 HANDOFF_SECONDS: Final = 1.0
+# The most a connection no call takes stays kept before it goes back to the pool.
+KEEP_SECONDS: Final = 0.001
 
 # A connection handed on: with its driver handle (which knows what the call switched, to
 # switch back before the pool gets it), and when it left the pool.
@@ -64,11 +69,10 @@ class Handoff:
         # One timer, for the first deadline in line: a timer per wait would cost every
         # call a heap entry in the event loop, most of them cancelled.
         self._timer: asyncio.TimerHandle | None = None
-        # The kept connection, how it goes back, and the timer that gives it back: due at
-        # once, not a callback, so that a call taking the connection cancels it and the
-        # loop does not turn once more just to run it (a sixth of a sequential get's work
-        # on the event loop's thread).
-        self._kept: tuple[Handed, GiveBack, asyncio.TimerHandle] | None = None
+        # The kept connection and how it goes back; the timer that gives back whatever is
+        # kept when it fires, set by the first keep after it last fired.
+        self._kept: tuple[Handed, GiveBack] | None = None
+        self._keep_timer: asyncio.TimerHandle | None = None
         self._giving_back: set[asyncio.Task[None]] = set()  # referenced until done
 
     def take(self) -> bool:
@@ -114,26 +118,26 @@ class Handoff:
         return True
 
     def keep(self, handed: Handed, give_back: GiveBack) -> bool:
-        """Keep a clean connection, with its slot, for the next call until the loop turns.
+        """Keep a clean connection, with its slot, for the next call.
 
-        Unless a call takes it first (:meth:`take_kept`), ``give_back(handed)`` runs at the
-        loop's next turn (in a task from its first wait on), and must :meth:`release` the slot.
+        Unless a call takes it first (:meth:`take_kept`), ``give_back(handed)`` runs within
+        :data:`KEEP_SECONDS` (in a task from its first wait on), and must :meth:`release`
+        the slot.
 
         :returns: False when it must go back to the pool now (then :meth:`release` the slot)
         """
         if self._kept is not None or time.monotonic() - handed[2] >= HANDOFF_SECONDS:
             return False
-        loop = self.loop
-        self._kept = (handed, give_back, loop.call_at(loop.time(), self._give_back))
+        self._kept = (handed, give_back)
+        if self._keep_timer is None:
+            loop = self.loop
+            self._keep_timer = loop.call_at(loop.time() + KEEP_SECONDS, self._give_back)
         return True
 
     def take_kept(self) -> Handed | None:
         """Take the kept connection and its slot, if one is kept (no I/O)."""
         kept, self._kept = self._kept, None
-        if kept is None:
-            return None
-        kept[2].cancel()
-        return kept[0]
+        return None if kept is None else kept[0]
 
     async def settle(self) -> None:
         """Give the kept connection back to the pool now, and wait for those on their way.
@@ -142,20 +146,22 @@ class Handoff:
         that is not in a call is in the pool.
         """
         kept, self._kept = self._kept, None
+        if self._keep_timer is not None:
+            self._keep_timer.cancel()
+            self._keep_timer = None
         if kept is not None:
-            kept[2].cancel()
             await kept[1](kept[0])
         if self._giving_back:
             await asyncio.gather(*self._giving_back, return_exceptions=True)
 
     def _give_back(self) -> None:
+        self._keep_timer = None
         kept, self._kept = self._kept, None
-        if kept is None:  # taken meanwhile (taking it also cancels this timer)
+        if kept is None:  # in a call now, or none was kept again since the last
             return
-        handed, give_back, _ = kept
+        handed, give_back = kept
         # At once, in this callback, as far as it goes: the pool takes a connection back
-        # with no I/O, and a task started now might not run before the loop stops (at the
-        # end of asyncio.run(), a connection left out of the pool is garbage-collected).
+        # with no I/O, and a task started now might not run before the loop stops.
         task = _run_now_or_soon(give_back(handed))
         if task is not None:
             self._giving_back.add(task)
