@@ -40,7 +40,7 @@ from tokenstore_sql import (
     schema,
 )
 from tokenstore_sql.async_engines import async_url
-from tokenstore_sql.async_handoff import HANDOFF_SECONDS, Handoff
+from tokenstore_sql.async_handoff import HANDOFF_SECONDS, KEEP_SECONDS, Handoff
 from tokenstore_sql.async_pools import handoff_for, settle
 
 KEY_A = generate_key()
@@ -767,6 +767,31 @@ def test_disposing_of_an_engine_right_after_a_call_closes_the_connection_kept_fo
     assert kept == 1
     assert opened
     assert sorted(map(id, closed)) == sorted(map(id, opened))
+
+
+def test_calls_one_after_another_share_one_connection_that_goes_back_when_none_follows(
+    url: URL, namespace: str
+) -> None:
+    async def main() -> tuple[int, int, int]:
+        engine = create_async_engine(url)
+        storage = AsyncSQLAlchemyTokenStorage(engine, namespace=namespace)
+        pool = engine.sync_engine.pool
+        await storage.store_token_data_by_resource_server({"rs": make_token_data("rs")})
+        await settle(pool)
+        checkouts: list[object] = []
+        event.listen(pool, "checkout", lambda *args: checkouts.append(args))
+        for _ in range(10):  # the loop turns during each; the kept timer may fire then
+            assert await storage.get_token_data("rs") is not None
+        kept = pool.checkedout()  # type: ignore[attr-defined]
+        await asyncio.sleep(KEEP_SECONDS * 50)  # no call follows
+        after = pool.checkedout()  # type: ignore[attr-defined]
+        await engine.dispose()
+        return len(checkouts), kept, after
+
+    checkouts, kept, after = asyncio.run(main())
+    assert checkouts == 1  # from the pool once, then kept from each call for the next
+    assert kept == 1
+    assert after == 0
 
 
 def test_a_give_back_runs_at_once_until_it_waits_then_in_a_task_that_can_be_cancelled() -> None:

@@ -5,10 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from sqlalchemy import Dialect, String
 from sqlalchemy.dialects.sqlite import pysqlite
+from sqlalchemy.types import TypeEngine
 
 from tokenstore_sql import UnreadableTokenDataError
+from tokenstore_sql._sdk import TokenStorageData, _keeps_only_its_arguments
 from tokenstore_sql.codec import token_data_from_row
+from tokenstore_sql.columns import ExactKey, MalformedKeyError
 from tokenstore_sql.compiled import CompiledStatement
 from tokenstore_sql.statements import statements_for
 
@@ -75,3 +79,66 @@ def test_a_wrongly_stored_value_is_named_without_the_tokens(
         token_data_from_row("ns", {**ROW, field: value})
     assert problem in str(caught.value)
     assert "SECRET" not in str(caught.value)
+
+
+def test_token_data_read_back_is_what_globus_sdks_constructor_makes() -> None:
+    # Built without the constructor where it only keeps its arguments: nothing tells
+    # the two apart, neither their attributes nor globus-sdk's own serialization.
+    assert _keeps_only_its_arguments()
+    row = {**ROW, "refresh_token": "SECRET-refresh", "extra": {"kept": [1]}}
+    read = token_data_from_row("ns", row)
+    made = TokenStorageData(
+        **{name: row[name] for name in ("identity_id", "scope", "access_token")},
+        resource_server="rs",
+        refresh_token="SECRET-refresh",
+        expires_at_seconds=2_000_000_000,
+        token_type="Bearer",
+        extra={"kept": [1]},
+    )
+    assert type(read) is TokenStorageData
+    assert vars(read) == vars(made)
+    assert list(vars(read)) == list(vars(made))
+    assert read.to_dict() == made.to_dict()
+
+
+class _Shouting(String):
+    """A key type whose driver also processes values: upper case in, lower case out."""
+
+    def bind_processor(self, dialect: Dialect) -> Any:
+        return str.upper
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Any:
+        return str.lower
+
+
+class _ShoutingKey(ExactKey):
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        return _Shouting(255)
+
+
+@pytest.mark.parametrize(
+    ("key_type", "bound", "read"),
+    [
+        (ExactKey(), "a\uffff0b\uffff\uffffc", "a\x00b\uffffc"),
+        (_ShoutingKey(), "A\uffff0B\uffff\uffffC", "a\x00b\uffffc"),
+    ],
+)
+def test_key_columns_escape_as_bound_and_unescape_as_read(
+    key_type: ExactKey, bound: str, read: str
+) -> None:
+    dialect = pysqlite.dialect()
+    implementation = key_type.dialect_impl(dialect)
+    bind = implementation.bind_processor(dialect)
+    result = implementation.result_processor(dialect, None)
+    assert bind is not None
+    assert result is not None
+    assert bind("a\x00b\uffffc") == bound
+    assert result(bound) == read
+    assert bind("plain") == ("PLAIN" if isinstance(key_type, _ShoutingKey) else "plain")
+    if not isinstance(key_type, _ShoutingKey):
+        assert bind(None) is None
+        assert result(None) is None
+        with pytest.raises(MalformedKeyError):
+            result("bad\uffffx")
