@@ -53,8 +53,7 @@ class Call(Generic[T]):
         handoff: Handoff | None,
     ) -> None:
         self.engine, self.sql, self.work, self.handoff = engine, sql, work, handoff
-        sync_engine = engine.sync_engine
-        self.pool, self.dialect = sync_engine.pool, sync_engine.dialect
+        self.pool = engine.sync_engine.pool  # the engine's pool when the call began
         self.slot = False  # holds one of the handoff's slots
         # Set while the connection is out: a failure leaves them here, for the caller.
         self.connection: PoolProxiedConnection | None = None
@@ -83,9 +82,10 @@ class Call(Generic[T]):
             return result
         except BaseException as exc:
             lost = await self._give_back_after(exc)
-            if not isinstance(exc, self.dialect.loaded_dbapi.Error):
+            dialect = self.engine.dialect
+            if not isinstance(exc, dialect.loaded_dbapi.Error):
                 raise
-            raise driver_error(self.sql, exc, self.dialect, lost=lost) from exc
+            raise driver_error(self.sql, exc, dialect, lost=lost) from exc
 
     async def _wait_in_line(self, handoff: Handoff) -> Handed | None:
         """Wait for a connection handed on, or for a slot to fill from the pool (None)."""
@@ -103,7 +103,7 @@ class Call(Generic[T]):
         if connection is None:  # none taken, or already given back
             self.release()
             return False
-        dialect = self.dialect
+        dialect = self.engine.dialect
         lost = isinstance(exc, dialect.loaded_dbapi.Error) and bool(
             dialect.is_disconnect(exc, connection.dbapi_connection, None)
         )
@@ -118,7 +118,7 @@ class Call(Generic[T]):
     def _from_pool(self) -> T:
         self.connection = connection = self.engine.sync_engine.raw_connection()
         self.since = time.monotonic()
-        self.lent = lent = lend(connection, self.dialect)
+        self.lent = lent = lend(connection, self.engine.dialect)
         result = await_only(self._use(lent))
         if self.connection is not None:  # not handed on: back to the pool
             self.connection = None
@@ -145,8 +145,7 @@ class Call(Generic[T]):
         handoff, connection = self.handoff, self.connection
         if handoff is None or connection is None:
             return False
-        handed = (connection, self.lent, self.since)
-        if handoff.hand_off(handed) or handoff.keep(handed, self._give_back_kept):
+        if handoff.pass_on((connection, self.lent, self.since), self._give_back_kept):
             self.connection, self.slot = None, False  # both go to the next call
             return True
         return False

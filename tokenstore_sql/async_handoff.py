@@ -22,29 +22,30 @@ unlimited overflow) gets no handoff: each call takes its connection from the poo
 A call that is done while none waits keeps its connection, as it left it, for the next
 call: a task awaiting one storage call after another then takes no connection from the
 pool at all (the pool's greenlet and checkout were half the cost of an uncontended get).
-A kept connection goes back to the pool within :data:`KEEP_SECONDS` unless a call takes
-it first; the pool then gets it as it would have from the call, and
-:func:`~tokenstore_sql.async_pools.settle` (as ``engine.dispose()`` does) gives it back
-at once. One timer serves every connection kept meanwhile: a timer per call, cancelled by
-the next, was a tenth of a sequential SQLite get's work on the event loop's thread, and
-one due at the loop's next turn would turn the loop once more for every call.
+A kept connection goes back to the pool at the event loop's next turn unless a call
+takes it first, so a connection waits kept for no longer than the code that runs
+between two awaits; the pool then gets it as it would have from the call. A loop that
+ends right after a call (``asyncio.run()`` returning) still turns once more, so the
+connection is back before an engine shared with the next loop needs it. (Kept for a
+millisecond by one timer instead, a sequential get spent a tenth less on the loop's
+thread, but a connection kept when a loop ended never went back: an engine with a
+one-connection pool then failed in the next ``asyncio.run()``.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import PoolProxiedConnection
 
 # How long a connection may go from call to call before it goes back to the pool.
 HANDOFF_SECONDS: Final = 1.0
-# The most a connection no call takes stays kept before it goes back to the pool.
-KEEP_SECONDS: Final = 0.001
 
 # A connection handed on: with its driver handle (which knows what the call switched, to
 # switch back before the pool gets it), and when it left the pool.
@@ -62,17 +63,22 @@ class Handoff:
     """
 
     def __init__(self, capacity: int, timeout: float, loop: asyncio.AbstractEventLoop) -> None:
-        self.capacity, self.timeout, self.loop = capacity, timeout, loop
+        self.capacity, self.timeout = capacity, timeout
+        # Weakly: the handoffs of a pool are kept by loop, weakly, and a loop that ended
+        # would otherwise stay alive with its handoff for as long as the pool. A handoff
+        # is only used while its loop runs.
+        self._loop = cast("Callable[[], asyncio.AbstractEventLoop]", weakref.ref(loop))
         self.held = 0
         # Calls in line, each with its deadline: in the order of their deadlines too.
         self._waiting: deque[tuple[asyncio.Future[Handed | None], float]] = deque()
         # One timer, for the first deadline in line: a timer per wait would cost every
         # call a heap entry in the event loop, most of them cancelled.
         self._timer: asyncio.TimerHandle | None = None
-        # The kept connection and how it goes back; the timer that gives back whatever is
-        # kept when it fires, set by the first keep after it last fired.
-        self._kept: tuple[Handed, GiveBack] | None = None
-        self._keep_timer: asyncio.TimerHandle | None = None
+        # The kept connection, how it goes back, and the timer that gives it back: due at
+        # once, not a callback, so that a call taking the connection cancels it and the
+        # loop does not turn once more just to run it (a sixth of a sequential get's work
+        # on the event loop's thread).
+        self._kept: tuple[Handed, GiveBack, asyncio.TimerHandle] | None = None
         self._giving_back: set[asyncio.Task[None]] = set()  # referenced until done
 
     def take(self) -> bool:
@@ -96,7 +102,7 @@ class Handoff:
         fails with ``sqlalchemy.exc.TimeoutError`` when nothing comes within the pool's
         timeout, as a wait inside the pool does.
         """
-        loop = self.loop
+        loop = self._loop()
         waiter: asyncio.Future[Handed | None] = loop.create_future()
         deadline = loop.time() + self.timeout
         self._waiting.append((waiter, deadline))
@@ -104,40 +110,34 @@ class Handoff:
             self._timer = loop.call_at(deadline, self._expire)
         return waiter
 
-    def hand_off(self, handed: Handed) -> bool:
-        """Hand a clean connection and its slot to the first call in line, if any.
+    def pass_on(self, handed: Handed, give_back: GiveBack) -> bool:
+        """Hand a clean connection and its slot to the first call in line, or keep it.
 
-        :returns: False when it must go back to the pool (then :meth:`release` the slot)
+        Kept when none waits and none is kept already: unless a call takes it first
+        (:meth:`take_kept`), ``give_back(handed)`` runs at the loop's next turn (in a task
+        from its first wait on), and must :meth:`release` the slot.
+
+        :returns: False when it must go back to the pool now (then :meth:`release` the slot)
         """
         if time.monotonic() - handed[2] >= HANDOFF_SECONDS:
             return False
         waiter = self._next()
-        if waiter is None:
+        if waiter is not None:
+            waiter.set_result(handed)
+            return True
+        if self._kept is not None:
             return False
-        waiter.set_result(handed)
-        return True
-
-    def keep(self, handed: Handed, give_back: GiveBack) -> bool:
-        """Keep a clean connection, with its slot, for the next call.
-
-        Unless a call takes it first (:meth:`take_kept`), ``give_back(handed)`` runs within
-        :data:`KEEP_SECONDS` (in a task from its first wait on), and must :meth:`release`
-        the slot.
-
-        :returns: False when it must go back to the pool now (then :meth:`release` the slot)
-        """
-        if self._kept is not None or time.monotonic() - handed[2] >= HANDOFF_SECONDS:
-            return False
-        self._kept = (handed, give_back)
-        if self._keep_timer is None:
-            loop = self.loop
-            self._keep_timer = loop.call_at(loop.time() + KEEP_SECONDS, self._give_back)
+        loop = self._loop()
+        self._kept = (handed, give_back, loop.call_at(loop.time(), self._give_back))
         return True
 
     def take_kept(self) -> Handed | None:
         """Take the kept connection and its slot, if one is kept (no I/O)."""
         kept, self._kept = self._kept, None
-        return None if kept is None else kept[0]
+        if kept is None:
+            return None
+        kept[2].cancel()
+        return kept[0]
 
     async def settle(self) -> None:
         """Give the kept connection back to the pool now, and wait for those on their way.
@@ -146,22 +146,20 @@ class Handoff:
         that is not in a call is in the pool.
         """
         kept, self._kept = self._kept, None
-        if self._keep_timer is not None:
-            self._keep_timer.cancel()
-            self._keep_timer = None
         if kept is not None:
+            kept[2].cancel()
             await kept[1](kept[0])
         if self._giving_back:
             await asyncio.gather(*self._giving_back, return_exceptions=True)
 
     def _give_back(self) -> None:
-        self._keep_timer = None
         kept, self._kept = self._kept, None
-        if kept is None:  # in a call now, or none was kept again since the last
+        if kept is None:  # taken meanwhile (taking it also cancels this timer)
             return
-        handed, give_back = kept
+        handed, give_back, _ = kept
         # At once, in this callback, as far as it goes: the pool takes a connection back
-        # with no I/O, and a task started now might not run before the loop stops.
+        # with no I/O, and a task started now might not run before the loop stops (at the
+        # end of asyncio.run(), a connection left out of the pool is garbage-collected).
         task = _run_now_or_soon(give_back(handed))
         if task is not None:
             self._giving_back.add(task)
@@ -188,7 +186,7 @@ class Handoff:
     def _expire(self) -> None:
         """Fail the calls in line whose deadline has passed; time the next one."""
         self._timer = None
-        loop = self.loop
+        loop = self._loop()
         now = loop.time()
         while self._waiting and self._waiting[0][1] <= now:
             waiter, _ = self._waiting.popleft()

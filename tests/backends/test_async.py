@@ -7,6 +7,7 @@ The behaviours both APIs share run on the async storage in the common suite (see
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import os
 import random
@@ -14,6 +15,7 @@ import stat
 import subprocess
 import sys
 import time
+import weakref
 from typing import Any
 
 import pytest
@@ -40,7 +42,7 @@ from tokenstore_sql import (
     schema,
 )
 from tokenstore_sql.async_engines import async_url
-from tokenstore_sql.async_handoff import HANDOFF_SECONDS, KEEP_SECONDS, Handoff
+from tokenstore_sql.async_handoff import HANDOFF_SECONDS, Handoff
 from tokenstore_sql.async_pools import handoff_for, settle
 
 KEY_A = generate_key()
@@ -415,6 +417,9 @@ def test_a_connection_handed_on_goes_back_to_the_pool_within_the_handoff_time(
 def test_the_handoff_serves_the_line_in_order_and_gives_up_on_time() -> None:
     # The bookkeeping alone, with stand-ins for connections: a slot is held until it is
     # handed on with its connection or released, exactly once.
+    async def give_back(handed: Any) -> None:
+        raise AssertionError("a connection handed on is not given back")
+
     async def main() -> None:
         handoff = Handoff(capacity=1, timeout=0.2, loop=asyncio.get_running_loop())
         assert handoff.take()
@@ -422,9 +427,10 @@ def test_the_handoff_serves_the_line_in_order_and_gives_up_on_time() -> None:
         cancelled, first, second, third = (handoff.join() for _ in range(4))
         cancelled.cancel()  # its call was cancelled while waiting: skipped
         now = time.monotonic()
-        assert handoff.hand_off(("connection", "lent", now))
+        assert handoff.pass_on(("connection", "lent", now), give_back)
         assert first.result() == ("connection", "lent", now)
-        assert not handoff.hand_off(("stale", "lent", now - HANDOFF_SECONDS))  # to the pool
+        stale = ("stale", "lent", now - HANDOFF_SECONDS)
+        assert not handoff.pass_on(stale, give_back)  # to the pool
         handoff.release()  # so the slot goes to the next in line, to fill from the pool
         assert second.result() is None
         with pytest.raises(PoolTimeoutError):
@@ -433,6 +439,34 @@ def test_the_handoff_serves_the_line_in_order_and_gives_up_on_time() -> None:
         handoff.release()
         assert handoff.held == 0
         assert handoff.take()
+
+    asyncio.run(main())
+
+
+async def _next_turn() -> None:
+    """Return once the loop has run what its next turn runs (this task resumes first)."""
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+
+
+def test_the_handoff_keeps_one_connection_when_none_waits_until_the_loop_turns() -> None:
+    given_back: list[object] = []
+
+    async def give_back(handed: Any) -> None:
+        given_back.append(handed[0])
+
+    async def main() -> None:
+        handoff = Handoff(capacity=2, timeout=0.2, loop=asyncio.get_running_loop())
+        now = time.monotonic()
+        assert handoff.pass_on(("first", "lent", now), give_back)  # none waits: kept
+        assert not handoff.pass_on(("second", "lent", now), give_back)  # one is kept already
+        assert handoff.take_kept() == ("first", "lent", now)
+        assert handoff.take_kept() is None
+        assert handoff.pass_on(("again", "lent", now), give_back)
+        assert given_back == []
+        await _next_turn()
+        assert given_back == ["again"]  # not "first": a call took that one
+        assert handoff.take_kept() is None
 
     asyncio.run(main())
 
@@ -783,7 +817,7 @@ def test_calls_one_after_another_share_one_connection_that_goes_back_when_none_f
         for _ in range(10):  # the loop turns during each; the kept timer may fire then
             assert await storage.get_token_data("rs") is not None
         kept = pool.checkedout()  # type: ignore[attr-defined]
-        await asyncio.sleep(KEEP_SECONDS * 50)  # no call follows
+        await _next_turn()  # no call follows
         after = pool.checkedout()  # type: ignore[attr-defined]
         await engine.dispose()
         return len(checkouts), kept, after
@@ -792,6 +826,37 @@ def test_calls_one_after_another_share_one_connection_that_goes_back_when_none_f
     assert checkouts == 1  # from the pool once, then kept from each call for the next
     assert kept == 1
     assert after == 0
+
+
+def test_an_engine_serves_one_event_loop_after_another_from_a_one_connection_pool(
+    url: URL, namespace: str
+) -> None:
+    if url.get_backend_name() == "mysql":
+        pytest.skip("aiomysql's connections belong to the event loop that opened them")
+    # asyncio.run() per call, on one engine (a sync wrapper's way): the connection kept
+    # after each loop's last call is back in the pool before the next loop needs it, and
+    # the loops that ended are not kept alive by the engine.
+    engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=2)
+    storage = AsyncSQLAlchemyTokenStorage(engine, namespace=namespace)
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def call(i: int) -> object:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        if i == 0:
+            await storage.store_token_data_by_resource_server({"rs": make_token_data("rs")})
+        return await storage.get_token_data("rs")
+
+    try:
+        found = [asyncio.run(call(i)) for i in range(4)]
+        checked_out = engine.sync_engine.pool.checkedout()  # type: ignore[attr-defined]
+        gc.collect()
+        # The last may live on in its driver (aiosqlite's thread keeps its last future).
+        alive = [i for i, loop in enumerate(loops[:-1]) if loop() is not None]
+    finally:
+        asyncio.run(engine.dispose())
+    assert all(data is not None for data in found)
+    assert checked_out == 0
+    assert alive == []
 
 
 def test_a_give_back_runs_at_once_until_it_waits_then_in_a_task_that_can_be_cancelled() -> None:
