@@ -31,7 +31,7 @@ from .async_direct_drivers import AsyncLent
 from .async_handoff import Handoff
 from .async_pools import handoff_for
 from .compiled import compiled_for
-from .statements import TokenStatements, key_params
+from .statements import TokenStatements
 
 Key = tuple[str, str]  # namespace, resource server
 Row = dict[str, Any]
@@ -79,7 +79,7 @@ async def fetch_one(
         handoff = handoff_for(engine.sync_engine)
         if handoff is None or not handoff.would_wait():
             one = compiled_for(statements.select_one, engine.sync_engine.dialect)
-            params = one.parameters(key_params(namespace, resource_server))
+            params = one.parameters({"namespace": namespace, "resource_server": resource_server})
             rows = await one_statement(
                 engine, one.sql, methodcaller("fetch", one.sql, params), handoff
             )

@@ -67,7 +67,7 @@ class Handoff:
         # Weakly: the handoffs of a pool are kept by loop, weakly, and a loop that ended
         # would otherwise stay alive with its handoff for as long as the pool. A handoff
         # is only used while its loop runs.
-        self._loop = cast("Callable[[], asyncio.AbstractEventLoop]", weakref.ref(loop))
+        self.loop_ref = cast("Callable[[], asyncio.AbstractEventLoop]", weakref.ref(loop))
         self.held = 0
         # Calls in line, each with its deadline: in the order of their deadlines too.
         self._waiting: deque[tuple[asyncio.Future[Handed | None], float]] = deque()
@@ -102,7 +102,7 @@ class Handoff:
         fails with ``sqlalchemy.exc.TimeoutError`` when nothing comes within the pool's
         timeout, as a wait inside the pool does.
         """
-        loop = self._loop()
+        loop = self.loop_ref()
         waiter: asyncio.Future[Handed | None] = loop.create_future()
         deadline = loop.time() + self.timeout
         self._waiting.append((waiter, deadline))
@@ -121,13 +121,13 @@ class Handoff:
         """
         if time.monotonic() - handed[2] >= HANDOFF_SECONDS:
             return False
-        waiter = self._next()
+        waiter = self._next() if self._waiting else None
         if waiter is not None:
             waiter.set_result(handed)
             return True
         if self._kept is not None:
             return False
-        loop = self._loop()
+        loop = self.loop_ref()
         self._kept = (handed, give_back, loop.call_at(loop.time(), self._give_back))
         return True
 
@@ -186,7 +186,7 @@ class Handoff:
     def _expire(self) -> None:
         """Fail the calls in line whose deadline has passed; time the next one."""
         self._timer = None
-        loop = self._loop()
+        loop = self.loop_ref()
         now = loop.time()
         while self._waiting and self._waiting[0][1] <= now:
             waiter, _ = self._waiting.popleft()

@@ -42,6 +42,12 @@ _handoffs: weakref.WeakKeyDictionary[
 ] = weakref.WeakKeyDictionary()
 
 
+# The handoff found last, with its pool: every call asks, most often for the same one,
+# and the two weak dictionaries above cost more than the call's own bookkeeping. Replaced
+# whole, so a thread reads one pair or another, never half of each.
+_last_found: tuple[weakref.ref[Pool], Handoff] | None = None
+
+
 async def settle(pool: Pool) -> None:
     """Bring every connection of ``pool`` that no call on the running loop holds back to it.
 
@@ -60,18 +66,22 @@ def handoff_for(engine: Engine) -> Handoff | None:
     has ``engine.dispose()`` close the connection kept on it, which would otherwise be
     left to the garbage collector.
     """
-    pool = engine.pool
+    global _last_found
+    pool, loop = engine.pool, asyncio.get_running_loop()
+    last = _last_found
+    if last is not None and last[0]() is pool and last[1].loop_ref() is loop:
+        return last[1]
     by_loop = _handoffs.get(pool)
     if by_loop is None:
         if not isinstance(pool, QueuePool) or _capacity(pool) is None:
             return None
         by_loop = _handoffs[pool] = weakref.WeakKeyDictionary()
         event.listen(engine, "engine_disposed", functools.partial(_disposed, weakref.ref(pool)))
-    loop = asyncio.get_running_loop()
     handoff = by_loop.get(loop)
     if handoff is None:
         assert isinstance(pool, QueuePool)
         handoff = by_loop[loop] = Handoff(_capacity(pool) or 0, pool.timeout(), loop)
+    _last_found = (weakref.ref(pool), handoff)
     return handoff
 
 

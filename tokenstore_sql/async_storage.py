@@ -63,6 +63,7 @@ class AsyncSQLAlchemyTokenStorage(StorageCommon[AsyncEngine], AsyncEngineOwner):
         check_dialect(engine.dialect)  # an engine that never connected holds nothing to dispose
         settings.placement.check_dialect(engine.dialect.name)
         self._schema = {"create": settings.create_schema, "upgrade": settings.upgrade_schema}
+        self._schema_ready = False  # found at head by this storage's first call
         self._execution = AsyncExecution(engine, settings.retry)
 
     async def check_schema(self) -> None:
@@ -121,11 +122,14 @@ class AsyncSQLAlchemyTokenStorage(StorageCommon[AsyncEngine], AsyncEngineOwner):
     async def get_token_data(self, resource_server: str) -> TokenStorageData | None:
         """Retrieve token data for one resource server in this namespace (None if absent)."""
         check_key("resource server", resource_server)
-        await self._ready()
+        if not self._schema_ready:
+            await self._ready()
         row = await self._execution.read_row(
             "read token data", self._statements, self.namespace, resource_server
         )
-        return None if row is None else token_data_from_row(self.namespace, row, self.keys)
+        if row is None:
+            return None
+        return token_data_from_row(self.namespace, row, self.settings.keys)
 
     async def remove_token_data(self, resource_server: str) -> bool:
         """Remove token data for one resource server; True if there was any."""
@@ -158,9 +162,14 @@ class AsyncSQLAlchemyTokenStorage(StorageCommon[AsyncEngine], AsyncEngineOwner):
         return await self._execution.write_rows(operation, statement, rows)
 
     async def _ready(self) -> None:
-        """Check the schema on this storage's first call (a dictionary lookup afterwards)."""
-        if not is_checked(self.engine.sync_engine, self.placement):
-            await self.check_schema()
+        """Check the schema on this storage's first call (an attribute read afterwards).
+
+        Once found at head, as the sync storage finds it when it is constructed.
+        """
+        if not self._schema_ready:
+            if not is_checked(self.engine.sync_engine, self.placement):
+                await self.check_schema()
+            self._schema_ready = True
 
 
 class _ResponseReader(TokenStorage):

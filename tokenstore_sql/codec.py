@@ -126,7 +126,8 @@ def token_data_from_row(
 
     :raises UnreadableTokenDataError: naming the namespace, resource server and field
     """
-    row = open_tokens(namespace, row, keys)
+    if row.get("token_key_id") is not None:  # else in clear: nothing to open
+        row = open_tokens(namespace, row, keys)
     resource_server = row["resource_server"]
     problem = _row_problem(row)
     if problem is not None:

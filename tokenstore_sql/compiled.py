@@ -100,14 +100,24 @@ _compiled: weakref.WeakKeyDictionary[Dialect, dict[Executable, CompiledStatement
 )
 
 
+# The statements of the dialect asked for last: every call asks, most often for the same
+# dialect, and the weak dictionary's lookup costs more than the rest. Replaced whole, so a
+# thread reads one pair or another, never half of each.
+_last_dialect: tuple[weakref.ref[Dialect], dict[Executable, CompiledStatement]] | None = None
+
+
 def compiled_for(statement: Executable, dialect: Dialect) -> CompiledStatement:
     """Give ``statement`` compiled for ``dialect``, compiling it on first use.
 
     Meant for the storage's statements, which are built once per placement.
     """
-    by_statement = _compiled.get(dialect)
-    if by_statement is None:
+    global _last_dialect
+    last = _last_dialect
+    if last is not None and last[0]() is dialect:
+        by_statement = last[1]
+    else:
         by_statement = _compiled.setdefault(dialect, {})
+        _last_dialect = (weakref.ref(dialect), by_statement)
     found = by_statement.get(statement)
     if found is None:
         found = by_statement[statement] = CompiledStatement.compile(statement, dialect)
