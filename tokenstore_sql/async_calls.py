@@ -45,6 +45,8 @@ class Call(Generic[T]):
         :func:`~tokenstore_sql.async_pools.handoff_for`)
     """
 
+    __slots__ = ("connection", "engine", "handoff", "lent", "pool", "since", "slot", "sql", "work")
+
     def __init__(
         self,
         engine: AsyncEngine,

@@ -127,8 +127,8 @@ class Handoff:
             return True
         if self._kept is not None:
             return False
-        loop = self.loop_ref()
-        self._kept = (handed, give_back, loop.call_at(loop.time(), self._give_back))
+        # Due at once: any time is past by the loop's next turn.
+        self._kept = (handed, give_back, self.loop_ref().call_at(0.0, self._give_back))
         return True
 
     def take_kept(self) -> Handed | None:

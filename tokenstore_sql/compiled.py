@@ -11,6 +11,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import JSON, Dialect, Executable
@@ -30,6 +31,10 @@ class CompiledStatement:
     column_names: tuple[str, ...]  # of the rows a SELECT returns
     # The columns whose values are processed when read (keys unescaped, JSON decoded).
     processed_columns: tuple[tuple[str, Processor], ...]
+    # Where two or more positional values share one processor (or none), as a key read's
+    # do: the values in order, taken at once, and that processor.
+    in_order: Callable[[Mapping[str, Any]], tuple[Any, ...]] | None = None
+    each: Processor | None = None
 
     @classmethod
     def compile(cls, statement: Executable, dialect: Dialect) -> CompiledStatement:
@@ -49,20 +54,28 @@ class CompiledStatement:
                 if isinstance(column.type, JSON):
                     processor = _empty_object_at_once(processor)
                 processed_columns.append((str(column.key), processor))
-        positional = None
+        positional = in_order = each = None
         if compiled.positional:
             names = compiled.positiontup or ()
             positional = tuple((name, bind_processors.get(name)) for name in names)
+            shared = {processor for _, processor in positional}
+            if len(names) >= 2 and len(shared) == 1:
+                in_order, each = itemgetter(*names), shared.pop()
         return cls(
             sql=compiled.string,
             positional=positional,
             bind_processors=bind_processors,
             column_names=tuple(str(column.key) for column in columns),
             processed_columns=tuple(processed_columns),
+            in_order=in_order,
+            each=each,
         )
 
     def parameters(self, values: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
         """Give the driver's parameters for ``values`` (by bind name)."""
+        if self.in_order is not None:
+            values_in_order = self.in_order(values)
+            return values_in_order if self.each is None else tuple(map(self.each, values_in_order))
         if self.positional is not None:
             bound = []  # a loop, not a comprehension: this runs on every call
             for name, processor in self.positional:

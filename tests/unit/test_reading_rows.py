@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -142,3 +143,30 @@ def test_key_columns_escape_as_bound_and_unescape_as_read(
         assert result(None) is None
         with pytest.raises(MalformedKeyError):
             result("bad\uffffx")
+
+
+def test_parameters_are_bound_in_the_statements_order_each_by_its_type() -> None:
+    dialect = pysqlite.dialect()  # positional: values in the order of the SQL's marks
+    statements = statements_for()
+    one = CompiledStatement.compile(statements.select_one, dialect)  # two keys: one processor
+    keys = {"resource_server": "rs\x00", "namespace": "ns\uffff"}
+    assert one.in_order is not None
+    assert one.parameters(keys) == ("ns\uffff\uffff", "rs\uffff0")
+    upsert = CompiledStatement.compile(statements.upsert(dialect), dialect)  # mixed types
+    assert upsert.in_order is None
+    assert upsert.positional is not None
+    row = {
+        **{name: ROW[name] for name in ROW if name != "extra"},
+        "namespace": "ns\x00",
+        "extra": {"a": 1},
+        "refresh_lease_owner": None,
+        "refresh_lease_until": None,
+        "created_at": datetime(2030, 1, 2, tzinfo=timezone.utc),
+        "updated_at": datetime(2030, 1, 2, tzinfo=timezone.utc),
+    }
+    names = [name for name, _ in upsert.positional]
+    bound = dict(zip(names, upsert.parameters(row), strict=True))
+    assert bound["namespace"] == "ns\uffff0"
+    assert bound["extra"] == '{"a": 1}'
+    assert bound["access_token"] == "SECRET-access"
+    assert bound["updated_at"] == "2030-01-02 00:00:00.000000"  # naive UTC text on SQLite
