@@ -112,6 +112,11 @@ class StoreSettings:
 
         :raises TypeError: an option that is not a field (say, a misspelt one)
         """
+        if not options:  # the common case, on every construction: nothing to build
+            if settings is None:
+                return DEFAULT_SETTINGS  # frozen, its retry policy too: shared
+            if isinstance(settings, StoreSettings):
+                return settings
         if settings is not None and not isinstance(settings, StoreSettings):
             raise ConfigurationError(
                 f"settings must be a StoreSettings (got {type(settings).__name__})"
@@ -123,8 +128,6 @@ class StoreSettings:
             )
         if settings is None:
             return cls(**options)
-        if not options:
-            return settings
         merged = settings.as_options()
         merged.update(options)
         return cls(**merged)

@@ -29,6 +29,7 @@ from tokenstore_sql.async_store import AsyncTokenStore
 from tokenstore_sql.crypto import KeyRing
 from tokenstore_sql.errors import ConfigurationError, EncryptionKeyError
 from tokenstore_sql.schema import head_revision, migrate
+from tokenstore_sql.settings import DEFAULT_SETTINGS
 
 KEY_A, KEY_B = generate_key(), generate_key()
 OLDEST = "0001"
@@ -104,6 +105,13 @@ def test_settings_are_frozen_and_keywords_replace_their_field() -> None:
     assert base.create_schema is False
     assert StoreSettings.of(base) is base
     assert StoreSettings.of(None) == StoreSettings()
+    # Given none, every storage shares the one frozen defaults object: nothing is built.
+    assert StoreSettings.of(None) is StoreSettings.of(None) is DEFAULT_SETTINGS
+    with (
+        SQLAlchemyTokenStorage("sqlite://") as first,
+        SQLAlchemyTokenStorage(first.engine, namespace="other") as second,
+    ):
+        assert first.settings is second.settings is DEFAULT_SETTINGS
     assert isinstance(StoreSettings().retry, RetryPolicy)
     with TokenStore("sqlite://", settings=base, retry=RetryPolicy(attempts=2)) as store:
         assert store.settings.retry.attempts == 2
