@@ -28,9 +28,11 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, Executable
 
+from .backends import backend_of
 from .compiled import compiled_for
 from .direct import execute_write, fetch_rows
 from .retries import RetryPolicy
+from .statements import TokenStatements, numbered
 from .transactions import WRITE_TRANSACTION_OPTION
 
 T = TypeVar("T")
@@ -74,6 +76,36 @@ def run_transaction(
             return work(connection)
 
     return (retry or RetryPolicy()).run(operation, engine, attempt)
+
+
+def upsert_in(
+    connection: Connection, statements: TokenStatements, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """Insert or replace token rows in the connection's transaction, in few statements.
+
+    As many rows to a statement as the database's backend says it gains by
+    (``rows_per_upsert``: PostgreSQL plans each statement it is sent), the rest one to a
+    statement; each statement compiled once per dialect, its values bound by the column
+    types as the storages' own writes bind them, and all sent as one ``executemany``.
+    """
+    dialect = connection.dialect
+    per_statement = backend_of(dialect).rows_per_upsert
+    whole = len(rows) - len(rows) % per_statement if per_statement > 1 else 0
+    if whole:
+        chunks = [
+            numbered(rows[start : start + per_statement])
+            for start in range(0, whole, per_statement)
+        ]
+        _write_in(connection, statements.upsert(dialect, per_statement), chunks)
+    if whole < len(rows):
+        _write_in(connection, statements.upsert(dialect), rows[whole:])
+
+
+def _write_in(
+    connection: Connection, statement: Executable, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    compiled = compiled_for(statement, connection.dialect)
+    connection.exec_driver_sql(compiled.sql, [compiled.parameters(row) for row in rows])
 
 
 class Execution:

@@ -10,6 +10,7 @@ database, so concurrent writers of one key never race between a read and an inse
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any, Final
 
@@ -54,6 +55,11 @@ REFRESHED_COLUMNS: Final = (
     "token_key_id",
     "updated_at",
 )
+
+
+def numbered(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Give several rows' values as one upsert of as many rows takes them: ``<column>_<i>``."""
+    return {f"{name}_{i}": value for i, row in enumerate(rows) for name, value in row.items()}
 
 
 def key_params(namespace: str, resource_server: str | None = None) -> dict[str, str]:
@@ -102,7 +108,7 @@ class TokenStatements(AdminStatements):
         self.select_one: Final = select(*self.token_columns).where(*by_key)
         self.delete_one: Final = delete(table).where(*by_key)
         self.delete_namespace: Final = delete(table).where(in_namespace)
-        self._upserts: dict[str, Insert] = {}
+        self._upserts: dict[tuple[str, int], Insert] = {}
         self._by_keys: dict[int, Select[Any]] = {}
         self._build_lease_statements()
 
@@ -180,18 +186,28 @@ class TokenStatements(AdminStatements):
             )
         )
 
-    def upsert(self, dialect: Dialect) -> Insert:
-        """Give the insert-or-replace statement for token rows on this dialect.
+    def upsert(self, dialect: Dialect, rows: int = 1) -> Insert:
+        """Give the insert-or-replace statement for ``rows`` token rows on this dialect.
 
-        Execute it with a list of row dicts holding every column (``created_at`` and
-        ``updated_at`` included).
+        Execute it with row dicts holding every column (``created_at`` and ``updated_at``
+        included): for one row, by column name; for more, as :func:`numbered` names them.
 
         :raises UnsupportedDatabaseError: naming the dialect
         """
         backend = backend_of(dialect)
-        found = self._upserts.get(backend.name)
+        found = self._upserts.get((backend.name, rows))
         if found is None:
-            found = self._upserts[backend.name] = backend.upsert(
-                self.table, KEY_COLUMNS, UPDATED_COLUMNS
-            )
+            found = backend.upsert(self.table, KEY_COLUMNS, UPDATED_COLUMNS)
+            if rows > 1:
+                columns = self.table.columns
+                found = found.values(
+                    [
+                        {
+                            column.name: bindparam(f"{column.name}_{i}", type_=column.type)
+                            for column in columns
+                        }
+                        for i in range(rows)
+                    ]
+                )
+            self._upserts[backend.name, rows] = found
         return found

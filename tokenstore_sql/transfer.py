@@ -28,7 +28,7 @@ from .errors import (
     ConfigurationError,
     EncryptionKeyError,
 )
-from .execution import run_transaction
+from .execution import run_transaction, upsert_in
 from .exporting import export_token_file, export_token_stream, has_schema
 from .formats import TokenFile, read_token_file
 from .import_plan import (
@@ -172,7 +172,7 @@ def import_token_files(
             writes = stamped([dict(row) for row in changed])
             for row in writes:
                 seal_tokens(row, keys)
-            connection.execute(statements.upsert(connection.dialect), writes)
+            upsert_in(connection, statements, writes)
         return counts
 
     schema_found = has_schema(engine, placement, create=not dry_run)

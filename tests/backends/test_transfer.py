@@ -9,6 +9,7 @@ in ``tests/cli/test_transfer_cli.py``) use a scratch database of this module's o
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -35,8 +36,10 @@ from tokenstore_sql import (
     Placement,
     SQLAlchemyTokenStorage,
     StoreSettings,
+    execution,
     generate_key,
 )
+from tokenstore_sql.backends import backend_of
 from tokenstore_sql.crypto import KeyRing
 from tokenstore_sql.discovery import discover_app_databases, discover_app_files
 from tokenstore_sql.errors import EncryptionKeyError, ImportFormatError, TokenFileError
@@ -323,6 +326,56 @@ def test_a_file_of_another_identity_is_refused_for_a_namespace_the_database_hold
     with pytest.raises(ImportFormatError, match="another identity"):
         import_token_files(engine, [bob])
     assert snapshot(engine) == before
+
+
+@pytest.mark.parametrize("rows_per_upsert", [None, 7], ids=["backend's", "7 rows"])
+def test_a_large_import_writes_every_row_exactly_in_statements_of_many_rows(
+    engine: Engine,
+    tmp_path: Path,
+    namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
+    rows_per_upsert: int | None,
+) -> None:
+    backend = backend_of(engine.dialect)
+    if rows_per_upsert is not None:  # the many-row statement on every database
+        backend = dataclasses.replace(backend, rows_per_upsert=rows_per_upsert)
+        monkeypatch.setattr(execution, "backend_of", lambda dialect: backend)
+    count = 2 * backend.rows_per_upsert + 3  # whole statements, and some rows one by one
+
+    def tokens(version: int) -> dict[str, dict[str, TokenStorageData]]:
+        return {
+            f"{namespace}-{i:03}": {
+                GROUPS: make_token_data(
+                    GROUPS,
+                    access_token=f"access-{i}-{version}-SECRET",
+                    refresh_token=None if i % 3 else f"refresh-{i}-SECRET",
+                    identity_id=f"identity-{i}",
+                    expires_at_seconds=1_900_000_000 + 1000 * version + i,
+                    extra={"i": i, "v": version} if i % 2 else {},
+                )
+            }
+            for i in range(count)
+        }
+
+    first, newer = tokens(1), tokens(2)
+    added = import_token_files(engine, [write_json(tmp_path / "first.json", first)])
+    updated = import_token_files(engine, [write_json(tmp_path / "newer.json", newer)])
+
+    assert sum(c.added for c in added.counts) == count
+    assert sum(c.updated for c in updated.counts) == count
+    for name, by_resource_server in newer.items():
+        assert stored(engine, name) == {GROUPS: by_resource_server[GROUPS].to_dict()}
+    with engine.connect() as connection:
+        table = tokens_table(DEFAULT_PLACEMENT)
+        stamps = connection.execute(
+            select(table.c.created_at, table.c.updated_at).where(
+                table.c.namespace.startswith(f"{namespace}-")
+            )
+        ).all()
+    assert len(stamps) == count
+    assert len({created for created, _ in stamps}) == 1  # each import stamps its rows once
+    assert len({updated_at for _, updated_at in stamps}) == 1
+    assert stamps[0][1] > stamps[0][0]  # kept its first created_at, updated later
 
 
 def test_importing_twice_changes_nothing_the_second_time(

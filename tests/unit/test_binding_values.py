@@ -13,7 +13,7 @@ from sqlalchemy.dialects.sqlite import pysqlite
 from tokenstore_sql._sdk import TokenStorageData
 from tokenstore_sql.codec import rows_for_storage, stamped
 from tokenstore_sql.compiled import CompiledStatement
-from tokenstore_sql.statements import statements_for
+from tokenstore_sql.statements import numbered, statements_for
 
 NOW = datetime(2026, 12, 3, 8, 30, 15, 123456, tzinfo=timezone.utc)
 
@@ -79,3 +79,13 @@ def test_a_driver_that_wants_its_own_json_object_gets_it_for_an_empty_extra_too(
     assert isinstance(other, dict)
     assert type(values["extra"]) is type(other["extra"])
 
+
+def test_many_rows_bind_as_one_statement_each_value_under_its_row_number() -> None:
+    dialect = pysqlite.dialect()
+    rows = [_row(namespace=f"ns-{i}", extra={"i": i}) for i in range(3)]
+    statement = CompiledStatement.compile(statements_for().upsert(dialect, 3), dialect)
+    assert statement.sql.count("?") == 3 * len(rows[0])
+    values = statement.parameters(numbered(rows))
+    assert list(values[:2]) == ["ns-0", "rs"]
+    assert values.count('{"i": 2}') == 1
+    assert values[len(rows[0]) * 2] == "ns-2"

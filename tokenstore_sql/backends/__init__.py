@@ -1,9 +1,8 @@
 """What each database contributes, one module per database: the only place that knows them.
 
 The rest of the package never compares dialect names: it asks :func:`backend_for` (or
-:func:`find_backend`, for code that must also handle databases we do not support) for
-the :class:`Backend` of a dialect and reads what it needs from it. ``tests/unit/test_backends.py``
-scans the package to keep it that way.
+:func:`find_backend`, where a database may be unsupported) for a dialect's :class:`Backend`
+and reads what it needs; ``tests/unit/test_backends.py`` scans the package to keep it so.
 
 A backend module holds its database's facts as data and small functions: one module
 attribute for each field of :class:`Backend`, by the field's name, placed beside the code
@@ -43,6 +42,7 @@ named in :data:`BACKEND_MODULES`; its shape::
     datetime_type = DateTime(timezone=True)
     long_text = None
     def upsert(table, keys, updated): return newdb.insert(table).on_conflict_do_update(...)
+    rows_per_upsert = 1                          # rows one bulk upsert statement carries
 
     driver_autocommit = False                    # transactions of one statement
     single_statement = {False: {SINGLE_STATEMENT_OPTION: True}, True: {...}}
@@ -107,6 +107,7 @@ class Backend:
     :ivar datetime_type: the column type of a UTC timestamp with microseconds
     :ivar long_text: the column type of a token (up to many KiB); None: ``TEXT`` is enough
     :ivar upsert: an insert-or-replace statement on (table, key columns, updated columns)
+    :ivar rows_per_upsert: rows to an upsert statement in a bulk write (an import)
     :ivar prepare_url: check a URL, and give it with the parameters it needs added
     :ivar connect_args: driver connect arguments by default, for a URL
     :ivar engine_defaults: ``create_engine`` arguments by default
@@ -142,6 +143,7 @@ class Backend:
     datetime_type: TypeEngine[Any]
     long_text: TypeEngine[Any] | None
     upsert: Callable[[Table, Sequence[str], Sequence[str]], Insert]
+    rows_per_upsert: int
     prepare_url: Callable[[URL], URL]
     connect_args: Callable[[URL], Options]
     engine_defaults: Options

@@ -106,6 +106,10 @@ def upsert(table: Table, keys: Sequence[str], updated: Sequence[str]) -> Insert:
     return statement.on_duplicate_key_update({name: statement.inserted[name] for name in updated})
 
 
+# PyMySQL's executemany already sends an INSERT's rows as multi-row statements.
+rows_per_upsert: Final = 1
+
+
 def prepare_url(url: URL) -> URL:
     """Refuse files or a charset the driver would fail on; ask for utf8mb4 by default.
 

@@ -75,6 +75,9 @@ key_type: Final = plain_key
 
 
 upsert: Final = on_conflict_upsert(postgresql.insert)
+# Each statement is parsed and planned (engines never prepare): an import of 50,000 rows
+# spent 4.8 s in single-row upserts, 2.5 s in 100-row ones.
+rows_per_upsert: Final = 100
 
 
 # psycopg 3 for sync and asyncio alike: the same SQLSTATEs and connection options.

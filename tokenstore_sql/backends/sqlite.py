@@ -84,6 +84,8 @@ def is_transient_code(code: str) -> bool:
 # Text compares exactly already; timestamps are stored as naive UTC text, microseconds kept.
 key_type: Final = plain_key
 upsert: Final = on_conflict_upsert(sqlite.insert)
+# One prepared statement serves every row of an executemany: multi-row ones gain nothing.
+rows_per_upsert: Final = 1
 datetime_type: Final = DateTime(timezone=True)
 aware_datetimes: Final = False
 long_text: Final = None  # TEXT holds any token
