@@ -97,8 +97,8 @@ class AsyncSQLAlchemyTokenStorage(StorageCommon[AsyncEngine], AsyncEngineOwner):
         rows = rows_for_storage(self.namespace, token_data_by_resource_server, self.keys)
         if not rows:
             return
-        statement = self._statements.upsert(self.engine.dialect)
-        await self._write("store token data", statement, stamped(rows))
+        statement, batch = self._statements.upsert_of(self.engine.dialect, stamped(rows))
+        await self._write("store token data", statement, batch)
 
     async def store_token_response(self, token_response: OAuthTokenResponse) -> None:
         """Store the tokens of a globus-sdk token response, as ``TokenStorage`` does.

@@ -26,13 +26,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Executable
+from sqlalchemy import Connection, Engine, Executable, Insert
 
 from .backends import backend_of
 from .compiled import compiled_for
 from .direct import execute_write, fetch_rows
 from .retries import RetryPolicy
-from .statements import TokenStatements, numbered
+from .statements import TokenStatements
 from .transactions import WRITE_TRANSACTION_OPTION
 
 T = TypeVar("T")
@@ -83,22 +83,19 @@ def upsert_in(
 ) -> None:
     """Insert or replace token rows in the connection's transaction, in few statements.
 
-    As many rows to a statement as the database's backend says it gains by
-    (``rows_per_upsert``: PostgreSQL plans each statement it is sent), the rest one to a
-    statement; each statement compiled once per dialect, its values bound by the column
-    types as the storages' own writes bind them, and all sent as one ``executemany``.
+    As many rows to a statement as the database's backend gains by (see
+    :meth:`~tokenstore_sql.statements.TokenStatements.upsert_of`), each statement
+    compiled once per dialect, its values bound by the column types as the storages' own
+    writes bind them, and each sent with all its parameter sets as one ``executemany``.
     """
     dialect = connection.dialect
     per_statement = backend_of(dialect).rows_per_upsert
-    whole = len(rows) - len(rows) % per_statement if per_statement > 1 else 0
-    if whole:
-        chunks = [
-            numbered(rows[start : start + per_statement])
-            for start in range(0, whole, per_statement)
-        ]
-        _write_in(connection, statements.upsert(dialect, per_statement), chunks)
-    if whole < len(rows):
-        _write_in(connection, statements.upsert(dialect), rows[whole:])
+    batches: dict[Insert, list[Mapping[str, Any]]] = {}
+    for start in range(0, len(rows), per_statement):
+        statement, batch = statements.upsert_of(dialect, rows[start : start + per_statement])
+        batches.setdefault(statement, []).extend(batch)
+    for statement, batch in batches.items():
+        _write_in(connection, statement, batch)
 
 
 def _write_in(

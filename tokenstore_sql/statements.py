@@ -186,6 +186,20 @@ class TokenStatements(AdminStatements):
             )
         )
 
+    def upsert_of(
+        self, dialect: Dialect, rows: Sequence[Mapping[str, Any]]
+    ) -> tuple[Insert, list[Mapping[str, Any]]]:
+        """Give one upsert that writes ``rows`` (every column each), with its parameter sets.
+
+        All the rows in one statement where the backend gains by it, for as many as it
+        takes (``rows_per_upsert``: PostgreSQL plans each statement it is sent); else the
+        one-row statement, once per row (an ``executemany``).
+        """
+        count = len(rows)
+        if 1 < count <= backend_of(dialect).rows_per_upsert:
+            return self.upsert(dialect, count), [numbered(rows)]
+        return self.upsert(dialect), list(rows)
+
     def upsert(self, dialect: Dialect, rows: int = 1) -> Insert:
         """Give the insert-or-replace statement for ``rows`` token rows on this dialect.
 

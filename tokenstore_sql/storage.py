@@ -103,8 +103,8 @@ class SQLAlchemyTokenStorage(StorageCommon[Engine], EngineOwner, TokenStorage):
         rows = rows_for_storage(self.namespace, token_data_by_resource_server, self.keys)
         if not rows:
             return
-        statement = self._statements.upsert(self.engine.dialect)
-        self._execution.write_rows("store token data", statement, stamped(rows))
+        statement, batch = self._statements.upsert_of(self.engine.dialect, stamped(rows))
+        self._execution.write_rows("store token data", statement, batch)
 
     def get_token_data_by_resource_server(self) -> dict[str, TokenStorageData]:
         """Retrieve all token data stored in this namespace, by resource server.

@@ -97,7 +97,7 @@ def test_constructing_more_storages_on_a_checked_engine_sends_no_sql(engine: Eng
 # busy_timeout (the lock is polled for with SQLite's busy handler off; all in-process
 # calls), and COMMIT (its reads send no BEGIN), and its trace shows the upsert once per
 # row (one prepared statement, no round trips); on PostgreSQL every call runs in
-# autocommit mode (psycopg pipelines the rows of a store as one implicit transaction);
+# autocommit mode, and a store's rows go in one statement (each statement is planned);
 # MySQL connections are in autocommit mode and spared COMMIT and ROLLBACK when no
 # transaction is open.
 _SENT_PER_CALL = {
@@ -120,6 +120,8 @@ def test_each_call_sends_one_statement(storage: SQLAlchemyTokenStorage) -> None:
         storage.get_token_data_by_resource_server()
         storage.remove_token_data("a")
     assert [s.verb for s in sent] == _SENT_PER_CALL[engine.dialect.name]
+    if engine.dialect.name == "postgresql":  # the three rows' values, in one statement
+        assert [f"namespace_{i})s" in sent[0].sql for i in range(4)] == [True] * 3 + [False]
     work = [s for s in sent if s.verb not in ("PRAGMA", "BEGIN", "COMMIT")]
     assert all("tokenstore_sql_tokens" in s.sql for s in work)
     if engine.dialect.name != "sqlite":

@@ -107,7 +107,7 @@ class Backend:
     :ivar datetime_type: the column type of a UTC timestamp with microseconds
     :ivar long_text: the column type of a token (up to many KiB); None: ``TEXT`` is enough
     :ivar upsert: an insert-or-replace statement on (table, key columns, updated columns)
-    :ivar rows_per_upsert: rows to an upsert statement in a bulk write (an import)
+    :ivar rows_per_upsert: the most rows one upsert statement writes (a store, an import)
     :ivar prepare_url: check a URL, and give it with the parameters it needs added
     :ivar connect_args: driver connect arguments by default, for a URL
     :ivar engine_defaults: ``create_engine`` arguments by default

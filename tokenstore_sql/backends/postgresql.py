@@ -76,7 +76,8 @@ key_type: Final = plain_key
 
 upsert: Final = on_conflict_upsert(postgresql.insert)
 # Each statement is parsed and planned (engines never prepare): an import of 50,000 rows
-# spent 4.8 s in single-row upserts, 2.5 s in 100-row ones.
+# spent 4.8 s in one-row upserts, 2.5 s in 100-row ones; a store of three, 891 µs in
+# three statements, 789 µs in one.
 rows_per_upsert: Final = 100
 
 
