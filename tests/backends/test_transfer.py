@@ -31,6 +31,7 @@ from tests.support.sdk_files import (
     write_sqlite,
     write_sqlite_adapter,
 )
+from tests.support.tracing import sent_statements
 from tests.support.transfer import AUTH, CLIENT_SECRET, GROUPS, TRANSFER, snapshot, stored
 from tokenstore_sql import (
     Placement,
@@ -38,6 +39,7 @@ from tokenstore_sql import (
     StoreSettings,
     execution,
     generate_key,
+    statements,
 )
 from tokenstore_sql.backends import backend_of
 from tokenstore_sql.crypto import KeyRing
@@ -339,7 +341,8 @@ def test_a_large_import_writes_every_row_exactly_in_statements_of_many_rows(
     backend = backend_of(engine.dialect)
     if rows_per_upsert is not None:  # the many-row statement on every database
         backend = dataclasses.replace(backend, rows_per_upsert=rows_per_upsert)
-        monkeypatch.setattr(execution, "backend_of", lambda dialect: backend)
+        for module in (execution, statements):  # where the chunks and statements are made
+            monkeypatch.setattr(module, "backend_of", lambda dialect: backend)
     count = 2 * backend.rows_per_upsert + 3  # whole statements, and some rows one by one
 
     def tokens(version: int) -> dict[str, dict[str, TokenStorageData]]:
@@ -358,9 +361,13 @@ def test_a_large_import_writes_every_row_exactly_in_statements_of_many_rows(
         }
 
     first, newer = tokens(1), tokens(2)
-    added = import_token_files(engine, [write_json(tmp_path / "first.json", first)])
+    with sent_statements(engine) as sent:
+        added = import_token_files(engine, [write_json(tmp_path / "first.json", first)])
     updated = import_token_files(engine, [write_json(tmp_path / "newer.json", newer)])
 
+    if backend.rows_per_upsert > 1:  # two statements' worth of rows each, then the rest
+        upserts = [s for s in sent if s.sql.startswith("INSERT INTO tokenstore_sql_tokens")]
+        assert 0 < len(upserts) <= 3
     assert sum(c.added for c in added.counts) == count
     assert sum(c.updated for c in updated.counts) == count
     for name, by_resource_server in newer.items():
