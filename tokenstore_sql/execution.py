@@ -90,9 +90,11 @@ def upsert_in(
     """
     dialect = connection.dialect
     per_statement = backend_of(dialect).rows_per_upsert
+    # Where a statement writes one row, every row goes to that one statement at once.
+    chunk = per_statement if per_statement > 1 else max(len(rows), 1)
     batches: dict[Insert, list[Mapping[str, Any]]] = {}
-    for start in range(0, len(rows), per_statement):
-        statement, batch = statements.upsert_of(dialect, rows[start : start + per_statement])
+    for start in range(0, len(rows), chunk):
+        statement, batch = statements.upsert_of(dialect, rows[start : start + chunk])
         batches.setdefault(statement, []).extend(batch)
     for statement, batch in batches.items():
         _write_in(connection, statement, batch)

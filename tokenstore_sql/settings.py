@@ -112,15 +112,13 @@ class StoreSettings:
 
         :raises TypeError: an option that is not a field (say, a misspelt one)
         """
-        if not options:  # the common case, on every construction: nothing to build
-            if settings is None:
-                return DEFAULT_SETTINGS  # frozen, its retry policy too: shared
-            if isinstance(settings, StoreSettings):
-                return settings
         if settings is not None and not isinstance(settings, StoreSettings):
             raise ConfigurationError(
                 f"settings must be a StoreSettings (got {type(settings).__name__})"
             )
+        if not options:  # the common case, on every construction: nothing to build
+            # The defaults are frozen, their retry policy too: shared, not built anew.
+            return DEFAULT_SETTINGS if settings is None else settings
         unknown = sorted(set(options) - set(_FIELDS))
         if unknown:
             raise TypeError(

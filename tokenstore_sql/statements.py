@@ -28,7 +28,7 @@ from sqlalchemy import (
     update,
 )
 
-from .backends import backend_of
+from .backends import Backend, backend_of
 from .models import DEFAULT_PLACEMENT, Placement, tokens_table
 from .statements_admin import AdminStatements
 
@@ -195,10 +195,10 @@ class TokenStatements(AdminStatements):
         takes (``rows_per_upsert``: PostgreSQL plans each statement it is sent); else the
         one-row statement, once per row (an ``executemany``).
         """
-        count = len(rows)
-        if 1 < count <= backend_of(dialect).rows_per_upsert:
-            return self.upsert(dialect, count), [numbered(rows)]
-        return self.upsert(dialect), list(rows)
+        backend, count = backend_of(dialect), len(rows)
+        if 1 < count <= backend.rows_per_upsert:
+            return self._upsert(backend, count), [numbered(rows)]
+        return self._upsert(backend, 1), list(rows)
 
     def upsert(self, dialect: Dialect, rows: int = 1) -> Insert:
         """Give the insert-or-replace statement for ``rows`` token rows on this dialect.
@@ -208,7 +208,9 @@ class TokenStatements(AdminStatements):
 
         :raises UnsupportedDatabaseError: naming the dialect
         """
-        backend = backend_of(dialect)
+        return self._upsert(backend_of(dialect), rows)
+
+    def _upsert(self, backend: Backend, rows: int) -> Insert:
         found = self._upserts.get((backend.name, rows))
         if found is None:
             found = backend.upsert(self.table, KEY_COLUMNS, UPDATED_COLUMNS)
