@@ -26,7 +26,7 @@ from tokenstore_sql.backends import (
 )
 from tokenstore_sql.errors import TokenStoreError, UnsupportedDatabaseError
 from tokenstore_sql.models import tokens_table
-from tokenstore_sql.statements import KEY_COLUMNS, UPDATED_COLUMNS
+from tokenstore_sql.statements import KEY_COLUMNS, UPDATED_COLUMNS, statements_for
 
 PACKAGE = Path(tokenstore_sql.__file__).parent
 DIALECT_NAMES = frozenset({"sqlite", "postgresql", "postgres", "mysql", "mariadb"})
@@ -75,6 +75,17 @@ def test_each_backend_builds_its_upsert(module_name: str) -> None:
     sql = str(statement.compile(dialect=DIALECTS[module_name]))
     assert sql.startswith("INSERT INTO tokenstore_sql_tokens")
     assert "ON CONFLICT" in sql or "ON DUPLICATE KEY UPDATE" in sql
+
+
+@pytest.mark.parametrize("module_name", BACKEND_MODULES)
+def test_each_backends_largest_upsert_stays_within_every_parameter_limit(module_name: str) -> None:
+    rows = backend_for(module_name).rows_per_upsert
+    assert isinstance(rows, int)
+    assert rows >= 1
+    statement = statements_for().upsert(DIALECTS[module_name], rows)
+    parameters = statement.compile(dialect=DIALECTS[module_name]).params
+    # SQLite (since 3.32) takes 32,766 parameters a statement; PostgreSQL and MySQL 65,535.
+    assert len(parameters) == rows * len(tokens_table().columns) <= 32_766
 
 
 def test_the_registry_knows_each_dialect_name_once() -> None:
