@@ -31,19 +31,23 @@ from tests.support.databases import SERVER_PARAMS
 from tests.support.faults import TcpProxy, kill_session, kill_sessions, session_id, wait_until
 from tests.support.private_servers import StopMode, private_postgresql
 from tests.support.sdk import make_token_data
+from tests.support.sdk_files import write_json
 from tests.support.threads import errors_in_threads
 from tests.support.tracing import before_statements
 from tokenstore_sql import (
     AsyncSQLAlchemyTokenStorage,
     SQLAlchemyTokenStorage,
     StorageUnavailableError,
+    StoreSettings,
     TokenStoreError,
     create_engine,
 )
 from tokenstore_sql.async_pools import handoff_for, settle
+from tokenstore_sql.backends import backend_of
 from tokenstore_sql.models import TokenRow
 from tokenstore_sql.retries import RetryPolicy
 from tokenstore_sql.transactions import WRITE_TRANSACTION_OPTION
+from tokenstore_sql.transfer import import_token_files
 
 SHARED_KEYS = ("shared-0", "shared-1", "shared-2")
 PASSWORD = "hunter2-SECRET"
@@ -349,6 +353,44 @@ def test_a_session_killed_mid_write_is_applied_whole_or_not_at_all(
         rs: f"{expected}-{rs}" for rs in ("a", "b", "c")
     }
     storage.close()
+
+
+@servers_only
+@pytest.mark.parametrize(
+    "retried", [True, False], ids=["retried-applied-whole", "no-retry-nothing"]
+)
+def test_an_import_killed_between_its_upserts_is_applied_whole_or_not_at_all(
+    own_database: tuple[str, URL], namespace: str, retried: bool, tmp_path: Path
+) -> None:
+    admin_url, url = own_database
+    engine = create_engine(url)
+    # On PostgreSQL the rows go in statements of many: killed before the last one, the
+    # rows already sent in the import's transaction must go with it.
+    per_statement = backend_of(engine.dialect).rows_per_upsert
+    count = 2 * per_statement + 3
+    tokens = {f"{namespace}-{i:03}": {"rs": make_token_data("rs")} for i in range(count)}
+    path = write_json(tmp_path / "tokens.json", tokens)
+    retry = RetryPolicy() if retried else RetryPolicy(attempts=1)
+    kill_at = 2 if per_statement > 1 else 1  # the upserts the driver is about to send
+    upserts: list[int] = []
+
+    def kill(connection: Any, sql: str) -> None:
+        if sql.lstrip().startswith("INSERT INTO tokenstore_sql_tokens"):
+            upserts.append(session_id(connection))
+            if len(upserts) == kill_at:
+                kill_session(admin_url, upserts[-1])
+
+    failure = contextlib.nullcontext() if retried else pytest.raises(StorageUnavailableError)
+    try:
+        with before_statements(engine, kill), failure:
+            import_token_files(engine, [path], StoreSettings(retry=retry))
+        with engine.connect() as connection:
+            stored = connection.execute(select(func.count()).select_from(TokenRow)).scalar()
+    finally:
+        engine.dispose()
+
+    assert len(upserts) >= kill_at
+    assert stored == (count if retried else 0)
 
 
 def _deadlock(dialect: str) -> Exception:
