@@ -34,7 +34,7 @@ from .compiled import compiled_for
 from .statements import TokenStatements
 
 Key = tuple[str, str]  # namespace, resource server
-Row = dict[str, Any]
+Values = list[Any]  # a row's values, in codec.READ_COLUMNS order
 # What a get is told when its batch's leader was cancelled before it could send it.
 _AGAIN: Final = object()
 
@@ -70,8 +70,8 @@ _gathering: weakref.WeakKeyDictionary[Handoff, dict[TokenStatements, _Batch]] = 
 
 async def fetch_one(
     engine: AsyncEngine, statements: TokenStatements, namespace: str, resource_server: str
-) -> Row | None:
-    """Give the row of one key (None if absent): alone, or in a batch if it would wait.
+) -> Values | None:
+    """Give the values of one key's row (None if absent): alone, or in a batch if it would wait.
 
     :raises sqlalchemy.exc.DBAPIError: as SQLAlchemy would raise it, parameters hidden
     """
@@ -83,7 +83,7 @@ async def fetch_one(
             rows = await one_statement(
                 engine, one.sql, methodcaller("fetch", one.sql, params), handoff
             )
-            return one.row(rows[0]) if rows else None
+            return one.values(rows[0]) if rows else None
         open_batches = _gathering.setdefault(handoff, {})
         batch = open_batches.get(statements)
         key = (namespace, resource_server)
@@ -139,10 +139,10 @@ async def _fetch_batch(
         values[f"namespace_{i}"] = namespace
         values[f"resource_server_{i}"] = resource_server
     fetched = await lent.fetch(statement.sql, statement.parameters(values))
-    rows = [statement.row(values) for values in fetched]
-    found = {(row["namespace"], row["resource_server"]): row for row in rows}
+    # The namespace first, then the values of a get's row.
+    found = {(row[0], row[1]): row for row in map(statement.values, fetched)}
     for key, future in batch.waiting:
         if not future.done():
-            # A copy each: two gets of one key must not share a mutable row.
+            # A list each: two gets of one key must not share a mutable one.
             row = found.get(key)
-            future.set_result(None if row is None else dict(row))
+            future.set_result(None if row is None else row[1:])

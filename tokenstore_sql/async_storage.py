@@ -23,7 +23,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ._sdk import TokenStorage, TokenStorageData
 from .async_engines import AsyncEngineOwner
-from .codec import check_key, rows_for_storage, stamped, token_data_from_row
+from .codec import (
+    check_key,
+    rows_for_storage,
+    stamped,
+    token_data_from_row,
+    token_data_from_values,
+)
 from .execution_async import AsyncExecution
 from .models import Placement
 from .schema import ensure_schema_on, is_checked
@@ -124,12 +130,12 @@ class AsyncSQLAlchemyTokenStorage(StorageCommon[AsyncEngine], AsyncEngineOwner):
         check_key("resource server", resource_server)
         if not self._schema_ready:
             await self._ready()
-        row = await self._execution.read_row(
+        values = await self._execution.read_row(
             "read token data", self._statements, self.namespace, resource_server
         )
-        if row is None:
+        if values is None:
             return None
-        return token_data_from_row(self.namespace, row, self.settings.keys)
+        return token_data_from_values(self.namespace, values, self.settings.keys)
 
     async def remove_token_data(self, resource_server: str) -> bool:
         """Remove token data for one resource server; True if there was any."""

@@ -7,7 +7,7 @@ The checks a row's values meet first, before any SQL, are in
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from operator import itemgetter
 from typing import Any, Final
 
@@ -164,10 +164,60 @@ _ROW_TYPES: Final = {
 DATA_COLUMNS: Final = tuple(_ROW_TYPES)
 
 
+# The columns a read of token data selects, in the order token_data_from_values takes them.
+READ_COLUMNS: Final = ("resource_server", *DATA_COLUMNS, "token_key_id")
+
 # The exact types a well-stored row's values have, in DATA_COLUMNS order: one set lookup
 # clears the common row before the field-by-field check (a third of a get's own work).
 _READ_DATA = itemgetter(*DATA_COLUMNS)
 _WELL_STORED: Final = frozenset(itertools.product(*_ROW_TYPES.values()))
+
+
+def token_data_from_values(
+    namespace: str, values: Sequence[Any], keys: KeyRing | None = None
+) -> TokenStorageData:
+    """Build token data from a read's values in :data:`READ_COLUMNS` order.
+
+    As :func:`token_data_from_row`, without a mapping of the row in between: the values
+    of a row stored in clear and well become the token data's at once (building the
+    row's mapping, then the token data's, was most of a get's work on the event loop).
+
+    :raises UnreadableTokenDataError: naming the namespace, resource server and field
+    """
+    (
+        resource_server,
+        identity_id,
+        scope,
+        access_token,
+        refresh_token,
+        expires_at_seconds,
+        token_type,
+        extra,
+        token_key_id,
+    ) = values
+    kinds = (
+        type(identity_id),
+        type(scope),
+        type(access_token),
+        type(refresh_token),
+        type(expires_at_seconds),
+        type(token_type),
+        type(extra),
+    )
+    if token_key_id is not None or kinds not in _WELL_STORED:  # sealed, or stored wrongly
+        return token_data_from_row(namespace, dict(zip(READ_COLUMNS, values, strict=True)), keys)
+    return checked_token_data(
+        {
+            "resource_server": resource_server,
+            "identity_id": identity_id,
+            "scope": scope,
+            "access_token": access_token,
+            "refresh_token": refresh_token,
+            "expires_at_seconds": expires_at_seconds,
+            "token_type": token_type,
+            "extra": extra,
+        }
+    )
 
 
 def _row_problem(row: Mapping[Any, Any]) -> str | None:

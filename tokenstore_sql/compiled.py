@@ -30,8 +30,9 @@ class CompiledStatement:
     positional: tuple[tuple[str, Processor | None], ...] | None
     bind_processors: Mapping[str, Processor]
     column_names: tuple[str, ...]  # of the rows a SELECT returns
-    # The columns whose values are processed when read (keys unescaped, JSON decoded).
-    processed_columns: tuple[tuple[str, Processor], ...]
+    # The positions of the columns whose values are processed when read (keys unescaped,
+    # JSON decoded), with their processors.
+    processed_positions: tuple[tuple[int, Processor], ...]
     # Where two or more positional values share one processor (or none), as a key read's
     # do: the values in order, taken at once, and that processor.
     in_order: Callable[[Mapping[str, Any]], tuple[Any, ...]] | None = None
@@ -47,14 +48,14 @@ class CompiledStatement:
             if processor is not None:
                 bind_processors[name] = _quicker_bind(bind.type, processor)
         columns = list(getattr(statement, "selected_columns", ()))
-        processed_columns = []
-        for column in columns:
+        processed_positions = []
+        for position, column in enumerate(columns):
             column_type = column.type.dialect_impl(dialect)
             processor = column_type.result_processor(dialect, None)
             if processor is not None:
                 if isinstance(column.type, JSON):
                     processor = _empty_object_at_once(processor)
-                processed_columns.append((str(column.key), processor))
+                processed_positions.append((position, processor))
         positional = in_order = each = None
         if compiled.positional:
             names = compiled.positiontup or ()
@@ -67,7 +68,7 @@ class CompiledStatement:
             positional=positional,
             bind_processors=bind_processors,
             column_names=tuple(str(column.key) for column in columns),
-            processed_columns=tuple(processed_columns),
+            processed_positions=tuple(processed_positions),
             in_order=in_order,
             each=each,
         )
@@ -89,12 +90,18 @@ class CompiledStatement:
             for name, value in values.items()
         }
 
-    def row(self, values: Sequence[Any]) -> dict[str, Any]:
+    def row(self, fetched: Sequence[Any]) -> dict[str, Any]:
         """Give a fetched row as a mapping of column name to processed value."""
-        row = dict(zip(self.column_names, values, strict=True))
-        for name, processor in self.processed_columns:
-            row[name] = processor(row[name])
-        return row
+        return dict(zip(self.column_names, self.values(fetched), strict=True))
+
+    def values(self, fetched: Sequence[Any]) -> list[Any]:
+        """Give a fetched row's processed values, in the order of its columns."""
+        values = list(fetched)
+        if len(values) != len(self.column_names):
+            raise ValueError(f"a row of {len(values)} values for {len(self.column_names)} columns")
+        for position, processor in self.processed_positions:
+            values[position] = processor(values[position])
+        return values
 
 
 def _empty_object_at_once(decode: Processor) -> Processor:

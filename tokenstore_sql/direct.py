@@ -55,6 +55,19 @@ def fetch_rows(
     return [statement.row(values) for values in fetched]
 
 
+def fetch_first(
+    engine: Engine, statement: CompiledStatement, values: Mapping[str, Any]
+) -> list[Any] | None:
+    """Run a ``SELECT`` with ``values``; give its first row's values, in column order.
+
+    :returns: None when it finds no row
+    :raises sqlalchemy.exc.DBAPIError: as SQLAlchemy would raise it, parameters hidden
+    """
+    params = statement.parameters(values)
+    fetched = _one_statement(engine, statement.sql, lambda lent: lent.fetch(statement.sql, params))
+    return statement.values(fetched[0]) if fetched else None
+
+
 def execute_write(
     engine: Engine, statement: CompiledStatement, rows: Sequence[Mapping[str, Any]]
 ) -> int:

@@ -14,7 +14,7 @@ locks and schema checks. What a transaction is, per database, is decided once:
   :class:`~tokenstore_sql.RetryPolicy`, which also turns database errors into
   tokenstore-sql's own (:mod:`tokenstore_sql.retries`).
 - :class:`Execution` runs the storages' single statements (``read_rows``,
-  ``write_rows``) on the driver's connection, their hot path
+  ``read_row``, ``write_rows``) on the driver's connection, their hot path
   (:mod:`tokenstore_sql.direct`), retried the same way.
 
 The async API has the same seam in :mod:`tokenstore_sql.execution_async`.
@@ -30,7 +30,7 @@ from sqlalchemy import Connection, Engine, Executable, Insert
 
 from .backends import backend_of
 from .compiled import compiled_for
-from .direct import execute_write, fetch_rows
+from .direct import execute_write, fetch_first, fetch_rows
 from .retries import RetryPolicy
 from .statements import TokenStatements
 from .transactions import WRITE_TRANSACTION_OPTION
@@ -129,6 +129,14 @@ class Execution:
         engine = self.engine
         compiled = compiled_for(statement, engine.dialect)
         return self.retry.run(operation, engine, lambda: fetch_rows(engine, compiled, params))
+
+    def read_row(
+        self, operation: str, statement: Executable, params: Mapping[str, Any]
+    ) -> list[Any] | None:
+        """Fetch the first row of one ``SELECT`` as its values, in column order (or None)."""
+        engine = self.engine
+        compiled = compiled_for(statement, engine.dialect)
+        return self.retry.run(operation, engine, lambda: fetch_first(engine, compiled, params))
 
     def write_rows(
         self, operation: str, statement: Executable, rows: Sequence[Mapping[str, Any]]

@@ -131,10 +131,11 @@ class AsyncExecution:
 
     def read_row(
         self, operation: str, statements: TokenStatements, namespace: str, resource_server: str
-    ) -> Awaitable[dict[str, Any] | None]:
-        """Fetch the row of one key; gets that would wait go together in one statement.
+    ) -> Awaitable[list[Any] | None]:
+        """Fetch the values of one key's row, in ``codec.READ_COLUMNS`` order (None if absent).
 
-        Gives what to await rather than being a coroutine itself: every get comes this way.
+        Gets that would wait go together in one statement. Gives what to await rather
+        than being a coroutine itself: every get comes this way.
         """
         engine = self.engine
         if self.direct:
@@ -148,9 +149,9 @@ class AsyncExecution:
 
     async def _first_row(
         self, operation: str, statement: Executable, params: Mapping[str, Any]
-    ) -> dict[str, Any] | None:
+    ) -> list[Any] | None:
         rows = await self.read_rows(operation, statement, params)
-        return rows[0] if rows else None
+        return list(rows[0].values()) if rows else None  # in the statement's column order
 
     async def write_rows(
         self, operation: str, statement: Executable, rows: Sequence[Mapping[str, Any]]

@@ -29,6 +29,7 @@ from sqlalchemy import (
 )
 
 from .backends import Backend, backend_of
+from .codec import READ_COLUMNS
 from .models import DEFAULT_PLACEMENT, Placement, tokens_table
 from .statements_admin import AdminStatements
 
@@ -99,9 +100,8 @@ class TokenStatements(AdminStatements):
         columns = table.c
         # Read through the table's columns, not ORM attributes: Core statements on plain
         # columns skip the ORM's compile step on every execution.
-        self.token_columns: tuple[Any, ...] = tuple(
-            columns[name] for name in ("resource_server", *UPDATED_COLUMNS[:-1])
-        )
+        # In the order codec.token_data_from_values takes a read's values.
+        self.token_columns: tuple[Any, ...] = tuple(columns[name] for name in READ_COLUMNS)
         in_namespace = columns.namespace == bindparam("namespace")
         by_key = (in_namespace, columns.resource_server == bindparam("resource_server"))
         self.select_namespace: Final = select(*self.token_columns).where(in_namespace)

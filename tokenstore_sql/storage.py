@@ -18,7 +18,13 @@ from uuid import UUID
 from sqlalchemy import Engine
 
 from ._sdk import TokenStorage, TokenStorageData, default_app_path
-from .codec import check_key, rows_for_storage, stamped, token_data_from_row
+from .codec import (
+    check_key,
+    rows_for_storage,
+    stamped,
+    token_data_from_row,
+    token_data_from_values,
+)
 from .crypto import KeyRing
 from .engines import EngineOwner
 from .execution import Execution
@@ -127,8 +133,8 @@ class SQLAlchemyTokenStorage(StorageCommon[Engine], EngineOwner, TokenStorage):
         """
         check_key("resource server", resource_server)
         params = key_params(self.namespace, resource_server)
-        rows = self._execution.read_rows("read token data", self._statements.select_one, params)
-        return token_data_from_row(self.namespace, rows[0], self.keys) if rows else None
+        values = self._execution.read_row("read token data", self._statements.select_one, params)
+        return None if values is None else token_data_from_values(self.namespace, values, self.keys)
 
     def remove_token_data(self, resource_server: str) -> bool:
         """Remove token data for one resource server in this namespace.

@@ -12,9 +12,15 @@ from sqlalchemy.types import TypeEngine
 
 from tokenstore_sql import UnreadableTokenDataError
 from tokenstore_sql._sdk import TokenStorageData, _keeps_only_its_arguments
-from tokenstore_sql.codec import token_data_from_row
+from tokenstore_sql.codec import (
+    READ_COLUMNS,
+    seal_tokens,
+    token_data_from_row,
+    token_data_from_values,
+)
 from tokenstore_sql.columns import ExactKey, MalformedKeyError
 from tokenstore_sql.compiled import CompiledStatement
+from tokenstore_sql.crypto import KeyRing, generate_key
 from tokenstore_sql.statements import statements_for
 
 ROW: dict[str, Any] = {
@@ -34,6 +40,35 @@ def _select_one() -> CompiledStatement:
     return CompiledStatement.compile(statements_for().select_one, pysqlite.dialect())
 
 
+def _read_as_row(row: dict[str, Any], keys: KeyRing | None = None) -> TokenStorageData:
+    return token_data_from_row("ns", row, keys)
+
+
+def _read_as_values(row: dict[str, Any], keys: KeyRing | None = None) -> TokenStorageData:
+    return token_data_from_values("ns", [row[name] for name in READ_COLUMNS], keys)
+
+
+# The two ways a read becomes token data: a row's mapping, or its values in column order.
+READERS = pytest.mark.parametrize("read", [_read_as_row, _read_as_values])
+
+
+def test_reads_select_the_columns_in_the_order_their_values_are_read() -> None:
+    assert _select_one().column_names == READ_COLUMNS
+    assert set(READ_COLUMNS) == set(ROW)
+
+
+def test_a_fetched_rows_values_are_processed_in_place_of_their_columns() -> None:
+    statement = _select_one()
+    fetched = [ROW[name] for name in statement.column_names]
+    fetched[0] = "rs\uffff0"  # a key as stored: unescaped when read
+    fetched[READ_COLUMNS.index("extra")] = '{"a": 1}'
+    values = statement.values(fetched)
+    assert values[0] == "rs\x00"
+    assert values[READ_COLUMNS.index("extra")] == {"a": 1}
+    assert fetched[0] == "rs\uffff0"  # the driver's row is left as it came
+    assert statement.row(fetched) == dict(zip(READ_COLUMNS, values, strict=True))
+
+
 def test_an_empty_extra_is_a_new_dict_on_every_read_and_others_are_decoded() -> None:
     statement = _select_one()
     fetched = [ROW[name] for name in statement.column_names]
@@ -50,17 +85,31 @@ def test_an_empty_extra_is_a_new_dict_on_every_read_and_others_are_decoded() -> 
 
 def test_a_row_of_the_wrong_width_is_refused() -> None:
     statement = _select_one()
-    with pytest.raises(ValueError, match="zip"):
-        statement.row(["rs"])
+    for read in (statement.row, statement.values):
+        with pytest.raises(ValueError, match="a row of 1 values for 9 columns"):
+            read(["rs"])
 
 
 class _Text(str):
     """A subclass of str, as some drivers return."""
 
 
-def test_well_stored_rows_read_back_subclasses_included() -> None:
-    data = token_data_from_row("ns", {**ROW, "scope": _Text("openid"), "refresh_token": "r"})
+@READERS
+def test_well_stored_rows_read_back_subclasses_included(read: Any) -> None:
+    data = read({**ROW, "scope": _Text("openid"), "refresh_token": "r"})
     assert (data.scope, data.refresh_token, data.extra) == ("openid", "r", {})
+
+
+@READERS
+def test_sealed_tokens_are_opened_with_the_keys_and_refused_without(read: Any) -> None:
+    keys = KeyRing([generate_key()])
+    row = {**ROW, "namespace": "ns", "refresh_token": "SECRET-refresh"}
+    seal_tokens(row, keys)
+    assert row["access_token"] != "SECRET-access"
+    data = read(row, keys)
+    assert (data.access_token, data.refresh_token) == ("SECRET-access", "SECRET-refresh")
+    with pytest.raises(UnreadableTokenDataError, match="encrypted and no encryption keys"):
+        read(row)
 
 
 @pytest.mark.parametrize(
@@ -73,21 +122,23 @@ def test_well_stored_rows_read_back_subclasses_included() -> None:
         ("token_type", 7, "token_type is an int"),
     ],
 )
+@READERS
 def test_a_wrongly_stored_value_is_named_without_the_tokens(
-    field: str, value: Any, problem: str
+    field: str, value: Any, problem: str, read: Any
 ) -> None:
     with pytest.raises(UnreadableTokenDataError) as caught:
-        token_data_from_row("ns", {**ROW, field: value})
+        read({**ROW, field: value})
     assert problem in str(caught.value)
     assert "SECRET" not in str(caught.value)
 
 
-def test_token_data_read_back_is_what_globus_sdks_constructor_makes() -> None:
+@READERS
+def test_token_data_read_back_is_what_globus_sdks_constructor_makes(read: Any) -> None:
     # Built without the constructor where it only keeps its arguments: nothing tells
     # the two apart, neither their attributes nor globus-sdk's own serialization.
     assert _keeps_only_its_arguments()
     row = {**ROW, "refresh_token": "SECRET-refresh", "extra": {"kept": [1]}}
-    read = token_data_from_row("ns", row)
+    data = read(row)
     made = TokenStorageData(
         **{name: row[name] for name in ("identity_id", "scope", "access_token")},
         resource_server="rs",
@@ -96,10 +147,10 @@ def test_token_data_read_back_is_what_globus_sdks_constructor_makes() -> None:
         token_type="Bearer",
         extra={"kept": [1]},
     )
-    assert type(read) is TokenStorageData
-    assert vars(read) == vars(made)
-    assert list(vars(read)) == list(vars(made))
-    assert read.to_dict() == made.to_dict()
+    assert type(data) is TokenStorageData
+    assert vars(data) == vars(made)
+    assert list(vars(data)) == list(vars(made))
+    assert data.to_dict() == made.to_dict()
 
 
 class _Shouting(String):
