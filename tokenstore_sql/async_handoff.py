@@ -1,13 +1,10 @@
 """Connections passed straight from one async storage call to the next, skipping the pool.
 
 :mod:`tokenstore_sql.async_direct` takes each call's connection from the engine's pool
-and gives it back in SQLAlchemy's greenlet: the pool's code is synchronous, and may
-await a free connection or open one. With many tasks in flight that greenlet costs more
-than the statement's own work in the client: each switch saves and restores stacks of
-suspended greenlets, and every call beyond the pool's size waits inside the pool, in one.
-Measured with 64 tasks on one loop (benchmarks/async_rows.py), a PostgreSQL call spent
-about 210 µs of CPU against psycopg's own 110 µs, and did 60% of the operations per
-second of 16 threads of the sync storage.
+and gives it back in SQLAlchemy's greenlet (the pool's code may await a free connection
+or open one). With many tasks in flight the greenlet's switches cost more than the
+statement's own work in the client: with 64 tasks on one loop, a PostgreSQL call spent
+about 210 µs of CPU against psycopg's own 110 µs (benchmarks/async_rows.py).
 
 So a :class:`Handoff` per pool counts the connections its calls hold against the pool's
 capacity (``pool_size`` + ``max_overflow``). A call beyond it waits here, in line, and a
@@ -22,14 +19,12 @@ unlimited overflow) gets no handoff: each call takes its connection from the poo
 A call that is done while none waits keeps its connection, as it left it, for the next
 call: a task awaiting one storage call after another then takes no connection from the
 pool at all (the pool's greenlet and checkout were half the cost of an uncontended get).
-A kept connection goes back to the pool at the event loop's next turn unless a call
-takes it first, so a connection waits kept for no longer than the code that runs
-between two awaits; the pool then gets it as it would have from the call. A loop that
-ends right after a call (``asyncio.run()`` returning) still turns once more, so the
-connection is back before an engine shared with the next loop needs it. (Kept for a
-millisecond by one timer instead, a sequential get spent a tenth less on the loop's
-thread, but a connection kept when a loop ended never went back: an engine with a
-one-connection pool then failed in the next ``asyncio.run()``.)
+A kept connection goes back to the pool unless a call takes it first: when the task
+that kept it ends, or at most :data:`KEEP_SECONDS` later, whichever comes first. One
+timer serves every connection kept meanwhile: a timer per call, cancelled by the next,
+was a tenth of a sequential get's work on the event loop's thread. A task's end is what
+brings the connection back when a loop ends right after a call (``asyncio.run()``
+returning: its main task ends), before an engine shared with the next loop needs it.
 """
 
 from __future__ import annotations
@@ -46,6 +41,8 @@ from sqlalchemy.pool import PoolProxiedConnection
 
 # How long a connection may go from call to call before it goes back to the pool.
 HANDOFF_SECONDS: Final = 1.0
+# How long a connection no call took may stay kept for the next call, at most.
+KEEP_SECONDS: Final = 0.001
 
 # A connection handed on: with its driver handle (which knows what the call switched, to
 # switch back before the pool gets it), and when it left the pool.
@@ -74,11 +71,13 @@ class Handoff:
         # One timer, for the first deadline in line: a timer per wait would cost every
         # call a heap entry in the event loop, most of them cancelled.
         self._timer: asyncio.TimerHandle | None = None
-        # The kept connection, how it goes back, and the timer that gives it back: due at
-        # once, not a callback, so that a call taking the connection cancels it and the
-        # loop does not turn once more just to run it (a sixth of a sequential get's work
-        # on the event loop's thread).
-        self._kept: tuple[Handed, GiveBack, asyncio.TimerHandle] | None = None
+        # The kept connection and how it goes back; whether a timer will give back what
+        # is kept (its handle, which holds the loop, is left to the loop), and the tasks
+        # that will when they end.
+        self._kept: tuple[Handed, GiveBack] | None = None
+        self._keep_timer_set = False
+        self._watched: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
+        self._last_watched: weakref.ref[asyncio.Task[Any]] | None = None
         self._giving_back: set[asyncio.Task[None]] = set()  # referenced until done
 
     def take(self) -> bool:
@@ -114,8 +113,9 @@ class Handoff:
         """Hand a clean connection and its slot to the first call in line, or keep it.
 
         Kept when none waits and none is kept already: unless a call takes it first
-        (:meth:`take_kept`), ``give_back(handed)`` runs at the loop's next turn (in a task
-        from its first wait on), and must :meth:`release` the slot.
+        (:meth:`take_kept`), ``give_back(handed)`` runs when the running task ends or
+        within :data:`KEEP_SECONDS` (in a task from its first wait on), and must
+        :meth:`release` the slot.
 
         :returns: False when it must go back to the pool now (then :meth:`release` the slot)
         """
@@ -127,17 +127,28 @@ class Handoff:
             return True
         if self._kept is not None:
             return False
-        # Due at once: any time is past by the loop's next turn.
-        self._kept = (handed, give_back, self.loop_ref().call_at(0.0, self._give_back))
+        self._kept = (handed, give_back)
+        loop = self.loop_ref()
+        if not self._keep_timer_set:
+            loop.call_at(loop.time() + KEEP_SECONDS, self._keep_timer_fired)
+            self._keep_timer_set = True
+        self._watch(asyncio.current_task(loop))
         return True
+
+    def _watch(self, task: asyncio.Task[Any] | None) -> None:
+        """Have ``task`` give back the kept connection when it ends (once per task)."""
+        last = self._last_watched
+        if task is None or (last is not None and last() is task):
+            return  # not in a task (the timer alone), or watched already
+        if task not in self._watched:
+            self._watched.add(task)
+            task.add_done_callback(self._task_ended)
+        self._last_watched = weakref.ref(task)
 
     def take_kept(self) -> Handed | None:
         """Take the kept connection and its slot, if one is kept (no I/O)."""
         kept, self._kept = self._kept, None
-        if kept is None:
-            return None
-        kept[2].cancel()
-        return kept[0]
+        return None if kept is None else kept[0]
 
     async def settle(self) -> None:
         """Give the kept connection back to the pool now, and wait for those on their way.
@@ -147,19 +158,26 @@ class Handoff:
         """
         kept, self._kept = self._kept, None
         if kept is not None:
-            kept[2].cancel()
             await kept[1](kept[0])
         if self._giving_back:
             await asyncio.gather(*self._giving_back, return_exceptions=True)
 
+    def _keep_timer_fired(self) -> None:
+        self._keep_timer_set = False
+        self._give_back()
+
+    def _task_ended(self, task: asyncio.Task[Any]) -> None:
+        self._watched.discard(task)
+        self._give_back()
+
     def _give_back(self) -> None:
+        # Whatever is kept now waits idle: the loop is running its callbacks, no task.
         kept, self._kept = self._kept, None
-        if kept is None:  # taken meanwhile (taking it also cancels this timer)
+        if kept is None:  # taken meanwhile
             return
-        handed, give_back, _ = kept
-        # At once, in this callback, as far as it goes: the pool takes a connection back
-        # with no I/O, and a task started now might not run before the loop stops (at the
-        # end of asyncio.run(), a connection left out of the pool is garbage-collected).
+        handed, give_back = kept
+        # At once, as far as it goes: the pool takes a connection back with no I/O, and a
+        # task started now might not run before the loop stops (asyncio.run() ending).
         task = _run_now_or_soon(give_back(handed))
         if task is not None:
             self._giving_back.add(task)

@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 from sqlalchemy import URL, Engine, event, make_url
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import create_async_engine as sqlalchemy_async_engine
 
 from tests.support.databases import SERVER_PARAMS
@@ -42,7 +41,7 @@ from tokenstore_sql import (
     schema,
 )
 from tokenstore_sql.async_engines import async_url
-from tokenstore_sql.async_handoff import HANDOFF_SECONDS, Handoff
+from tokenstore_sql.async_handoff import KEEP_SECONDS
 from tokenstore_sql.async_pools import handoff_for, settle
 
 KEY_A = generate_key()
@@ -414,63 +413,6 @@ def test_a_connection_handed_on_goes_back_to_the_pool_within_the_handoff_time(
     assert asyncio.run(main()) == (20, 0)
 
 
-def test_the_handoff_serves_the_line_in_order_and_gives_up_on_time() -> None:
-    # The bookkeeping alone, with stand-ins for connections: a slot is held until it is
-    # handed on with its connection or released, exactly once.
-    async def give_back(handed: Any) -> None:
-        raise AssertionError("a connection handed on is not given back")
-
-    async def main() -> None:
-        handoff = Handoff(capacity=1, timeout=0.2, loop=asyncio.get_running_loop())
-        assert handoff.take()
-        assert not handoff.take()  # the one slot is taken: calls join the line
-        cancelled, first, second, third = (handoff.join() for _ in range(4))
-        cancelled.cancel()  # its call was cancelled while waiting: skipped
-        now = time.monotonic()
-        assert handoff.pass_on(("connection", "lent", now), give_back)
-        assert first.result() == ("connection", "lent", now)
-        stale = ("stale", "lent", now - HANDOFF_SECONDS)
-        assert not handoff.pass_on(stale, give_back)  # to the pool
-        handoff.release()  # so the slot goes to the next in line, to fill from the pool
-        assert second.result() is None
-        with pytest.raises(PoolTimeoutError):
-            await third
-        assert handoff.held == 1
-        handoff.release()
-        assert handoff.held == 0
-        assert handoff.take()
-
-    asyncio.run(main())
-
-
-async def _next_turn() -> None:
-    """Return once the loop has run what its next turn runs (this task resumes first)."""
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
-
-
-def test_the_handoff_keeps_one_connection_when_none_waits_until_the_loop_turns() -> None:
-    given_back: list[object] = []
-
-    async def give_back(handed: Any) -> None:
-        given_back.append(handed[0])
-
-    async def main() -> None:
-        handoff = Handoff(capacity=2, timeout=0.2, loop=asyncio.get_running_loop())
-        now = time.monotonic()
-        assert handoff.pass_on(("first", "lent", now), give_back)  # none waits: kept
-        assert not handoff.pass_on(("second", "lent", now), give_back)  # one is kept already
-        assert handoff.take_kept() == ("first", "lent", now)
-        assert handoff.take_kept() is None
-        assert handoff.pass_on(("again", "lent", now), give_back)
-        assert given_back == []
-        await _next_turn()
-        assert given_back == ["again"]  # not "first": a call took that one
-        assert handoff.take_kept() is None
-
-    asyncio.run(main())
-
-
 _LOCK_THE_ROW = {
     "sqlite": ["BEGIN IMMEDIATE"],
     "postgresql": ["SELECT 1 FROM tokenstore_sql_tokens WHERE namespace = '{ns}' FOR UPDATE"],
@@ -817,7 +759,7 @@ def test_calls_one_after_another_share_one_connection_that_goes_back_when_none_f
         for _ in range(10):  # the loop turns during each; the kept timer may fire then
             assert await storage.get_token_data("rs") is not None
         kept = pool.checkedout()  # type: ignore[attr-defined]
-        await _next_turn()  # no call follows
+        await asyncio.sleep(KEEP_SECONDS * 20)  # no call follows; this task goes on
         after = pool.checkedout()  # type: ignore[attr-defined]
         await engine.dispose()
         return len(checkouts), kept, after
