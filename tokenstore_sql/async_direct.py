@@ -15,7 +15,7 @@ commits): :mod:`tokenstore_sql.async_direct_drivers`.
 Only the pool's side runs in SQLAlchemy's greenlet, and only when a call takes its
 connection from the pool or gives it back (the pool may await a free connection, or
 open one): a call that is done hands its connection straight to the next call in line,
-or keeps it for the next call until the loop turns (:mod:`tokenstore_sql.async_calls`,
+or keeps it for the next call a moment (:mod:`tokenstore_sql.async_calls`,
 :mod:`tokenstore_sql.async_handoff`). A connection goes back as it was lent, and the
 pool skips its reset ``ROLLBACK``. A task cancelled mid-call (a client that hung up)
 leaves its connection in an unknown state: it is invalidated and the pool opens another

@@ -51,8 +51,8 @@ _last_found: tuple[weakref.ref[Pool], Handoff] | None = None
 async def settle(pool: Pool) -> None:
     """Bring every connection of ``pool`` that no call on the running loop holds back to it.
 
-    A connection kept for the next call goes back at the loop's next turn anyway; this
-    is for code that must see the pool whole at once: before disposing of it, or in tests.
+    A connection kept for the next call goes back within a millisecond anyway; this is
+    for code that must see the pool whole at once: before disposing of it, or in tests.
     """
     handoff = _running_handoff(pool)
     if handoff is not None:
