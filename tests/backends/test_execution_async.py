@@ -159,6 +159,7 @@ def test_the_sqlalchemy_path_serves_drivers_without_a_direct_one(
     read, removed, after, seen_by_sqlalchemy = asyncio.run(scenario())
     assert read is not None
     assert read.access_token == SECRET
+    assert read.to_dict() == data.to_dict()  # every field in its place
     assert removed is True
     assert after is None
     assert seen_by_sqlalchemy >= 4  # the statements took SQLAlchemy's own execution
