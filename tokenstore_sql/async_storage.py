@@ -23,13 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ._sdk import TokenStorage, TokenStorageData
 from .async_engines import AsyncEngineOwner
-from .codec import (
-    check_key,
-    rows_for_storage,
-    stamped,
-    token_data_from_row,
-    token_data_from_values,
-)
+from .codec import check_key, rows_for_storage, stamped, token_data_from_values
 from .execution_async import AsyncExecution
 from .models import Placement
 from .schema import ensure_schema_on, is_checked
@@ -120,10 +114,7 @@ class AsyncSQLAlchemyTokenStorage(StorageCommon[AsyncEngine], AsyncEngineOwner):
         """Retrieve all token data stored in this namespace, by resource server."""
         params = key_params(self.namespace)
         rows = await self._read("read token data", self._statements.select_namespace, params)
-        return {
-            row["resource_server"]: token_data_from_row(self.namespace, row, self.keys)
-            for row in rows
-        }
+        return self._by_resource_server(rows)
 
     async def get_token_data(self, resource_server: str) -> TokenStorageData | None:
         """Retrieve token data for one resource server in this namespace (None if absent)."""

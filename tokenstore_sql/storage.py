@@ -18,13 +18,7 @@ from uuid import UUID
 from sqlalchemy import Engine
 
 from ._sdk import TokenStorage, TokenStorageData, default_app_path
-from .codec import (
-    check_key,
-    rows_for_storage,
-    stamped,
-    token_data_from_row,
-    token_data_from_values,
-)
+from .codec import check_key, rows_for_storage, stamped, token_data_from_values
 from .crypto import KeyRing
 from .engines import EngineOwner
 from .execution import Execution
@@ -121,10 +115,7 @@ class SQLAlchemyTokenStorage(StorageCommon[Engine], EngineOwner, TokenStorage):
         rows = self._execution.read_rows(
             "read token data", self._statements.select_namespace, params
         )
-        return {
-            row["resource_server"]: token_data_from_row(self.namespace, row, self.keys)
-            for row in rows
-        }
+        return self._by_resource_server(rows)
 
     def get_token_data(self, resource_server: str) -> TokenStorageData | None:
         """Retrieve token data for one resource server in this namespace (None if absent).

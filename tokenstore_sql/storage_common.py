@@ -7,11 +7,13 @@ sync storage checks the schema at once, the async one at its first call.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import URL
 
-from .codec import check_key
+from ._sdk import TokenStorageData
+from .codec import check_key, token_data_from_row
 from .engines import EngineOwnership, masked_url
 from .settings import SettingsOptions, StoreSettings, UsesSettings
 from .statements import TokenStatements, statements_for
@@ -48,6 +50,13 @@ class StorageCommon(UsesSettings, EngineOwnership[E]):
     def _opened(self, engine: E, settings: StoreSettings, namespace: str) -> None:
         """Finish constructing, the engine held: each storage's own steps."""
         raise NotImplementedError
+
+    def _by_resource_server(self, rows: Iterable[Mapping[str, Any]]) -> dict[str, TokenStorageData]:
+        """Give the token data of rows read from this namespace, by resource server."""
+        return {
+            row["resource_server"]: token_data_from_row(self.namespace, row, self.keys)
+            for row in rows
+        }
 
     def __repr__(self) -> str:
         return (

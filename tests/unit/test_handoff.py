@@ -41,20 +41,26 @@ def test_the_handoff_serves_the_line_in_order_and_gives_up_on_time() -> None:
     asyncio.run(main())
 
 
-def _recorder() -> tuple[list[object], Any]:
-    given_back: list[object] = []
+@pytest.fixture
+def keep_for(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Set how long a connection stays kept; give what was given back, and the give-back."""
 
-    async def give_back(handed: Any) -> None:
-        given_back.append(handed[0])
+    def keeping(seconds: float) -> tuple[list[object], Any]:
+        monkeypatch.setattr(async_handoff, "KEEP_SECONDS", seconds)
+        given_back: list[object] = []
 
-    return given_back, give_back
+        async def give_back(handed: Any) -> None:
+            given_back.append(handed[0])
+
+        return given_back, give_back
+
+    return keeping
 
 
 def test_a_connection_none_takes_is_kept_for_a_moment_while_its_task_goes_on(
-    monkeypatch: pytest.MonkeyPatch,
+    keep_for: Any,
 ) -> None:
-    monkeypatch.setattr(async_handoff, "KEEP_SECONDS", 0.05)
-    given_back, give_back = _recorder()
+    given_back, give_back = keep_for(0.05)
 
     async def main() -> None:
         handoff = Handoff(capacity=2, timeout=0.2, loop=asyncio.get_running_loop())
@@ -74,32 +80,30 @@ def test_a_connection_none_takes_is_kept_for_a_moment_while_its_task_goes_on(
 
 
 def test_a_connection_none_takes_goes_back_when_the_task_that_kept_it_ends(
-    monkeypatch: pytest.MonkeyPatch,
+    keep_for: Any,
 ) -> None:
     # How a connection kept by a loop's last call is back in the pool before the loop
     # closes (asyncio.run() returns once its main task ends), however long the moment.
-    monkeypatch.setattr(async_handoff, "KEEP_SECONDS", 60.0)
-    given_back, give_back = _recorder()
+    given_back, give_back = keep_for(60.0)
+    watched: list[int] = []
 
-    async def main() -> None:
+    async def one_call_after_another(handoff: Handoff) -> None:
+        for name in ("a", "b", "c"):
+            handoff.take_kept()  # each call takes what the one before kept
+            assert handoff.pass_on((name, "lent", time.monotonic()), give_back)
+        # Watched once, however often it kept one: a task's callbacks do not pile up.
+        this_task = asyncio.current_task()
+        assert this_task is not None
+        watched.append(this_task.remove_done_callback(handoff._task_ended))
+        this_task.add_done_callback(handoff._task_ended)
+
+    async def main() -> list[object]:
         handoff = Handoff(capacity=2, timeout=0.2, loop=asyncio.get_running_loop())
-
-        watched: list[int] = []
-
-        async def one_call_after_another() -> None:
-            for name in ("a", "b", "c"):
-                handoff.take_kept()  # each call takes what the one before kept
-                assert handoff.pass_on((name, "lent", time.monotonic()), give_back)
-            # Watched once, however often it kept one: a task's callbacks do not pile up.
-            this_task = asyncio.current_task()
-            assert this_task is not None
-            watched.append(this_task.remove_done_callback(handoff._task_ended))
-            this_task.add_done_callback(handoff._task_ended)
-
-        await asyncio.create_task(one_call_after_another())
-        assert given_back == []  # this task resumes before the ended task's callbacks run
+        await asyncio.create_task(one_call_after_another(handoff))
+        before_a_turn = list(given_back)  # this task resumes before the ended task's callbacks
         await asyncio.sleep(0)
-        assert given_back == ["c"]
-        assert watched == [1]
+        return before_a_turn
 
-    asyncio.run(main())
+    assert asyncio.run(main()) == []
+    assert given_back == ["c"]
+    assert watched == [1]
