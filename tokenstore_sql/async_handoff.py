@@ -19,12 +19,11 @@ unlimited overflow) gets no handoff: each call takes its connection from the poo
 A call that is done while none waits keeps its connection, as it left it, for the next
 call: a task awaiting one storage call after another then takes no connection from the
 pool at all (the pool's greenlet and checkout were half the cost of an uncontended get).
-A kept connection goes back to the pool unless a call takes it first: when the task
-that kept it ends, or at most :data:`KEEP_SECONDS` later, whichever comes first. One
-timer serves every connection kept meanwhile: a timer per call, cancelled by the next,
-was a tenth of a sequential get's work on the event loop's thread. A task's end is what
-brings the connection back when a loop ends right after a call (``asyncio.run()``
-returning: its main task ends), before an engine shared with the next loop needs it.
+Unless a call takes it first, a kept connection goes back to the pool when the task that
+kept it ends or :data:`KEEP_SECONDS` later, whichever is first: one timer serves every
+keep meanwhile (a timer per call was a tenth of a sequential get's work on the loop's
+thread), and a task's end brings it back when a loop ends right after a call
+(``asyncio.run()`` returning), before an engine shared with the next loop needs it.
 """
 
 from __future__ import annotations
@@ -61,9 +60,8 @@ class Handoff:
 
     def __init__(self, capacity: int, timeout: float, loop: asyncio.AbstractEventLoop) -> None:
         self.capacity, self.timeout = capacity, timeout
-        # Weakly: the handoffs of a pool are kept by loop, weakly, and a loop that ended
-        # would otherwise stay alive with its handoff for as long as the pool. A handoff
-        # is only used while its loop runs.
+        # Weakly: a pool's handoffs are kept by loop, weakly, and a loop that ended would
+        # otherwise stay alive with its handoff as long as the pool (used only as it runs).
         self.loop_ref = cast("Callable[[], asyncio.AbstractEventLoop]", weakref.ref(loop))
         self.held = 0
         # Calls in line, each with its deadline: in the order of their deadlines too.
@@ -132,18 +130,14 @@ class Handoff:
         if not self._keep_timer_set:
             loop.call_at(loop.time() + KEEP_SECONDS, self._keep_timer_fired)
             self._keep_timer_set = True
-        self._watch(asyncio.current_task(loop))
+        # And the running task gives it back when it ends (watched once per task).
+        task, last = asyncio.current_task(loop), self._last_watched
+        if task is not None and (last is None or last() is not task):
+            if task not in self._watched:
+                self._watched.add(task)
+                task.add_done_callback(self._task_ended)
+            self._last_watched = weakref.ref(task)
         return True
-
-    def _watch(self, task: asyncio.Task[Any] | None) -> None:
-        """Have ``task`` give back the kept connection when it ends (once per task)."""
-        last = self._last_watched
-        if task is None or (last is not None and last() is task):
-            return  # not in a task (the timer alone), or watched already
-        if task not in self._watched:
-            self._watched.add(task)
-            task.add_done_callback(self._task_ended)
-        self._last_watched = weakref.ref(task)
 
     def take_kept(self) -> Handed | None:
         """Take the kept connection and its slot, if one is kept (no I/O)."""
