@@ -122,28 +122,11 @@ def _seal_context(namespace: str, row: Mapping[Any, Any], field: str) -> tuple[s
 def token_data_from_row(
     namespace: str, row: Mapping[Any, Any], keys: KeyRing | None = None
 ) -> TokenStorageData:
-    """Build token data from a row's values, refusing a row that was stored wrongly.
+    """Build token data from a row's values by column name, as :func:`token_data_from_values`.
 
     :raises UnreadableTokenDataError: naming the namespace, resource server and field
     """
-    if row.get("token_key_id") is not None:  # else in clear: nothing to open
-        row = open_tokens(namespace, row, keys)
-    resource_server = row["resource_server"]
-    problem = _row_problem(row)
-    if problem is not None:
-        raise UnreadableTokenDataError(namespace, resource_server, problem)
-    return checked_token_data(
-        {
-            "resource_server": resource_server,
-            "identity_id": row["identity_id"],
-            "scope": row["scope"],
-            "access_token": row["access_token"],
-            "refresh_token": row["refresh_token"],
-            "expires_at_seconds": row["expires_at_seconds"],
-            "token_type": row["token_type"],
-            "extra": row["extra"],
-        }
-    )
+    return token_data_from_values(namespace, _READ_ROW(row), keys)
 
 
 # TokenStorageData's fields (but extra) and the types each may hold.
@@ -169,8 +152,8 @@ READ_COLUMNS: Final = ("resource_server", *DATA_COLUMNS, "token_key_id")
 
 # The exact types a well-stored row's values have, in DATA_COLUMNS order: one set lookup
 # clears the common row before the field-by-field check (a third of a get's own work).
-_READ_DATA = itemgetter(*DATA_COLUMNS)
 _WELL_STORED: Final = frozenset(itertools.product(*_ROW_TYPES.values()))
+_READ_ROW = itemgetter(*READ_COLUMNS)
 
 
 def token_data_from_values(
@@ -178,12 +161,16 @@ def token_data_from_values(
 ) -> TokenStorageData:
     """Build token data from a read's values in :data:`READ_COLUMNS` order.
 
-    As :func:`token_data_from_row`, without a mapping of the row in between: the values
-    of a row stored in clear and well become the token data's at once (building the
-    row's mapping, then the token data's, was most of a get's work on the event loop).
+    Sealed tokens are opened with ``keys``, and a row stored wrongly is refused. The
+    values of a row stored in clear, each of a type its field takes exactly, become the
+    token data's at once: a get builds no mapping of its row (building the row's, then
+    the token data's, was most of a get's work on the event loop).
 
     :raises UnreadableTokenDataError: naming the namespace, resource server and field
     """
+    if values[-1] is not None:  # token_key_id: sealed, opened first
+        sealed = dict(zip(READ_COLUMNS, values, strict=True))
+        values = _READ_ROW(open_tokens(namespace, sealed, keys))
     (
         resource_server,
         identity_id,
@@ -193,7 +180,7 @@ def token_data_from_values(
         expires_at_seconds,
         token_type,
         extra,
-        token_key_id,
+        _,
     ) = values
     kinds = (
         type(identity_id),
@@ -204,8 +191,10 @@ def token_data_from_values(
         type(token_type),
         type(extra),
     )
-    if token_key_id is not None or kinds not in _WELL_STORED:  # sealed, or stored wrongly
-        return token_data_from_row(namespace, dict(zip(READ_COLUMNS, values, strict=True)), keys)
+    if kinds not in _WELL_STORED:  # stored wrongly, or of a subclass of a type it takes
+        problem = _row_problem(values)
+        if problem is not None:
+            raise UnreadableTokenDataError(namespace, resource_server, problem)
     return checked_token_data(
         {
             "resource_server": resource_server,
@@ -220,11 +209,10 @@ def token_data_from_values(
     )
 
 
-def _row_problem(row: Mapping[Any, Any]) -> str | None:
-    if tuple(map(type, _READ_DATA(row))) in _WELL_STORED:
-        return None
-    for field, types in _ROW_TYPES.items():
-        value = row[field]
+def _row_problem(values: Sequence[Any]) -> str | None:
+    """Name the first field whose value its type does not take (None: every one does)."""
+    data = values[1:-1]  # READ_COLUMNS less the resource server and the key id
+    for (field, types), value in zip(_ROW_TYPES.items(), data, strict=True):
         if isinstance(value, bool) or not isinstance(value, types):
             kind = "missing" if value is None else _a(type(value).__name__)
             return f"{field} is {kind}"
