@@ -32,7 +32,7 @@ from .backends import backend_of
 from .compiled import compiled_for
 from .direct import execute_write, fetch_first, fetch_rows
 from .retries import RetryPolicy
-from .statements import TokenStatements
+from .statements import TokenStatements, key_params
 from .transactions import WRITE_TRANSACTION_OPTION
 
 T = TypeVar("T")
@@ -131,11 +131,12 @@ class Execution:
         return self.retry.run(operation, engine, lambda: fetch_rows(engine, compiled, params))
 
     def read_row(
-        self, operation: str, statement: Executable, params: Mapping[str, Any]
+        self, operation: str, statements: TokenStatements, namespace: str, resource_server: str
     ) -> list[Any] | None:
-        """Fetch the first row of one ``SELECT`` as its values, in column order (or None)."""
+        """Fetch the values of one key's row, in ``codec.READ_COLUMNS`` order (None if absent)."""
         engine = self.engine
-        compiled = compiled_for(statement, engine.dialect)
+        compiled = compiled_for(statements.select_one, engine.dialect)
+        params = key_params(namespace, resource_server)
         return self.retry.run(operation, engine, lambda: fetch_first(engine, compiled, params))
 
     def write_rows(

@@ -123,8 +123,9 @@ class SQLAlchemyTokenStorage(StorageCommon[Engine], EngineOwner, TokenStorage):
         :raises UnreadableTokenDataError: the stored row cannot be read back
         """
         check_key("resource server", resource_server)
-        params = key_params(self.namespace, resource_server)
-        values = self._execution.read_row("read token data", self._statements.select_one, params)
+        values = self._execution.read_row(
+            "read token data", self._statements, self.namespace, resource_server
+        )
         return None if values is None else token_data_from_values(self.namespace, values, self.keys)
 
     def remove_token_data(self, resource_server: str) -> bool:
