@@ -71,7 +71,8 @@ class Handoff:
         self._timer: asyncio.TimerHandle | None = None
         # The kept connection and how it goes back; whether a timer will give back what
         # is kept (its handle, which holds the loop, is left to the loop), and the tasks
-        # that will when they end.
+        # that will when they end, the last one apart (the weak set's lookup was 2% of a
+        # sequential get's work on the loop's thread).
         self._kept: tuple[Handed, GiveBack] | None = None
         self._keep_timer_set = False
         self._watched: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()

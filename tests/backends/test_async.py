@@ -490,6 +490,43 @@ def test_killed_sessions_are_retried(
     assert all(r is not None for r in asyncio.run(main()))
 
 
+@pytest.mark.parametrize("backend", ["postgresql", "mysql"], indirect=True)
+def test_a_connection_killed_while_kept_for_the_next_call_is_replaced_by_a_retry(
+    backend: str, server_url: str, url: URL, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A kept connection waits for its task's next call (here as long as the task goes on):
+    # the server ending its session meanwhile costs that call a retry, not an error.
+    monkeypatch.setattr(async_handoff, "KEEP_SECONDS", 60.0)
+
+    async def main() -> tuple[Any, int, int, int]:
+        engine = create_async_engine(url)
+        storage = AsyncSQLAlchemyTokenStorage(engine, namespace=namespace)
+        pool = engine.sync_engine.pool
+        checkouts: list[object] = []
+        event.listen(pool, "checkout", lambda *args: checkouts.append(args))
+        invalidated: list[object] = []
+        event.listen(pool, "invalidate", lambda *args: invalidated.append(args))
+        try:
+            await storage.store_token_data_by_resource_server({"rs": make_token_data("rs")})
+            assert await storage.get_token_data("rs") is not None  # its connection kept
+            assert pool.checkedout() == 1  # type: ignore[attr-defined]
+            before = len(checkouts)
+            killed = await asyncio.to_thread(kill_sessions, server_url, url.database or "")
+            read = await storage.get_token_data("rs")  # on the kept one first: lost, retried
+            await settle(pool)
+            assert len(invalidated) == 1  # the kept one, found lost by the call that took it
+            return read, killed, len(checkouts) - before, pool.checkedout()  # type: ignore[attr-defined]
+        finally:
+            await engine.dispose()
+
+    read, killed, checkouts_after_the_kill, checked_out = asyncio.run(main())
+    assert killed >= 1
+    assert read is not None
+    assert read.resource_server == "rs"
+    assert checkouts_after_the_kill == 1  # its replacement, for the retry
+    assert checked_out == 0
+
+
 @pytest.mark.parametrize("backend", SERVER_PARAMS, indirect=True)
 def test_a_session_killed_mid_write_is_retried_and_applied_whole(
     backend: str, server_url: str, empty_database_url: URL, namespace: str
